@@ -1,0 +1,42 @@
+# The two commands of the README:  `make book`  (main job)  and  `make test`.
+# Both set up everything on a fresh Debian machine (root): apt packages, .venv/, amlib (editable).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PAPERMILL := $(VENV)/bin/papermill -k python3 --cwd notebooks --log-level WARNING
+EXECUTED := book/executed
+
+# Settings of the main job's run (the notebooks' defaults are the small nbval settings).
+BOOK_DATA := ../data/built/skeleton
+BOOK_PER_TASK := 6
+
+.PHONY: setup book test notebooks clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml apt-packages.txt
+	bash scripts/install_apt.sh apt-packages.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+notebooks: $(STAMP)
+	mkdir -p $(EXECUTED)
+	$(PAPERMILL) notebooks/02_baseline_eval.ipynb $(EXECUTED)/02_baseline_eval.ipynb \
+		-p data_dir $(BOOK_DATA) -p per_task $(BOOK_PER_TASK) -p max_seconds 300.0 \
+		-p output_dir ../results/baseline
+
+book: notebooks
+	$(VENV)/bin/jupyter-book build book/
+	@echo "book: $(CURDIR)/book/_build/html/index.html"
+
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks --nbval --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -q
+
+clean:
+	rm -rf book/_build $(EXECUTED) results data/built

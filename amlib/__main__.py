@@ -1,0 +1,3 @@
+from amlib.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""Command line: `python -m amlib build-data ...`, `python -m amlib eval ...`, `python -m amlib score ...`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def _build_data(args) -> None:
+    if args.source != "skeleton":
+        raise SystemExit(f"unknown source {args.source!r}; available: skeleton")
+    from amlib.data.offline.skeleton import build_skeleton
+
+    start = time.perf_counter()
+    out = build_skeleton(args.out, per_task=args.per_task, min_seconds=args.min_seconds,
+                         max_seconds=args.max_seconds, seed=args.seed, split=args.split)
+    print(f"built {out} in {time.perf_counter() - start:.1f} s")
+
+
+def _eval(args) -> None:
+    from amlib.report import score_table
+    from amlib.runner import run_eval
+
+    rows = run_eval(args.model, args.data, args.out, tasks=args.tasks, limit=args.limit,
+                    seed=args.seed, device=args.device)
+    print(score_table(rows, seed=args.seed).round(2).to_string())
+
+
+def _score(args) -> None:
+    from amlib.report import score_table
+    from amlib.runner import read_predictions
+
+    print(score_table(read_predictions(args.predictions), seed=args.seed).round(2).to_string())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m amlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build-data", help="build an embedded dataset (manifest.jsonl + audio)")
+    build.add_argument("--source", default="skeleton", help="dataset source (default: skeleton)")
+    build.add_argument("--out", type=Path, required=True, help="output folder")
+    build.add_argument("--per-task", type=int, default=4)
+    build.add_argument("--min-seconds", type=float, default=90.0)
+    build.add_argument("--max-seconds", type=float, default=300.0)
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--split", default="test")
+    build.set_defaults(func=_build_data)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a manifest (resumable)")
+    ev.add_argument("--model", required=True, help="hub id, local directory or tiny-random-qwen2-audio")
+    ev.add_argument("--data", type=Path, required=True, help="folder with manifest.jsonl")
+    ev.add_argument("--out", type=Path, required=True, help="folder for predictions JSONL")
+    ev.add_argument("--tasks", nargs="*", default=None)
+    ev.add_argument("--limit", type=int, default=None, help="samples per task")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_eval)
+
+    sc = sub.add_parser("score", help="score a predictions JSONL")
+    sc.add_argument("predictions", type=Path)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.set_defaults(func=_score)
+
+    args = parser.parse_args(argv)
+    args.func(args)

@@ -1,0 +1,102 @@
+"""The model adapter interface shared by every audio LM family.
+
+An adapter turns (audio, task, sample) into model inputs in the model's own chat format, knows
+where the audio tokens sit in the language model's input (token pruning and KV eviction rely on
+it), where the decoder layers are, and generates greedily while timing prefill and decode.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from amlib.efficiency import GenerationTiming, timed_generate
+from amlib.tasks import TaskSpec
+
+
+@dataclass
+class PreparedInputs:
+    """Model inputs for one sample plus what pruning, eviction and reporting need to know."""
+
+    tensors: dict[str, torch.Tensor]
+    audio_spans: list[tuple[int, int]]  # half-open [start, end) of audio tokens in the LM input
+    n_windows: int  # encoder windows the audio was split into (1 = no windowing)
+    prompt_tokens: int
+
+    @property
+    def audio_tokens(self) -> int:
+        return sum(end - start for start, end in self.audio_spans)
+
+
+@dataclass
+class Generation:
+    text: str
+    new_tokens: int
+    timing: GenerationTiming
+    inputs: PreparedInputs = field(repr=False)
+
+
+class AudioLMAdapter(ABC):
+    """One audio LM family. Subclasses implement `build_inputs`, `decoder_layers`, `language_model`."""
+
+    family: str = ""
+    tokens_per_second: float = 0.0  # audio tokens per second of audio in the LM input
+    max_audio_seconds: float | None = None  # longest audio the adapter accepts (None: unbounded)
+
+    def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
+        self.model = model.eval()
+        self.processor = processor
+        self.model_id = model_id
+        self.revision = revision
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @abstractmethod
+    def build_inputs(self, audio: np.ndarray, spec: TaskSpec, question: str, choices: list[str]) -> PreparedInputs:
+        """Prompt (system + audio + the task's user template) in the model's chat format."""
+
+    @abstractmethod
+    def language_model(self) -> torch.nn.Module:
+        """The causal LM that reads the audio tokens (what kvpress hooks)."""
+
+    @abstractmethod
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        """The LM's decoder layers (where token pruning is installed)."""
+
+    def expected_audio_tokens(self, duration_s: float) -> int:
+        """Audio tokens the adapter produces for `duration_s` seconds (from the real front end)."""
+        raise NotImplementedError
+
+    def check_duration(self, duration_s: float) -> None:
+        if self.max_audio_seconds is not None and duration_s > self.max_audio_seconds:
+            raise ValueError(
+                f"{self.family}: audio of {duration_s:.1f} s exceeds the supported maximum of "
+                f"{self.max_audio_seconds:.0f} s"
+            )
+
+    @torch.inference_mode()
+    def generate(self, prepared: PreparedInputs, max_new_tokens: int) -> Generation:
+        tensors = {k: v.to(self.device) for k, v in prepared.tensors.items()}
+        out, timing = timed_generate(
+            self.model, tensors, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=self.pad_token_id,
+        )
+        new = out[0, tensors["input_ids"].shape[1]:]
+        text = self.processor.tokenizer.decode(new, skip_special_tokens=True)
+        return Generation(text=text.strip(), new_tokens=int(new.numel()), timing=timing, inputs=prepared)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        tok = self.processor.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def provenance(self) -> dict:
+        return {
+            "model": self.model_id, "model_revision": self.revision, "family": self.family,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+        }

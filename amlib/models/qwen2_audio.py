@@ -1,0 +1,96 @@
+"""Qwen2-Audio (`Qwen2AudioForConditionalGeneration`): Whisper-style encoder -> projector -> LM.
+
+Its encoder sees at most 30 s (1,500 positions after the conv stride; the processor pads or CUTS
+to 30 s). Longer audio is split here into consecutive 30 s windows, each encoded separately; their
+tokens are laid out back to back as one audio stream, `Audio 1: <bos><AUDIO>*n<eos><bos>...<eos>`.
+Results record the number of windows. Nothing is truncated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from amlib.data.audio import SAMPLE_RATE
+from amlib.models.base import AudioLMAdapter, PreparedInputs
+from amlib.tasks import TaskSpec
+
+WINDOW_SECONDS = 30.0
+MIN_WINDOW_SECONDS = 0.5  # a shorter last window is zero-padded to this (keeps >= 1 frame of context)
+HOP_SAMPLES = 160  # Whisper feature extractor: 100 mel frames per second
+
+
+def split_windows(audio: np.ndarray, window_s: float = WINDOW_SECONDS) -> list[np.ndarray]:
+    size = int(window_s * SAMPLE_RATE)
+    windows = [audio[i : i + size] for i in range(0, len(audio), size)] or [audio]
+    min_len = int(MIN_WINDOW_SECONDS * SAMPLE_RATE)
+    if len(windows[-1]) < min_len:
+        windows[-1] = np.pad(windows[-1], (0, min_len - len(windows[-1])))
+    return windows
+
+
+def tokens_for_samples(n_samples: int) -> int:
+    """Audio tokens for one window: mel frames -> conv stride 2 -> average pool 2."""
+    frames = n_samples // HOP_SAMPLES
+    after_conv = (frames - 1) // 2 + 1
+    return (after_conv - 2) // 2 + 1
+
+
+def chatml_prompt(system: str, n_audio_windows: int, user: str, audio_token: str, bos: str, eos: str) -> str:
+    audio = "".join(f"{bos}{audio_token}{eos}" for _ in range(n_audio_windows))
+    return (
+        f"<|im_start|>system\n{system}<|im_end|>\n"
+        f"<|im_start|>user\nAudio 1: {audio}\n{user}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def token_runs(ids: torch.Tensor, token_id: int) -> list[tuple[int, int]]:
+    """Half-open [start, end) runs of `token_id` in a 1-D id sequence."""
+    hit = (ids == token_id).to(torch.int8)
+    edges = torch.diff(torch.cat([hit.new_zeros(1), hit, hit.new_zeros(1)]))
+    starts = torch.nonzero(edges == 1).flatten().tolist()
+    ends = torch.nonzero(edges == -1).flatten().tolist()
+    return list(zip(starts, ends))
+
+
+class Qwen2AudioAdapter(AudioLMAdapter):
+    family = "qwen2-audio"
+    tokens_per_second = 25.0
+    max_audio_seconds = None  # windowed; the encoder itself sees 30 s at a time
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
+                        attn_implementation: str | None = None, local_files_only: bool | None = None):
+        """Load a real checkpoint by hub id or local directory (HF_HUB_OFFLINE is honoured)."""
+        from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+        kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
+        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
+        model = Qwen2AudioForConditionalGeneration.from_pretrained(
+            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs
+        ).to(device)
+        revision = getattr(model.config, "_commit_hash", None) or "local"
+        return cls(model, processor, model_id=str(name_or_path), revision=revision)
+
+    def expected_audio_tokens(self, duration_s: float) -> int:
+        n = int(round(duration_s * SAMPLE_RATE))
+        return sum(tokens_for_samples(len(w)) for w in split_windows(np.zeros(n, np.float32)))
+
+    def build_inputs(self, audio: np.ndarray, spec: TaskSpec, question: str, choices: list[str]) -> PreparedInputs:
+        self.check_duration(len(audio) / SAMPLE_RATE)
+        windows = split_windows(audio)
+        proc = self.processor
+        text = chatml_prompt(spec.system_prompt, len(windows), spec.user_prompt(question, choices),
+                             proc.audio_token, proc.audio_bos_token, proc.audio_eos_token)
+        tensors = dict(proc(text=text, audio=windows, sampling_rate=SAMPLE_RATE, return_tensors="pt"))
+        spans = token_runs(tensors["input_ids"][0], proc.audio_token_id)
+        if len(spans) != len(windows):
+            raise RuntimeError(f"expected {len(windows)} audio spans, found {len(spans)}")
+        return PreparedInputs(tensors, spans, len(windows), int(tensors["input_ids"].shape[1]))
+
+    def language_model(self) -> torch.nn.Module:
+        return self.model.language_model
+
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        return self.model.language_model.model.layers

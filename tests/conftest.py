@@ -1,0 +1,33 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from amlib.data.audio import SAMPLE_RATE, write_audio
+
+
+def make_item(root: Path, id_: str, task: str = "SGR", seconds: float = 2.0, **fields) -> dict:
+    """A manifest row whose audio (a quiet tone) really exists under `root`."""
+    audio = f"audio/{id_}.wav"
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    write_audio(root / audio, 0.1 * np.sin(2 * np.pi * 220 * t))
+    row = {"id": id_, "task": task, "audio": audio, "duration_s": seconds,
+           "question": "Is this a male or female voice?", "choices": ["male", "female"], "answer": "A",
+           "source": "test", "split": "test", "meta": {}}
+    if task == "ASR":
+        row.update(question="", choices=[], answer="hello world")
+    row.update(fields)
+    return row
+
+
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter():
+    from amlib.models import TINY_QWEN2_AUDIO, load_model
+
+    return load_model(TINY_QWEN2_AUDIO, seed=0)
