@@ -136,11 +136,18 @@ def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | N
     return chosen
 
 
-def run_eval(model: str, data_dir: str | Path, output_dir: str | Path, tasks: list[str] | None = None,
+def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, tasks: list[str] | None = None,
              limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True) -> list[dict]:
-    """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order."""
+    """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
+
+    `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
+    """
+    import tempfile
+
     from amlib.data import read_manifest
     from amlib.models import load_model
+
+    output_dir = output_dir if output_dir is not None else tempfile.mkdtemp(prefix="amlib-run-")
 
     samples = select(read_manifest(data_dir), tasks, limit)
     adapter = load_model(model, device=device, seed=seed)
