@@ -31,7 +31,7 @@ notebooks: $(STAMP)
 		-p output_dir ../results/baseline
 
 book: notebooks
-	$(VENV)/bin/jupyter-book build book/
+	$(VENV)/bin/jupyter-book build book/ --path-output book
 	@echo "book: $(CURDIR)/book/_build/html/index.html"
 
 test: $(STAMP)
