@@ -31,3 +31,17 @@ def tiny_adapter():
     from amlib.models import TINY_QWEN2_AUDIO, load_model
 
     return load_model(TINY_QWEN2_AUDIO, seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedded_items(tmp_path_factory):
+    """Two real items of the embedded offline data: SGR of ~90 s and of ~300 s (session-built once)."""
+    from amlib.data import read_manifest
+    from amlib.data.offline.skeleton import build_skeleton
+
+    items = {}
+    for name, (low, high) in {"short": (90.0, 92.0), "long": (296.0, 300.0)}.items():
+        out = tmp_path_factory.mktemp(f"embedded-{name}")
+        build_skeleton(out, per_task=1, min_seconds=low, max_seconds=high, seed=0)
+        items[name] = next(s for s in read_manifest(out) if s.task == "SGR")
+    return items

@@ -1,31 +1,31 @@
 """Model adapters: one module per family behind one interface (`AudioLMAdapter`).
 
 `load_model(name_or_path)` is the single entry point: a built-in tiny name, a hub id or a local
-directory (its config.json's model_type picks the family).
+directory (its config.json's model_type picks the family, see `amlib.models.registry`).
 """
 
 from __future__ import annotations
 
 from amlib.models.base import AudioLMAdapter, Generation, PreparedInputs
-from amlib.models.qwen2_audio import Qwen2AudioAdapter
-from amlib.models.tiny import TINY_QWEN2_AUDIO, tiny_qwen2_audio
-
-FAMILIES = {"qwen2_audio": Qwen2AudioAdapter}
+from amlib.models.registry import FAMILIES, adapter_class
+from amlib.models.tiny import TINY_QWEN2_AUDIO
 
 
 def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None, seed: int = 0,
                attn_implementation: str | None = None, local_files_only: bool | None = None) -> AudioLMAdapter:
     if name_or_path == TINY_QWEN2_AUDIO:
+        from amlib.models.qwen2_audio import Qwen2AudioAdapter
+        from amlib.models.tiny import tiny_qwen2_audio
+
         model, processor = tiny_qwen2_audio(seed=seed)
         return Qwen2AudioAdapter(model.to(device), processor, model_id=TINY_QWEN2_AUDIO, revision=f"random-seed{seed}")
     from transformers import AutoConfig
 
     kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
     model_type = AutoConfig.from_pretrained(name_or_path, **kwargs).model_type
-    if model_type not in FAMILIES:
-        raise ValueError(f"{name_or_path}: model_type {model_type!r} has no adapter (known: {', '.join(FAMILIES)})")
-    return FAMILIES[model_type].from_pretrained(name_or_path, device=device, dtype=dtype,
-                                                attn_implementation=attn_implementation, **kwargs)
+    return adapter_class(model_type).from_pretrained(
+        name_or_path, device=device, dtype=dtype, attn_implementation=attn_implementation, **kwargs
+    )
 
 
-__all__ = ["AudioLMAdapter", "Generation", "PreparedInputs", "Qwen2AudioAdapter", "load_model", "TINY_QWEN2_AUDIO"]
+__all__ = ["AudioLMAdapter", "FAMILIES", "Generation", "PreparedInputs", "TINY_QWEN2_AUDIO", "load_model"]
