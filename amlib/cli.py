@@ -8,14 +8,23 @@ from pathlib import Path
 
 
 def _build_data(args) -> None:
-    if args.source != "skeleton":
-        raise SystemExit(f"unknown source {args.source!r}; available: skeleton")
-    from amlib.data.offline.skeleton import build_skeleton
-
     start = time.perf_counter()
-    out = build_skeleton(args.out, per_task=args.per_task, min_seconds=args.min_seconds,
-                         max_seconds=args.max_seconds, seed=args.seed, split=args.split)
-    print(f"built {out} in {time.perf_counter() - start:.1f} s")
+    if args.source == "skeleton":
+        from amlib.data.offline.skeleton import build_skeleton
+
+        out = build_skeleton(args.out, per_task=args.per_task, min_seconds=args.min_seconds,
+                             max_seconds=args.max_seconds, seed=args.seed, split=args.split)
+        print(f"built {out} in {time.perf_counter() - start:.1f} s")
+        return
+    import json
+
+    from amlib.data.build import build_dataset
+
+    stats = build_dataset(args.source, args.out, root=args.root, tasks=args.tasks, per_task=args.per_task,
+                          min_seconds=args.min_seconds, max_seconds=args.max_seconds, seed=args.seed,
+                          split=args.split, gap_seconds=args.gap_seconds)
+    print(json.dumps(stats["per_task"], indent=1))
+    print(f"built {args.out} in {time.perf_counter() - start:.1f} s; review sheet: {args.out / 'review.html'}")
 
 
 def _eval(args) -> None:
@@ -39,7 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
 
     build = sub.add_parser("build-data", help="build an embedded dataset (manifest.jsonl + audio)")
-    build.add_argument("--source", default="skeleton", help="dataset source (default: skeleton)")
+    build.add_argument("--source", default="skeleton",
+                       help="skeleton, offline, or a real source (see amlib/data/sources/__init__.py)")
+    build.add_argument("--root", type=Path, default=None, help="the source data set's folder (real sources)")
+    build.add_argument("--tasks", nargs="*", default=None, help="task codes (default: all the source has)")
+    build.add_argument("--gap-seconds", type=float, default=0.0, help="silence between merged clips")
     build.add_argument("--out", type=Path, required=True, help="output folder")
     build.add_argument("--per-task", type=int, default=4)
     build.add_argument("--min-seconds", type=float, default=90.0)
