@@ -51,3 +51,36 @@ def beside_paper(scores: pd.DataFrame, label: str, paper: str = "table3_baseline
     tasks = [t for t in TASK_ORDER if t in table.columns]
     ours = pd.DataFrame([scores["score"].reindex(tasks)], index=[label])
     return pd.concat([ours, table[tasks]]).round(1)
+
+
+def manifest_frame(samples) -> pd.DataFrame:
+    """Samples (from read_manifest) as a frame with the task's category and domain added."""
+    frame = pd.DataFrame([s.to_json() for s in samples])
+    frame["category"] = [get_task(t).category for t in frame["task"]]
+    frame["domain"] = [get_task(t).domain for t in frame["task"]]
+    return frame
+
+
+def composition_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Table 5's shape: questions per task and source, with hours and durations, ours beside the paper's."""
+    ours = (frame.groupby(["task", "category", "source"])["duration_s"]
+            .agg(questions="count", hours=lambda d: d.sum() / 3600, mean_s="mean", min_s="min", max_s="max")
+            .reset_index())
+    paper = paper_table("table5_composition").rename(columns={"source": "paper_source", "questions": "paper_questions"})
+    table = ours.merge(paper[["task", "paper_source", "paper_questions"]], on="task", how="left")
+    order = {t: i for i, t in enumerate(TASK_ORDER)}
+    return table.sort_values("task", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def benchmark_row(frame: pd.DataFrame, name: str) -> dict:
+    """Our data set as a row of the paper's Table 1 (hours, size, domains covered, mean duration)."""
+    domains = set(frame["domain"])
+    return {"benchmark": name, "hours": round(frame["duration_s"].sum() / 3600, 2), "size": str(len(frame)),
+            "speech": int("speech" in domains), "sound": int("sound" in domains), "music": int("music" in domains),
+            "avg_duration_s": round(float(frame["duration_s"].mean()), 1)}
+
+
+def benchmarks_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The paper's Table 1 with our row appended."""
+    paper = paper_table("table1_benchmarks")
+    return pd.concat([paper, pd.DataFrame([benchmark_row(frame, name)])], ignore_index=True)

@@ -32,6 +32,7 @@ class TaskSpec:
     # Options whose order the prompt itself fixes (SGR: male is 'a'; SAR: the system prompt lists
     # the five age groups as (a)..(e)); None where options are shuffled per item.
     fixed_choices: tuple[str, ...] | None = None
+    domain: str = "speech"  # speech / sound / music (the paper's Table 1 columns)
 
     @property
     def letters(self) -> tuple[str, ...]:
@@ -95,6 +96,7 @@ TASKS: dict[str, TaskSpec] = {
             "Please listen to the audio and select the correct answer. Reply with only the letter "
             "(A, B, C, or D). {question}\n{options}",
             _LETTER_COLON,
+            domain="sound",
         ),
         TaskSpec(
             "MC", "Music Classification", AUDIO_CLASSIFICATION, 4, "macro_f1", 5,
@@ -103,6 +105,7 @@ TASKS: dict[str, TaskSpec] = {
             "Listen to this audio segment and identify the music genre based on what you hear.\n"
             "{options}\nRespond with only the letter of your answer (A, B, C, or D).",
             _LETTER_COLON,
+            domain="music",
         ),
         TaskSpec(
             "ASC", "Acoustic Scene Classification", AUDIO_CLASSIFICATION, 4, "macro_f1", 5,
@@ -111,6 +114,7 @@ TASKS: dict[str, TaskSpec] = {
             "Listen to this audio and identify the acoustic scene. Choose the most appropriate "
             "option.\n{options}\nRespond with only the letter of your answer (A, B, C, or D).",
             _LETTER_COLON,
+            domain="sound",
         ),
         TaskSpec(
             "SD", "Speech Deepfake Detection", SPEAKER_INFO, 2, "macro_f1", 5,
