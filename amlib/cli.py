@@ -22,9 +22,25 @@ def _build_data(args) -> None:
 
     stats = build_dataset(args.source, args.out, root=args.root, tasks=args.tasks, per_task=args.per_task,
                           min_seconds=args.min_seconds, max_seconds=args.max_seconds, seed=args.seed,
-                          split=args.split, gap_seconds=args.gap_seconds)
+                          split=args.split, gap_seconds=args.gap_seconds, options=_parse_options(args.option))
     print(json.dumps(stats["per_task"], indent=1))
     print(f"built {args.out} in {time.perf_counter() - start:.1f} s; review sheet: {args.out / 'review.html'}")
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    """`key=value` strings -> dict; values parsed as JSON when they can be (numbers, true/false)."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option expects key=value, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def _eval(args) -> None:
@@ -53,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("--root", type=Path, default=None, help="the source data set's folder (real sources)")
     build.add_argument("--tasks", nargs="*", default=None, help="task codes (default: all the source has)")
     build.add_argument("--gap-seconds", type=float, default=0.0, help="silence between merged clips")
+    build.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="builder-specific setting (see the builder's docstring), repeatable")
     build.add_argument("--out", type=Path, required=True, help="output folder")
     build.add_argument("--per-task", type=int, default=4)
     build.add_argument("--min-seconds", type=float, default=90.0)

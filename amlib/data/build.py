@@ -14,7 +14,8 @@ from amlib.tasks import get_task
 
 def build_dataset(source: str, out: str | Path, root: str | Path | None = None, tasks: list[str] | None = None,
                   per_task: int = 20, min_seconds: float = 90.0, max_seconds: float = 300.0, seed: int = 0,
-                  split: str = "test", gap_seconds: float = 0.0, review: bool = True) -> dict:
+                  split: str = "test", gap_seconds: float = 0.0, review: bool = True,
+                  options: dict | None = None) -> dict:
     """Run the source's builder into `out` (emptied first), then finalise; return stats.json's content."""
     spec = get_source(source)
     wanted = tuple(get_task(t).code for t in tasks) if tasks else spec.tasks
@@ -27,10 +28,11 @@ def build_dataset(source: str, out: str | Path, root: str | Path | None = None, 
     out.mkdir(parents=True)
     req = BuildRequest(out=out, root=Path(root) if root else None, tasks=wanted, per_task=per_task,
                        min_seconds=min_seconds, max_seconds=max_seconds, seed=seed, split=split,
-                       gap_seconds=gap_seconds)
+                       gap_seconds=gap_seconds, options=dict(options or {}))
     start = time.perf_counter()
     rows = spec.build(req)
-    stats = finalize(out, rows, per_task=per_task, seed=seed, review=review)
+    stats = finalize(out, rows, per_task=per_task if spec.balance else None, seed=seed,
+                     balance_classes=spec.balance, review=review)
     stats["build_seconds"] = round(time.perf_counter() - start, 1)
     (out / "stats.json").write_text(json.dumps(stats, indent=1))
     return stats

@@ -18,6 +18,7 @@ class SourceSpec:
     builder: str  # "module:function"
     description: str
     needs_root: bool = True
+    balance: bool = True  # finalisation balances classes; False keeps every row (the released benchmark)
 
     def build(self, req: BuildRequest) -> list[dict]:
         module, func = self.builder.split(":")
@@ -50,7 +51,8 @@ for _spec in [
     SourceSpec("voxceleb", ("SGR", "SAR"), "amlib.data.sources.voxceleb:build",
                "VoxCeleb1/2 + metadata csv + age enrichment -> SGR, SAR"),
     SourceSpec("audiomarathon", ("ASR", "SCR", "SER", "SED", "MC", "ASC", "SD", "ER", "SAR", "SGR"),
-               "amlib.data.sources.released:build", "the released AudioMarathon test.csv + audio folder"),
+               "amlib.data.sources.released:build", "the released AudioMarathon test.csv + audio folder",
+               balance=False),
     SourceSpec("offline", ("ASR", "SCR", "SER", "SED", "MC", "ASC", "SD", "ER", "SAR", "SGR"),
                "amlib.data.offline.suite:build", "license-free offline suite from packaged assets (no download)",
                needs_root=False),

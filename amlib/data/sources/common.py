@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,11 @@ class BuildRequest:
     seed: int = 0
     split: str = "test"
     gap_seconds: float = 0.0  # silence between merged clips
+    options: dict = field(default_factory=dict)  # builder-specific settings (CLI: --option key=value)
 
     def rng(self, *salt: int | str) -> np.random.Generator:
         """A Generator for one purpose: same request + same salt -> same stream."""
-        words = [self.seed] + [s if isinstance(s, int) else int.from_bytes(s.encode()[:8].ljust(8, b"\0"), "little") for s in salt]
-        return np.random.default_rng(words)
+        return np.random.default_rng([self.seed] + [_salt_word(s) for s in salt])
 
     def require(self, *relative: str) -> Path:
         """The root, after checking that each of `relative` exists under it (else a LayoutError)."""
@@ -41,6 +42,12 @@ class BuildRequest:
             if not (self.root / rel).exists():
                 raise LayoutError(f"{self.root}: expected '{rel}' (see the builder's docstring for the layout)")
         return self.root
+
+
+def _salt_word(salt: int | str) -> int:
+    if isinstance(salt, int):
+        return salt
+    return int.from_bytes(hashlib.blake2b(salt.encode(), digest_size=8).digest(), "little")
 
 
 def item_id(task: str, split: str, index: int) -> str:
