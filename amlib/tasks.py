@@ -33,6 +33,9 @@ class TaskSpec:
     # the five age groups as (a)..(e)); None where options are shuffled per item.
     fixed_choices: tuple[str, ...] | None = None
     domain: str = "speech"  # speech / sound / music (the paper's Table 1 columns)
+    # What finalisation balances: "label" (closed class set: the true option's text), "answer" (the
+    # answer letter, for free-text options such as SCR's and SER's), or "none" (ASR).
+    balance_by: str = "label"
 
     @property
     def letters(self) -> tuple[str, ...]:
@@ -72,6 +75,7 @@ TASKS: dict[str, TaskSpec] = {
             "provide the exact transcription of what is spoken in the audio.",
             "Transcribe this audio accurately. Remove hesitation words like 'um', 'uh'. Your "
             "response should be formatted as follows: Spoken Content:",
+            balance_by="none",
         ),
         TaskSpec(
             "SCR", "Speech Content Reasoning", SPEECH_CONTENT, 4, "macro_f1", 5,
@@ -80,6 +84,7 @@ TASKS: dict[str, TaskSpec] = {
             "Question: {question}\nOptions:\n{options}\nRespond with only the letter of the "
             "correct option (A, B, C, or D).",
             _LETTER_COLON,
+            balance_by="answer",
         ),
         TaskSpec(
             "SER", "Speech Entity Recognition", SPEECH_CONTENT, 4, "macro_f1", 5,
@@ -88,6 +93,7 @@ TASKS: dict[str, TaskSpec] = {
             "the letter (A, B, C, or D).",
             "{question}\n{options}",
             _LETTER_COLON,
+            balance_by="answer",
         ),
         TaskSpec(
             "SED", "Sound Event Detection", AUDIO_CLASSIFICATION, 4, "macro_f1", 5,

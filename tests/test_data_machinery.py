@@ -99,3 +99,17 @@ def test_write_item_requires_label_and_request_checks_layout(tmp_path):
         req.require("genres")
     assert req.rng("a").integers(1000) == req.rng("a").integers(1000)
     assert req.rng("a").integers(10**9) != req.rng("b").integers(10**9)
+
+
+def test_free_text_tasks_balance_by_answer_letter_and_asr_not_at_all(tmp_path):
+    req = BuildRequest(out=tmp_path)
+    wave = np.zeros(16000, np.float32)
+    scr = [write_item(req, "SCR", i, wave, question="q", choices=[f"o{i}{j}" for j in range(4)], answer="ABCD"[i % 4],
+                      source="t", meta={"label": f"o{i}{i % 4}"}) for i in range(8)]
+    kept, _ = balance(scr, per_task=8, seed=0)
+    assert len(kept) == 8  # eight distinct answer texts, but two items per letter
+    asr = [write_item(req, "ASR", 100 + i, wave, question="", choices=[], answer=f"words {i}", source="t", meta={})
+           for i in range(5)]
+    assert len(balance(asr, per_task=3, seed=0)[0]) == 3
+    with pytest.raises(ValueError, match="below its 2 classes"):
+        balance(make_rows(tmp_path, ["male", "female"]), per_task=1)

@@ -1,7 +1,9 @@
 """Step 6: balanced counts per task and class, the manifest, stats.json and the review sheet.
 
 Builders put each item's class name in `meta["label"]` (the true option's text); balancing
-downsamples every class of a task to the same count (seeded) and reports what it removed.
+downsamples every class of a task to the same count (seeded) and reports what it removed. What a
+"class" is comes from the task (`TaskSpec.balance_by`): the label, the answer letter (tasks whose
+options are free text, SCR and SER), or nothing (ASR).
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ import pandas as pd
 
 from amlib.data.manifest import write_manifest
 from amlib.data.review import write_review_sheet
+from amlib.tasks import get_task
+
+
+def _class_of(row: dict) -> str:
+    how = get_task(row["task"]).balance_by
+    if how == "label":
+        return str(row["meta"].get("label", ""))
+    return row["answer"] if how == "answer" else ""
 
 
 def balance(rows: list[dict], per_task: int | None, seed: int = 0) -> tuple[list[dict], dict]:
@@ -27,11 +37,13 @@ def balance(rows: list[dict], per_task: int | None, seed: int = 0) -> tuple[list
     for task, items in by_task.items():
         classes: dict[str, list[dict]] = defaultdict(list)
         for row in items:
-            classes[str(row["meta"].get("label", ""))].append(row)
+            classes[_class_of(row)].append(row)
         k = len(classes)
         cap = min(len(c) for c in classes.values())
         if per_task is not None:
-            cap = min(cap, per_task // k) if k > 1 else min(cap, per_task)
+            if per_task < k:
+                raise ValueError(f"{task}: per_task={per_task} is below its {k} classes; balancing would keep nothing")
+            cap = min(cap, per_task // k)
         chosen = []
         for label in sorted(classes):
             group = classes[label]
