@@ -48,7 +48,7 @@ def _eval(args) -> None:
     from amlib.runner import run_eval
 
     rows = run_eval(args.model, args.data, args.out, tasks=args.tasks, limit=args.limit,
-                    seed=args.seed, device=args.device)
+                    seed=args.seed, device=args.device, family=args.family, dtype=args.dtype)
     print(score_table(rows, seed=args.seed).round(2).to_string())
 
 
@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--limit", type=int, default=None, help="samples per task")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the checkpoint's)")
+    ev.add_argument("--family", default=None,
+                    help="for models without a transformers config: aero-1-audio, baichuan-omni-1.5, "
+                         "audio-flamingo-2, gpt-4o-audio, gemini")
     ev.set_defaults(func=_eval)
 
     sc = sub.add_parser("score", help="score a predictions JSONL")

@@ -60,7 +60,9 @@ def timed_generate(model, tensors: dict, **generate_kwargs):
 
 
 def device_name(device: str | torch.device = "cpu") -> str:
-    """A human name for the device results were measured on."""
+    """A human name for the device results were measured on ("api:<host>" passes through)."""
+    if isinstance(device, str) and device.startswith("api:"):
+        return device
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

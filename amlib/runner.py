@@ -89,6 +89,8 @@ def predict_one(adapter: AudioLMAdapter, sample: Sample) -> dict:
         "new_tokens": gen.new_tokens, "peak_memory_mb": gen.timing.peak_memory_mb,
         "memory_kind": gen.timing.memory_kind, "audio_tokens": prepared.audio_tokens,
         "prompt_tokens": prepared.prompt_tokens, "audio_windows": prepared.n_windows,
+        # remote APIs: only the HTTP round trip is known, and a cached response costs nothing
+        **{k: getattr(gen.timing, k) for k in ("round_trip_s", "cached") if hasattr(gen.timing, k)},
     }
 
 
@@ -137,7 +139,8 @@ def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | N
 
 
 def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, tasks: list[str] | None = None,
-             limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True) -> list[dict]:
+             limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
+             family: str | None = None, dtype: str | None = None) -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
@@ -150,7 +153,7 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
     output_dir = output_dir if output_dir is not None else tempfile.mkdtemp(prefix="amlib-run-")
 
     samples = select(read_manifest(data_dir), tasks, limit)
-    adapter = load_model(model, device=device, seed=seed)
+    adapter = load_model(model, device=device, seed=seed, family=family, dtype=dtype)
     out = Path(output_dir) / f"{Path(model).name}__vanilla__seed{seed}.jsonl"
     rows = {r["id"]: r for r in evaluate(adapter, samples, out, RunConfig(seed=seed), progress=progress)}
     return [rows[s.id] for s in samples]

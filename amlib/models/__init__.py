@@ -7,12 +7,21 @@ directory (its config.json's model_type picks the family, see `amlib.models.regi
 from __future__ import annotations
 
 from amlib.models.base import AudioLMAdapter, Generation, PreparedInputs
-from amlib.models.registry import FAMILIES, adapter_class
+from amlib.models.registry import FAMILIES, NAMED_FAMILIES, adapter_class, named_family_class
 from amlib.models.tiny import TINY_QWEN2_AUDIO
 
 
 def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None, seed: int = 0,
-               attn_implementation: str | None = None, local_files_only: bool | None = None) -> AudioLMAdapter:
+               attn_implementation: str | None = None, local_files_only: bool | None = None,
+               family: str | None = None) -> AudioLMAdapter:
+    """`family` picks a named family (see registry.NAMED_FAMILIES): remote-code snapshots and APIs,
+    e.g. `load_model("gpt-4o-audio-preview-2024-12-17", family="gpt-4o-audio")`."""
+    if family is not None:
+        cls = named_family_class(family)
+        if family in ("gpt-4o-audio", "gemini"):
+            return cls(name_or_path)
+        return cls.from_pretrained(name_or_path, device=device, dtype=dtype,
+                                   attn_implementation=attn_implementation, local_files_only=local_files_only)
     if name_or_path == TINY_QWEN2_AUDIO:
         from amlib.models.qwen2_audio import Qwen2AudioAdapter
         from amlib.models.tiny import tiny_qwen2_audio
@@ -28,4 +37,4 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
     )
 
 
-__all__ = ["AudioLMAdapter", "FAMILIES", "Generation", "PreparedInputs", "TINY_QWEN2_AUDIO", "load_model"]
+__all__ = ["AudioLMAdapter", "FAMILIES", "NAMED_FAMILIES", "Generation", "PreparedInputs", "TINY_QWEN2_AUDIO", "load_model"]

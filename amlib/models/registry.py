@@ -16,6 +16,24 @@ FAMILIES: dict[str, str] = {
 }
 
 
+# Families chosen by name (`load_model(path, family=...)`): no transformers class, or no checkpoint
+# config to read (remote code read only from a local snapshot; closed models behind an API).
+NAMED_FAMILIES: dict[str, str] = {
+    "aero-1-audio": "amlib.models.aero_audio:AeroAudioAdapter",
+    "baichuan-omni-1.5": "amlib.models.baichuan_omni:BaichuanOmniAdapter",
+    "audio-flamingo-2": "amlib.models.audio_flamingo2:AudioFlamingo2Adapter",
+    "gpt-4o-audio": "amlib.models.api:OpenAIAudioAdapter",
+    "gemini": "amlib.models.api:GeminiAdapter",
+}
+
+
+def named_family_class(family: str):
+    if family not in NAMED_FAMILIES:
+        raise ValueError(f"unknown family {family!r} (known: {', '.join(sorted(NAMED_FAMILIES))})")
+    module, name = NAMED_FAMILIES[family].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def adapter_class(model_type: str):
     if model_type not in FAMILIES:
         raise ValueError(f"model_type {model_type!r} has no adapter (known: {', '.join(sorted(FAMILIES))})")
