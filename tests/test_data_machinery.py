@@ -8,7 +8,8 @@ from amlib.data.concat import Clip, concat_audio, loudness_normalize, pack_clips
 from amlib.data.finalize import balance, finalize
 from amlib.data.options import balanced_positions, make_options
 from amlib.data.review import review_sample, write_review_sheet
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
+from amlib.data.sources.common import (BuildRequest, LayoutError, interleave, round_robin, take_balanced,
+                                       write_item, write_report)
 
 
 def clips(*durations):
@@ -113,3 +114,38 @@ def test_free_text_tasks_balance_by_answer_letter_and_asr_not_at_all(tmp_path):
     assert len(balance(asr, per_task=3, seed=0)[0]) == 3
     with pytest.raises(ValueError, match="below its 2 classes"):
         balance(make_rows(tmp_path, ["male", "female"]), per_task=1)
+
+
+def test_write_report_merges_tasks_and_warns_only_on_watched_problems(tmp_path, caplog):
+    req = BuildRequest(out=tmp_path)
+    clean = {"task": "SGR", "short": {"male": {}, "female": {}}, "missing": []}
+    with caplog.at_level("WARNING", logger="amlib.data.sources.demo"):
+        write_report(req, "demo", clean, watch=("short", "missing"))
+        assert not caplog.records  # per-class dicts with nothing in them are no problem
+        write_report(req, "demo", {"task": "SAR", "short": {"young": {"too short": 2}}, "missing": []},
+                     watch=("short", "missing"), summary=lambda r: f"short {r['short']}")
+    path = tmp_path / "build_report.json"
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("amlib.data.sources.demo", f"demo SAR: short {{'young': {{'too short': 2}}}}; see {path}")]
+    report = json.loads(path.read_text())
+    assert list(report) == ["SGR", "SAR"] and report["SGR"] == clean  # one entry per task, merged
+    write_report(req, "demo", {"task": "SGR", "rows": 3}, extra={"skipped_rows": {}})
+    assert json.loads(path.read_text())["SGR"] == {"task": "SGR", "rows": 3}
+
+
+def test_take_balanced_round_robin_and_interleave():
+    rng = np.random.default_rng(0)
+    planned = {"b": [("g1", 1), ("g1", 2), ("g2", 3)], "a": [("g1", 4), ("g2", 5), ("g3", 6), ("g3", 7)], "c": []}
+    chosen, report = take_balanced(planned, 5, lambda items, n: round_robin(items, n, rng))
+    assert list(chosen) == ["a", "b"] and report == {"candidates_per_class": {"b": 3, "a": 4}, "quota_per_class": 2,
+                                                      "kept_per_class": 2, "classes_short_of_quota": {}}
+    assert all(len({g for g, _ in items}) == 2 for items in chosen.values())  # two groups before any second item
+    assert list(take_balanced(planned, 4, lambda items, n: items[:n], classes=("b", "a"))[0]) == ["b", "a"]
+    with pytest.raises(ValueError, match="nothing here"):
+        take_balanced({"a": []}, 4, lambda items, n: items, nothing="nothing here")
+    listed = []
+    assert interleave([[1, 2, 3], [4], [5, 6]], 5) == [1, 4, 5, 2, 6]
+    # queues are listed lazily: the third is never reached for 2 entries
+    assert interleave(["x", "yy", "zzz"], 2, lambda q: listed.append(q) or list(q)) == ["x", "y"]
+    assert listed == ["x", "yy"]
+    assert interleave([[1], [2, 3]], 10) == [1, 2, 3]

@@ -190,6 +190,7 @@ def test_race_reads_article_keeps_window_and_balances_answers(tmp_path):
     req = request(tmp_path, tmp_path / "src", per_task=10)
     rows = race.build(req, tts=WordClockTTS())
     assert len(rows) == 5
+    assert race.build(request(tmp_path, tmp_path / "src", per_task=10, options={"tts": WordClockTTS()})) == rows
     for row in rows:
         assert 6.0 <= row["duration_s"] <= 12.0
         assert row["question"] == "What is true?" and row["meta"]["question_index"] == 0  # the other has a duplicate
@@ -396,6 +397,18 @@ def test_gtzan_unreadable_track_is_named_or_reported(tmp_path):
     assert [u["path"] for u in report(req, "MC")["unreadable"]] == [str(bad)]
     with pytest.raises(LayoutError, match="no GTZAN genre folders"):
         gtzan.build(request(tmp_path, tmp_path / "src" / "genres_original" / "jazz"))
+
+
+def test_gtzan_skip_unreadable_through_request_options(tmp_path):
+    folder = gtzan_tree(tmp_path / "src")
+    bad = folder / "jazz" / "jazz.00054.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00not really a wave file")
+    # as the CLI passes --option skip_unreadable=true
+    req = request(tmp_path, tmp_path / "src", per_task=10, options={"skip_unreadable": True})
+    assert gtzan.build(req)
+    assert [u["path"] for u in report(req, "MC")["unreadable"]] == [str(bad)]
+    with pytest.raises(OSError, match="jazz.00054.wav"):  # the keyword argument wins over the option
+        gtzan.build(req, skip_unreadable=False)
 
 
 def test_gtzan_through_build_dataset_gives_valid_manifest(tmp_path):

@@ -9,7 +9,8 @@ Each TSV has the header `filename  onset  offset  event_label`, one row per even
 (Alarm_bell_ringing, Blender, Cat, Dishes, Dog, Electric_shaver_toothbrush, Frying, Running_water,
 Speech, Vacuum_cleaner); a row with an empty label marks a clip without events. A labelled clip whose
 wav is missing (DESED's YouTube downloads often miss some) raises an error naming it, unless
-`build(req, skip_missing=True)`, which reports the missing files in build_report.json instead.
+`build(req, skip_missing=True)` (or `--option skip_missing=true`), which reports the missing files in
+build_report.json instead.
 
 Grouping and options: an item's question is "Which sound event occurs in the recording?" with 4 class
 options. Classes take turns as the target (so they stay balanced); for each item 3 distractor classes
@@ -24,22 +25,17 @@ meta: clips, classes_present, label (the target class).
 from __future__ import annotations
 
 import itertools
-import json
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import balanced_positions
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
+from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, write_item, write_report
 from amlib.tasks import get_task
-
-log = logging.getLogger(__name__)
 
 TASK = "SED"
 SOURCE = "desed"
@@ -61,7 +57,11 @@ class LabelledClip:
     duration_s: float
 
 
-def build(req: BuildRequest, skip_missing: bool = False) -> list[dict]:
+def build(req: BuildRequest, skip_missing: bool | None = None) -> list[dict]:
+    """Options (keyword argument, else `--option` / BuildRequest.options, else the default):
+    skip_missing (default false): leave out labelled clips whose wav is missing, reporting them, instead
+    of stopping with an error."""
+    skip_missing = bool(req.option("skip_missing", skip_missing, False))
     audio_dir, tsv = split_paths(req)
     labels = read_strong_labels(tsv)
     clips, missing = find_clips(labels, audio_dir, skip_missing)
@@ -72,12 +72,14 @@ def build(req: BuildRequest, skip_missing: bool = False) -> list[dict]:
     positions = balanced_positions(len(plans), N_OPTIONS, req.rng(SOURCE, "positions"))
     rows = [write_event_item(req, i, plan, pos) for i, (plan, pos) in enumerate(zip(plans, positions))]
     used = {c.name for plan in plans for c in plan["clips"]}
-    write_report(req, {
+    write_report(req, SOURCE, {
         "task": TASK, "source": SOURCE, "tsv": str(tsv), "clips": len(clips), "clips_used": len(used),
         "items_written": len(rows), "items_per_class": dict(Counter(p["target"] for p in plans)),
         "classes_short_of_quota": short, "missing_audio": missing,
         "audio_without_labels": sorted(p.name for p in audio_dir.glob("*.wav") if p.name not in labels),
-    })
+    }, watch=("classes_short_of_quota", "missing_audio", "audio_without_labels"),
+        summary=lambda r: (f"short classes {r['classes_short_of_quota']}, {len(r['missing_audio'])} missing wavs, "
+                           f"{len(r['audio_without_labels'])} unlabelled wavs"))
     return rows
 
 
@@ -120,11 +122,7 @@ def find_clips(labels: dict[str, frozenset[str]], audio_dir: Path,
         if not path.is_file():
             missing.append(name)
             continue
-        try:
-            duration = float(sf.info(str(path)).duration)
-        except Exception as err:
-            raise OSError(f"{path}: cannot read audio ({err})") from err
-        clips.append(LabelledClip(name, path, classes, duration))
+        clips.append(LabelledClip(name, path, classes, audio_seconds(path)))
     if missing and not skip_missing:
         raise LayoutError(f"{audio_dir}: {len(missing)} labelled clip(s) have no wav, e.g. {', '.join(missing[:3])} "
                           f"(build with skip_missing=True to report and skip them)")
@@ -184,14 +182,3 @@ def write_event_item(req: BuildRequest, index: int, plan: dict, position: int) -
         source=SOURCE, meta={"clips": [c.name for c in clips], "classes_present": present, "label": plan["target"]},
     )
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json, one entry per task) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["classes_short_of_quota"] or report["missing_audio"] or report["audio_without_labels"]:
-        log.warning("%s %s: short classes %s, %d missing wavs, %d unlabelled wavs; see %s", SOURCE, TASK,
-                    report["classes_short_of_quota"], len(report["missing_audio"]),
-                    len(report["audio_without_labels"]), path)

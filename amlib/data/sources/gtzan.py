@@ -8,8 +8,8 @@ Ten genre folders: blues, classical, country, disco, hiphop, jazz, metal, pop, r
 files excepted). `req.split` only names the split (GTZAN has none).
 
 A file that cannot be read (the Kaggle copy's jazz.00054.wav is known to be corrupt) stops the build
-with an error naming every such path; `build(req, skip_unreadable=True)` instead leaves them out and
-lists them in build_report.json and the log.
+with an error naming every such path; `build(req, skip_unreadable=True)` (or `--option
+skip_unreadable=true`) instead leaves them out and lists them in build_report.json and the log.
 
 Grouping: tracks of the SAME genre, in track-number order, are packed into items of
 req.min_seconds..req.max_seconds with `pack_clips` (a seeded target length per item); tracks that
@@ -22,8 +22,6 @@ meta: genre, tracks, label (= genre).
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -33,10 +31,8 @@ import soundfile as sf
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import balanced_positions, make_options
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
+from amlib.data.sources.common import BuildRequest, LayoutError, write_item, write_report
 from amlib.tasks import get_task
-
-log = logging.getLogger(__name__)
 
 TASK = "MC"
 SOURCE = "gtzan"
@@ -46,7 +42,11 @@ TRACK_NAME = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})\.(wav|au)$")
 N_OPTIONS = get_task(TASK).n_options
 
 
-def build(req: BuildRequest, skip_unreadable: bool = False) -> list[dict]:
+def build(req: BuildRequest, skip_unreadable: bool | None = None) -> list[dict]:
+    """Options (keyword argument, else `--option` / BuildRequest.options, else the default):
+    skip_unreadable (default false): leave out tracks that cannot be read, reporting them, instead of
+    stopping with an error."""
+    skip_unreadable = bool(req.option("skip_unreadable", skip_unreadable, False))
     folder = genre_folder(req)
     tracks, unreadable = read_tracks(folder, skip_unreadable)
     planned, unplaced = pack_genres(tracks, req)
@@ -55,12 +55,14 @@ def build(req: BuildRequest, skip_unreadable: bool = False) -> list[dict]:
     positions = balanced_positions(len(chosen), N_OPTIONS, req.rng(SOURCE, "positions"))
     rows = [write_genre_item(req, i, genre, item, genres, pos)
             for i, ((genre, item), pos) in enumerate(zip(chosen, positions))]
-    write_report(req, {
+    write_report(req, SOURCE, {
         "task": TASK, "source": SOURCE, "folder": str(folder), "tracks": sum(map(len, tracks.values())),
         "items_written": len(rows), "items_per_genre": dict(Counter(g for g, _ in chosen)),
         "genres_short_of_quota": short, "unreadable": unreadable,
         "unplaced_tracks": dict(Counter(u["why"] for u in unplaced)), "unplaced": unplaced,
-    })
+    }, watch=("unreadable", "unplaced", "genres_short_of_quota"),
+        summary=lambda r: (f"{len(r['unreadable'])} unreadable tracks, unplaced {r['unplaced_tracks']}, "
+                           f"genres short of quota {r['genres_short_of_quota']}"))
     return rows
 
 
@@ -136,13 +138,3 @@ def write_genre_item(req: BuildRequest, index: int, genre: str, item: list[Clip]
         meta={"genre": genre, "tracks": [Path(c.key).name for c in item], "label": genre},
     )
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json, one entry per task) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["unreadable"] or report["unplaced"] or report["genres_short_of_quota"]:
-        log.warning("%s %s: %d unreadable tracks, unplaced %s, genres short of quota %s; see %s", SOURCE, TASK,
-                    len(report["unreadable"]), report["unplaced_tracks"], report["genres_short_of_quota"], path)

@@ -29,8 +29,6 @@ answer at A). Classes are balanced: per_task // 2 items each.
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +37,7 @@ import soundfile as sf
 
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, item_seconds, pack_clips, repeat_to
-from amlib.data.options import balanced_positions
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
-
-log = logging.getLogger(__name__)
+from amlib.data.sources.common import BuildRequest, LayoutError, class_jobs, take_balanced, write_item, write_report
 
 TASK = "SD"
 SOURCE = "had"
@@ -67,15 +62,15 @@ class PlannedItem:
 
 
 def build(req: BuildRequest, *, pad_by_repetition: bool | None = None) -> list[dict]:
-    """Options (`--option`): pad_by_repetition (default false)."""
-    if pad_by_repetition is None:
-        pad_by_repetition = bool(req.options.get("pad_by_repetition", False))
+    """Options (keyword argument, else `--option` / BuildRequest.options, else the default):
+    pad_by_repetition (default false): pad a last short group by repeating it, as the released code does."""
+    pad_by_repetition = bool(req.option("pad_by_repetition", pad_by_repetition, False))
     split_dir = split_folder(req)
     utterances = read_labels(split_dir / f"HAD_{req.split}_label.txt", split_dir, req.split)
     planned, report = plan_items(utterances, req, pad_by_repetition)
-    chosen = take_balanced(planned, req.per_task, req.rng(SOURCE, "select"), report)
+    chosen = choose_items(planned, req.per_task, req.rng(SOURCE, "select"), report)
     rows = write_items(req, chosen, utterances)
-    write_report(req, report)
+    write_report(req, SOURCE, report, watch=("classes_short_of_quota", "unplaced_utterances"))
     return rows
 
 
@@ -154,30 +149,27 @@ def plan_items(utterances: dict[str, Utterance], req: BuildRequest, pad: bool) -
     return planned, report
 
 
-def take_balanced(planned: dict[str, list[PlannedItem]], per_task: int, rng: np.random.Generator, report: dict) -> list[PlannedItem]:
+def choose_items(planned: dict[str, list[PlannedItem]], per_task: int, rng: np.random.Generator,
+                 report: dict) -> dict[str, list[PlannedItem]]:
     """per_task // 2 items of each class at most, as many of each; padded items only when needed."""
     counts = {label: len(items) for label, items in planned.items()}
     if not all(counts.values()):
         raise ValueError(f"{SOURCE}: a class has no item in the window: {counts}")
-    quota = per_task // len(CLASSES)
-    cap = min(quota, *counts.values())
-    chosen = []
-    for label in CLASSES:
-        whole = [it for it in planned[label] if not it.padded]
-        ordered = [whole[i] for i in rng.permutation(len(whole))] + [it for it in planned[label] if it.padded]
-        chosen += ordered[:cap]
-    report.update(candidates_per_class=counts, quota_per_class=quota, kept_per_class=cap,
-                  classes_short_of_quota={k: n for k, n in counts.items() if n < quota})
+
+    def pick(items: list[PlannedItem], n: int) -> list[PlannedItem]:
+        whole = [it for it in items if not it.padded]
+        return ([whole[i] for i in rng.permutation(len(whole))] + [it for it in items if it.padded])[:n]
+
+    chosen, balance = take_balanced(planned, per_task, pick, classes=CLASSES)
+    report.update(balance)
     return chosen
 
 
-def write_items(req: BuildRequest, chosen: list[PlannedItem], utterances: dict[str, Utterance]) -> list[dict]:
-    rng = req.rng(SOURCE, "options")
-    positions = {label: iter(balanced_positions(sum(it.label == label for it in chosen), 2, rng)) for label in CLASSES}
-    jobs = [(item, next(positions[item.label])) for item in chosen]
+def write_items(req: BuildRequest, chosen: dict[str, list[PlannedItem]],
+                utterances: dict[str, Utterance]) -> list[dict]:
     rows = []
-    for index, job_index in enumerate(rng.permutation(len(jobs))):  # real and fake items interleaved
-        item, position = jobs[job_index]
+    # real and fake items interleaved, answer letters balanced within each class
+    for index, (_, item, position) in enumerate(class_jobs(chosen, len(CLASSES), req.rng(SOURCE, "options"))):
         other = [c for c in CLASSES if c != item.label]
         choices = other[:position] + [item.label] + other[position:]
         wave = concat_audio([load_audio(utterances[c.key].path) for c in item.clips], req.gap_seconds)
@@ -192,12 +184,3 @@ def write_items(req: BuildRequest, chosen: list[PlannedItem], utterances: dict[s
                                source=SOURCE, meta=meta))
     return rows
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["classes_short_of_quota"] or any(report["unplaced_utterances"].values()):
-        log.warning("%s %s: %s", SOURCE, report["task"], json.dumps(report))

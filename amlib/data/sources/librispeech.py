@@ -29,20 +29,14 @@ meta: speaker, chapter, utterances (ids in order), layout ("librispeech" or "lib
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile as sf
-
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
-
-log = logging.getLogger(__name__)
+from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, write_item, write_report
 
 TASK = "ASR"
 SOURCE = "librispeech"
@@ -80,11 +74,12 @@ def build(req: BuildRequest) -> list[dict]:
     rng = req.rng(SOURCE, "select")
     keep = sorted(rng.choice(len(planned), size=min(req.per_task, len(planned)), replace=False).tolist())
     rows = [write_chapter_item(req, i, planned[k], layout) for i, k in enumerate(keep)]
-    write_report(req, {
+    write_report(req, SOURCE, {
         "task": TASK, "source": SOURCE, "layout": layout, "subset": str(subset_dir),
         "utterances": len(utterances), "groups": len(groups), "items_packed": len(planned), "items_written": len(rows),
         "unplaced_utterances": dict(Counter(u["why"] for u in unplaced)), "unplaced": unplaced,
-    })
+    }, watch=("unplaced",), summary=lambda r: (f"{len(r['unplaced'])} utterances not placed in any item "
+                                               f"({r['unplaced_utterances']})"))
     return rows
 
 
@@ -145,7 +140,7 @@ def _read_librispeech_chapter(chapter_dir: Path) -> list[Utterance]:
         texts[utt_id] = text.strip()
     audio = {p.stem: p for p in chapter_dir.glob("*.flac")}
     _check_pairs(chapter_dir, audio, texts, trans.name)
-    return [Utterance(u, speaker, chapter, audio[u], texts[u], _duration(audio[u])) for u in sorted(texts)]
+    return [Utterance(u, speaker, chapter, audio[u], texts[u], audio_seconds(audio[u])) for u in sorted(texts)]
 
 
 def _read_long_chapter(chapter_dir: Path) -> list[Utterance]:
@@ -162,7 +157,8 @@ def _read_long_chapter(chapter_dir: Path) -> list[Utterance]:
     audio = {p.stem: p for p in chapter_dir.glob("*.flac")}
     _check_pairs(chapter_dir, audio, texts, "<chapter>_<segment>.txt files")
     segment = lambda stem: LONG_SEGMENT.match(stem)["segment"]  # noqa: E731
-    return [Utterance(f"{speaker}-{chapter}-{segment(s)}", speaker, chapter, audio[s], texts[s], _duration(audio[s]))
+    return [Utterance(f"{speaker}-{chapter}-{segment(s)}", speaker, chapter, audio[s], texts[s],
+                      audio_seconds(audio[s]))
             for s in sorted(texts, key=lambda s: int(segment(s)))]
 
 
@@ -174,13 +170,6 @@ def _check_pairs(chapter_dir: Path, audio: dict, texts: dict, transcript_name: s
         raise LayoutError(f"{chapter_dir}: transcript lines without a .flac file: {', '.join(no_audio[:5])}")
 
 
-def _duration(path: Path) -> float:
-    try:
-        return float(sf.info(str(path)).duration)
-    except Exception as err:
-        raise OSError(f"{path}: cannot read audio ({err})") from err
-
-
 def write_chapter_item(req: BuildRequest, index: int, utts: list[Utterance], layout: str) -> dict:
     wave = concat_audio([load_audio(u.path) for u in utts], gap_s=req.gap_seconds)
     return write_item(
@@ -189,13 +178,3 @@ def write_chapter_item(req: BuildRequest, index: int, utts: list[Utterance], lay
               "layout": layout},
     )
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json, one entry per task) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["unplaced"]:
-        log.warning("%s %s: %d utterances not placed in any item (%s); see %s", SOURCE, TASK,
-                    len(report["unplaced"]), report["unplaced_utterances"], path)

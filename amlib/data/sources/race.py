@@ -7,12 +7,12 @@ each file one JSON object {"article": str, "questions": [str], "options": [[4 st
 means dev).
 
 Items: ONE article per item, read aloud whole by a TTS backend (tts_backends: Kokoro-82M as in the
-paper where installed, else Piper, else espeak-ng; choose with `build(req, tts=...)` or the environment
-variable AMLIB_TTS_BACKEND). The reading must last req.min_seconds..req.max_seconds: a reading outside
-the window is reported in build_report.json, never padded or cut. Synthesis is costly, so articles are
-tried in a seeded order until req.per_task items exist, and an article whose word count puts its reading
-surely outside the window (below 1.5 or above 4 words per second would be needed) is reported without
-being synthesized. One of the article's questions is picked with the seed, preferring one whose correct
+paper where installed, else Piper, else espeak-ng; choose with `build(req, tts=...)`, `--option tts=NAME`
+or the environment variable AMLIB_TTS_BACKEND). The reading must last req.min_seconds..req.max_seconds: a
+reading outside the window is reported in build_report.json, never padded or cut. Synthesis is costly, so
+articles are tried in a seeded order until req.per_task items exist, and an article whose word count puts
+its reading surely outside the window (below 1.5 or above 4 words per second would be needed) is reported
+without being synthesized. One of the article's questions is picked with the seed, preferring one whose correct
 option text no earlier item has (finalisation balances by that text and would keep one per text).
 
 Options: RACE's own four options for that question, re-ordered so that the correct one lands on a
@@ -24,7 +24,6 @@ label (the correct option's text), tts (the backend that spoke).
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -32,11 +31,9 @@ from pathlib import Path
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.data.options import make_options
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
+from amlib.data.sources.common import BuildRequest, LayoutError, write_item, write_report
 from amlib.data.sources.tts_backends import get_backend
 from amlib.tasks import get_task
-
-log = logging.getLogger(__name__)
 
 TASK = "SCR"
 SOURCE = "race"
@@ -65,7 +62,10 @@ class Article:
 
 
 def build(req: BuildRequest, tts=None) -> list[dict]:
-    """`tts`: a backend name (auto, kokoro, piper, espeak), a backend object, or None for $AMLIB_TTS_BACKEND / auto."""
+    """Options (keyword argument, else `--option` / BuildRequest.options, else the default):
+    tts: a backend name (auto, kokoro, piper, espeak) or, as a keyword argument, a backend object
+    (default: $AMLIB_TTS_BACKEND, else auto)."""
+    tts = req.option("tts", tts)
     folder = split_folder(req)
     articles = read_split(folder)
     order = req.rng(SOURCE, "order").permutation(len(articles))
@@ -90,11 +90,13 @@ def build(req: BuildRequest, tts=None) -> list[dict]:
             continue
         rows.append(write_article_item(req, len(rows), article, question, next(positions), wave, backend))
         used_answers.add(rows[-1]["meta"]["label"].lower())
-    write_report(req, {
+    write_report(req, SOURCE, {
         "task": TASK, "source": SOURCE, "split_folder": str(folder), "articles": len(articles),
         "tts": backend.describe(), "items_written": len(rows), "short_of_per_task": max(0, req.per_task - len(rows)),
         "not_built_reasons": dict(Counter(n["why"] for n in not_built)), "not_built": not_built,
-    })
+    }, watch=("not_built", "short_of_per_task"),
+        summary=lambda r: (f"{r['items_written']} items of {req.per_task} wanted; "
+                           f"articles not used: {r['not_built_reasons']}"))
     return rows
 
 
@@ -186,13 +188,3 @@ def write_article_item(req: BuildRequest, index: int, article: Article, q: int, 
               "race_answer": article.answers[q], "label": correct, "tts": backend.describe()},
     )
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json, one entry per task) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["not_built"] or report["short_of_per_task"]:
-        log.warning("%s %s: %d items of %d wanted; articles not used: %s; see %s", SOURCE, TASK,
-                    report["items_written"], req.per_task, report["not_built_reasons"], path)

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from amlib.data.audio import load_audio
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
+from amlib.data.sources.common import BuildRequest, LayoutError, write_item, write_report
 from amlib.tasks import AGE_GROUPS, TASK_ORDER, TASKS, get_task
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,9 @@ def build(req: BuildRequest) -> list[dict]:
         counters[task] += 1
     if not rows:
         raise ValueError(f"{root / CSV_NAME}: no row of the tasks {sorted(wanted)}; found {dict(counters)}")
-    report = {task: {"task": task, "rows": counters[task], "columns": columns} for task in TASKS if counters[task]}
-    report["skipped_rows"] = {k: n for k, n in counters.items() if k.startswith("skipped")}
-    (req.out / "build_report.json").write_text(json.dumps(report, indent=1))  # one entry per task, as other sources
+    write_report(req, SOURCE, *({"task": task, "rows": counters[task], "columns": columns} for task in TASKS
+                                if counters[task]),
+                 extra={"skipped_rows": {k: n for k, n in counters.items() if k.startswith("skipped")}})
     log.info("%s: %s", SOURCE, dict(counters))
     return rows
 

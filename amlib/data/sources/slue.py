@@ -29,23 +29,18 @@ req.per_task items are written. meta: speaker, utterances, entity_type, label (t
 from __future__ import annotations
 
 import ast
-import json
-import logging
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import soundfile as sf
 
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import balanced_positions, make_options
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
+from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, write_item, write_report
 from amlib.tasks import get_task
-
-log = logging.getLogger(__name__)
 
 TASK = "SER"
 SOURCE = "slue"
@@ -100,12 +95,14 @@ def build(req: BuildRequest) -> list[dict]:
     questions, no_question = plan_questions(items, req)
     positions = balanced_positions(len(questions), N_OPTIONS, req.rng(SOURCE, "positions"))
     rows = [write_entity_item(req, i, q, pos) for i, (q, pos) in enumerate(zip(questions, positions))]
-    write_report(req, {
+    write_report(req, SOURCE, {
         "task": TASK, "source": SOURCE, "tsv": str(tsv), "utterances": len(utterances), "items_packed": len(items),
         "items_written": len(rows), "entity_types": dict(Counter(q["type"] for q in questions)),
         "unplaced_utterances": dict(Counter(u["why"] for u in unplaced)), "unplaced": unplaced,
         "items_without_question": no_question,
-    })
+    }, watch=("unplaced", "items_without_question"),
+        summary=lambda r: (f"{len(r['unplaced'])} utterances unplaced ({r['unplaced_utterances']}), "
+                           f"{len(r['items_without_question'])} items without a valid question"))
     return rows
 
 
@@ -139,7 +136,7 @@ def read_split(tsv: Path, audio_dir: Path) -> list[Utterance]:
             continue
         text = row["normalized_text"]
         entities = tuple(parse_entities(row["normalized_ner"], text, where))
-        utterances.append(Utterance(row["id"], row["speaker_id"], path, text, entities, _duration(path)))
+        utterances.append(Utterance(row["id"], row["speaker_id"], path, text, entities, audio_seconds(path)))
     if no_audio:
         raise LayoutError(f"{audio_dir}: no audio (.ogg/.flac) for {len(no_audio)} id(s) of {tsv.name}, e.g. "
                           + ", ".join(no_audio[:3]))
@@ -165,13 +162,6 @@ def parse_entities(cell: str, text: str, where: str) -> list[tuple[str, str]]:
         if COMBINED_TYPE[label]:
             out.append((COMBINED_TYPE[label], phrase))
     return out
-
-
-def _duration(path: Path) -> float:
-    try:
-        return float(sf.info(str(path)).duration)
-    except Exception as err:
-        raise OSError(f"{path}: cannot read audio ({err})") from err
 
 
 def pack_speakers(utterances: list[Utterance], req: BuildRequest) -> tuple[list[Item], list[dict]]:
@@ -242,13 +232,3 @@ def write_entity_item(req: BuildRequest, index: int, q: dict, position: int) -> 
               "label": q["answer"]},
     )
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json, one entry per task) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["unplaced"] or report["items_without_question"]:
-        log.warning("%s %s: %d utterances unplaced (%s), %d items without a valid question; see %s", SOURCE, TASK,
-                    len(report["unplaced"]), report["unplaced_utterances"], len(report["items_without_question"]), path)

@@ -23,22 +23,18 @@ them (e.g. "Travelling by a tram"); within each scene the answer letters are bal
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import soundfile as sf
 
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
-from amlib.data.options import balanced_positions, make_options
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
-
-log = logging.getLogger(__name__)
+from amlib.data.options import make_options
+from amlib.data.sources.common import (BuildRequest, LayoutError, class_jobs, round_robin, take_balanced, write_item,
+                                       write_report)
 
 TASK = "ASC"
 SOURCE = "tau2019"
@@ -64,10 +60,14 @@ def build(req: BuildRequest) -> list[dict]:
     folder = dataset_folder(req)
     segments = read_meta(folder / "meta.csv")
     planned, unplaced = plan_items(segments, req)
-    chosen, balance_report = take_balanced(planned, req.per_task, req.rng(SOURCE, "select"))
+    rng = req.rng(SOURCE, "select")
+    # equal items per scene (what finalize would keep), spread over locations round-robin
+    chosen, balance = take_balanced(planned, req.per_task, lambda items, n: round_robin(items, n, rng),
+                                    nothing=f"{SOURCE}: no group reaches the {TASK} window; nothing to build")
     rows = write_items(req, chosen)
-    report = {**balance_report, "unplaced_segments": dict(unplaced), "locations": int(segments["group"].nunique())}
-    write_report(req, report)
+    report = {"task": TASK, **balance, "unplaced_segments": dict(unplaced),
+              "locations": int(segments["group"].nunique())}
+    write_report(req, SOURCE, report, watch=("classes_short_of_quota", "unplaced_segments"))
     return rows
 
 
@@ -120,43 +120,12 @@ def plan_items(segments: pd.DataFrame, req: BuildRequest) -> tuple[dict[str, lis
     return planned, unplaced
 
 
-def take_balanced(planned: dict, per_task: int, rng: np.random.Generator) -> tuple[dict, dict]:
-    """Equal items per class (what finalize would keep), spread over groups round-robin."""
-    counts = {label: len(items) for label, items in planned.items() if items}
-    if not counts:
-        raise ValueError(f"{SOURCE}: no group reaches the {TASK} window; nothing to build")
-    quota = per_task // len(counts) if len(counts) > 1 else per_task
-    cap = min(quota, *counts.values())
-    chosen = {label: round_robin(planned[label], cap, rng) for label in sorted(counts)}
-    report = {"task": TASK, "candidates_per_class": counts, "quota_per_class": quota, "kept_per_class": cap,
-              "classes_short_of_quota": {k: n for k, n in counts.items() if n < quota}}
-    return chosen, report
-
-
-def round_robin(grouped_items: list[tuple[str, object]], n: int, rng: np.random.Generator) -> list[tuple[str, object]]:
-    """n (group, item) pairs: every group, in a random order, gives one item before any gives a second."""
-    by_group: dict[str, list] = defaultdict(list)
-    for group, item in grouped_items:
-        by_group[group].append((group, item))
-    keys = sorted(by_group)
-    queues = [by_group[keys[i]] for i in rng.permutation(len(keys))]
-    picked, depth, n = [], 0, min(n, len(grouped_items))
-    while len(picked) < n:
-        picked += [q[depth] for q in queues if depth < len(q)][: n - len(picked)]
-        depth += 1
-    return picked
-
-
 def write_items(req: BuildRequest, chosen: dict[str, list[tuple[str, list[Clip]]]]) -> list[dict]:
     rng = req.rng(SOURCE, "options")
     pool = list(SCENES.values())
-    jobs = []
-    for scene, items in chosen.items():
-        for (group, clips), position in zip(items, balanced_positions(len(items), 4, rng)):
-            jobs.append((scene, group, clips, position))
     rows = []
-    for index, job_index in enumerate(rng.permutation(len(jobs))):  # mixed order of scenes in the manifest
-        scene, group, clips, position = jobs[job_index]
+    # answer letters balanced within each scene, scenes mixed in the manifest
+    for index, (scene, (group, clips), position) in enumerate(class_jobs(chosen, 4, rng)):
         choices, answer = make_options(SCENES[scene], pool, 4, position, rng)
         wave = concat_audio([load_audio(c.key) for c in clips], req.gap_seconds)
         _, identifier, device = group.split("/")
@@ -166,12 +135,3 @@ def write_items(req: BuildRequest, chosen: dict[str, list[tuple[str, list[Clip]]
                                source=SOURCE, meta=meta))
     return rows
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["classes_short_of_quota"] or report.get("unplaced_segments"):
-        log.warning("%s %s: %s", SOURCE, report["task"], json.dumps(report))

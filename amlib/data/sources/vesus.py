@@ -27,8 +27,6 @@ items taken equally per emotion, spread over actors round-robin.
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import zlib
 from collections import Counter, defaultdict
@@ -40,10 +38,9 @@ import soundfile as sf
 
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
-from amlib.data.options import balanced_positions, make_options
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
-
-log = logging.getLogger(__name__)
+from amlib.data.options import make_options
+from amlib.data.sources.common import (BuildRequest, LayoutError, class_jobs, round_robin, take_balanced, write_item,
+                                       write_report)
 
 TASK = "ER"
 SOURCE = "vesus"
@@ -54,18 +51,25 @@ FOLDER_EMOTION = {"neutral": "neutral", "angry": "angry", "anger": "angry", "hap
 
 
 def build(req: BuildRequest, *, min_agreement: float | None = None, ratings_file: str | None = None) -> list[dict]:
-    """Options (`--option`): min_agreement (default none), ratings_file (default ratings.csv)."""
-    min_agreement = req.options.get("min_agreement") if min_agreement is None else min_agreement
-    ratings_file = ratings_file or req.options.get("ratings_file", "ratings.csv")
+    """Options (keyword argument, else `--option` / BuildRequest.options, else the default):
+    min_agreement (default none: no filter): keep clips whose crowd agreement is at least this (0-1);
+    ratings_file (default ratings.csv): the ratings table, relative to the VESUS folder."""
+    min_agreement = req.option("min_agreement", min_agreement)
+    ratings_file = req.option("ratings_file", ratings_file, "ratings.csv")
     folder = vesus_folder(req)
     clips = find_clips(folder)
     report: dict = {"task": TASK, "min_agreement": min_agreement, "clips_found": len(clips)}
     if min_agreement is not None:
         clips = filter_by_agreement(clips, folder / ratings_file, min_agreement, report)
     planned = plan_items(clips, req, report)
-    chosen = take_balanced(planned, req.per_task, req.rng(SOURCE, "select"), report)
+    rng = req.rng(SOURCE, "select")
+    # equal items per emotion (what finalize would keep), spread over actors round-robin
+    chosen, balance = take_balanced(
+        planned, req.per_task, lambda items, n: round_robin(items, n, rng),
+        nothing=f"{SOURCE}: no actor/emotion group reaches the {TASK} window; nothing to build")
+    report.update(balance, classes_without_items=[e for e in EMOTIONS if e not in balance["candidates_per_class"]])
     rows = write_items(req, chosen, folder)
-    write_report(req, report)
+    write_report(req, SOURCE, report, watch=("classes_short_of_quota", "unplaced_clips", "classes_without_items"))
     return rows
 
 
@@ -138,41 +142,11 @@ def plan_items(clips: pd.DataFrame, req: BuildRequest, report: dict) -> dict[str
     return planned
 
 
-def take_balanced(planned: dict, per_task: int, rng: np.random.Generator, report: dict) -> dict:
-    """Equal items per class (what finalize would keep), spread over groups round-robin."""
-    counts = {label: len(items) for label, items in planned.items() if items}
-    if not counts:
-        raise ValueError(f"{SOURCE}: no actor/emotion group reaches the {TASK} window; nothing to build")
-    quota = per_task // len(counts) if len(counts) > 1 else per_task
-    cap = min(quota, *counts.values())
-    report.update(candidates_per_class=counts, quota_per_class=quota, kept_per_class=cap,
-                  classes_short_of_quota={k: n for k, n in counts.items() if n < quota},
-                  classes_without_items=[e for e in EMOTIONS if e not in counts])
-    return {label: round_robin(planned[label], cap, rng) for label in sorted(counts)}
-
-
-def round_robin(grouped_items: list[tuple[str, object]], n: int, rng: np.random.Generator) -> list[tuple[str, object]]:
-    """n (group, item) pairs: every group, in a random order, gives one item before any gives a second."""
-    by_group: dict[str, list] = defaultdict(list)
-    for group, item in grouped_items:
-        by_group[group].append((group, item))
-    keys = sorted(by_group)
-    queues = [by_group[keys[i]] for i in rng.permutation(len(keys))]
-    picked, depth, n = [], 0, min(n, len(grouped_items))
-    while len(picked) < n:
-        picked += [q[depth] for q in queues if depth < len(q)][: n - len(picked)]
-        depth += 1
-    return picked
-
-
 def write_items(req: BuildRequest, chosen: dict[str, list[tuple[str, list[Clip]]]], folder: Path) -> list[dict]:
     rng = req.rng(SOURCE, "options")
-    jobs = [(emotion, actor, clips, position)
-            for emotion, items in chosen.items()
-            for (actor, clips), position in zip(items, balanced_positions(len(items), 4, rng))]
     rows = []
-    for index, job_index in enumerate(rng.permutation(len(jobs))):  # emotions interleaved in the manifest
-        emotion, actor, clips, position = jobs[job_index]
+    # answer letters balanced within each emotion, emotions interleaved in the manifest
+    for index, (emotion, (actor, clips), position) in enumerate(class_jobs(chosen, 4, rng)):
         choices, answer = make_options(emotion, list(EMOTIONS), 4, position, rng)
         wave = concat_audio([load_audio(c.key) for c in clips], req.gap_seconds)
         meta = {"label": emotion, "actor": actor, "clips": [str(Path(c.key).relative_to(folder)) for c in clips]}
@@ -180,12 +154,3 @@ def write_items(req: BuildRequest, chosen: dict[str, list[tuple[str, list[Clip]]
                                source=SOURCE, meta=meta))
     return rows
 
-
-def write_report(req: BuildRequest, report: dict) -> None:
-    """What could not be used, next to the manifest (build_report.json) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    merged[report["task"]] = report
-    path.write_text(json.dumps(merged, indent=1))
-    if report["classes_short_of_quota"] or report["unplaced_clips"] or report["classes_without_items"]:
-        log.warning("%s %s: %s", SOURCE, report["task"], json.dumps(report))

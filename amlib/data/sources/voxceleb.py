@@ -33,8 +33,6 @@ speaker, per_task // classes at most; groups that fall short are reported in bui
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import warnings
 import zlib
@@ -47,10 +45,8 @@ import soundfile as sf
 
 from amlib.data.audio import SAMPLE_RATE, load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
-from amlib.data.sources.common import BuildRequest, LayoutError, write_item
+from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, interleave, write_item, write_report
 from amlib.tasks import AGE_GROUPS, get_task
-
-log = logging.getLogger(__name__)
 
 SOURCE = "voxceleb"
 META_FILES = {"vox1_meta.csv": "VoxCeleb1 ID", "vox2_meta.csv": "VoxCeleb2 ID"}
@@ -75,7 +71,7 @@ def build(req: BuildRequest) -> list[dict]:
         chosen, report = take_balanced(task, candidates, library, req)
         rows += write_items(req, task, chosen, library, ages)
         reports.append({**report, **extra})
-    write_report(req, reports)
+    write_report(req, SOURCE, *reports, watch=("classes_short_of_quota", "unplaced_clips", "classes_without_items"))
     return rows
 
 
@@ -173,11 +169,11 @@ class ClipLibrary:
 
 
 def clip_seconds(path: Path) -> float:
+    if path.suffix != ".m4a":
+        return audio_seconds(path)
     try:
         return sf.info(str(path)).duration
-    except Exception as err:
-        if path.suffix != ".m4a":
-            raise OSError(f"{path}: cannot read audio ({err})") from err
+    except Exception:
         return len(decode_m4a(path)) / SAMPLE_RATE
 
 
@@ -237,7 +233,7 @@ def take_balanced(task: str, candidates: dict[str, list[Candidate]], library: Cl
     while True:
         if not classes:
             raise ValueError(f"{SOURCE}: no {task} class has a speaker with enough audio for the window")
-        quota = req.per_task // len(classes) if len(classes) > 1 else req.per_task
+        quota = req.per_task // len(classes)
         unplaced: Counter = Counter()
         taken = {}
         for label in classes:
@@ -260,27 +256,15 @@ def take_round_robin(candidates: list[Candidate], quota: int, library: ClipLibra
                      unplaced: Counter) -> list[tuple[str, list[Clip]]]:
     """(speaker, clips) items: each candidate's first item, then each one's second, ... until the quota.
     A candidate's clips are listed and packed only when it is first visited."""
-    packed: dict[int, list[list[Clip]]] = {}
-    picked: list[tuple[str, list[Clip]]] = []
-    depth = 0
-    while len(picked) < quota:
-        progressed = False
-        for i, (speaker, videos) in enumerate(candidates):
-            if i not in packed:
-                clips = [c for video, c in library.clips(speaker) if videos is None or video in videos]
-                packing = pack_clips(clips, req.min_seconds, req.max_seconds, req.gap_seconds,
-                                     rng=req.rng(SOURCE, task, "pack", salt(speaker), salt(",".join(sorted(videos or ())))))
-                packed[i] = packing.items
-                unplaced.update(why for _, why in packing.unplaced)
-            if depth < len(packed[i]):
-                picked.append((speaker, packed[i][depth]))
-                progressed = True
-                if len(picked) == quota:
-                    break
-        if not progressed:
-            break
-        depth += 1
-    return picked
+    def items(candidate: Candidate) -> list[tuple[str, list[Clip]]]:
+        speaker, videos = candidate
+        clips = [c for video, c in library.clips(speaker) if videos is None or video in videos]
+        packing = pack_clips(clips, req.min_seconds, req.max_seconds, req.gap_seconds,
+                             rng=req.rng(SOURCE, task, "pack", salt(speaker), salt(",".join(sorted(videos or ())))))
+        unplaced.update(why for _, why in packing.unplaced)
+        return [(speaker, item) for item in packing.items]
+
+    return interleave(candidates, quota, items)
 
 
 def salt(text: str) -> int:
@@ -305,13 +289,3 @@ def write_items(req: BuildRequest, task: str, chosen: dict[str, list[tuple[str, 
                                answer=spec.letters[choices.index(label)], source=SOURCE, meta=meta))
     return rows
 
-
-def write_report(req: BuildRequest, reports: list[dict]) -> None:
-    """What could not be used, next to the manifest (build_report.json) and in the log."""
-    path = req.out / "build_report.json"
-    merged = json.loads(path.read_text()) if path.is_file() else {}
-    for report in reports:
-        merged[report["task"]] = report
-        if report["classes_short_of_quota"] or report["unplaced_clips"] or report["classes_without_items"]:
-            log.warning("%s %s: %s", SOURCE, report["task"], json.dumps(report))
-    path.write_text(json.dumps(merged, indent=1))
