@@ -42,6 +42,6 @@ def embedded_items(tmp_path_factory):
     items = {}
     for name, (low, high) in {"short": (90.0, 92.0), "long": (296.0, 300.0)}.items():
         out = tmp_path_factory.mktemp(f"embedded-{name}")
-        build_skeleton(out, per_task=1, min_seconds=low, max_seconds=high, seed=0)
+        build_skeleton(out, per_task=1, min_seconds=low, max_seconds=high, seed=0, split=name)
         items[name] = next(s for s in read_manifest(out) if s.task == "SGR")
     return items

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.models.qwen2_audio import split_windows, token_runs, tokens_for_samples
@@ -61,3 +62,55 @@ def test_decoder_layers_and_language_model(tiny_adapter):
     layers = tiny_adapter.decoder_layers()
     assert len(layers) == tiny_adapter.model.config.text_config.num_hidden_layers
     assert tiny_adapter.language_model().model.layers is layers
+
+
+def real_qwen2_audio_config(overrides: dict | None = None):
+    from transformers import Qwen2AudioConfig
+
+    from amlib.models.common import real_config_dict, scaled_down
+    from amlib.models.qwen2_audio import REAL_CONFIG
+
+    return Qwen2AudioConfig(**scaled_down(real_config_dict(REAL_CONFIG), overrides or {}))
+
+
+def table11_row(model: str) -> dict:
+    import csv
+    from pathlib import Path
+
+    import amlib.paper
+
+    with (Path(amlib.paper.__file__).parent / "tables" / "table11_encoding_granularity.csv").open() as fh:
+        return next(row for row in csv.DictReader(fh) if row["model"] == model)
+
+
+def test_real_config_gives_the_papers_table11_row():
+    from amlib.models.qwen2_audio import Qwen2AudioAdapter
+
+    granularity = Qwen2AudioAdapter.encoding_granularity(real_qwen2_audio_config())
+    row = table11_row("Qwen2-Audio-Instruct")
+    assert granularity["max_audio_seconds"] == 60 * float(row["max_audio_minutes"])
+    assert granularity["max_audio_tokens"] == int(row["max_audio_tokens"])
+    assert granularity["tokens_per_second"] == float(row["tokens_per_second"]) == Qwen2AudioAdapter.tokens_per_second
+    # beyond the native window this adapter windows (module docstring), bounded by the LM context
+    assert granularity["adapter_windows_longer_audio"] and granularity["context_tokens"] == 8192
+
+
+def test_tiny_from_the_real_config_keeps_the_real_front_end():
+    from transformers import Qwen2AudioForConditionalGeneration, WhisperFeatureExtractor
+
+    from amlib.models.qwen2_audio import Qwen2AudioAdapter
+
+    tiny_config = real_qwen2_audio_config({
+        "audio_config": {"d_model": 16, "encoder_layers": 1, "encoder_attention_heads": 2, "encoder_ffn_dim": 32},
+        "text_config": {"vocab_size": 256, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                        "num_attention_heads": 4, "num_key_value_heads": 2},
+    })
+    torch.manual_seed(0)
+    tower = Qwen2AudioForConditionalGeneration(tiny_config).eval().audio_tower
+    assert tower.conv1.in_channels == 128 and tower.embed_positions.num_embeddings == 1500
+    real = Qwen2AudioAdapter.encoding_granularity(real_qwen2_audio_config())
+    assert Qwen2AudioAdapter.encoding_granularity(tiny_config) == real
+    features = WhisperFeatureExtractor(feature_size=128)(noise(30.0), sampling_rate=SAMPLE_RATE, return_tensors="pt")
+    with torch.no_grad():
+        encoded = tower(features["input_features"]).last_hidden_state
+    assert encoded.shape[1] == real["max_audio_tokens"]  # one full window through the real front end

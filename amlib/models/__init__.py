@@ -22,12 +22,10 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
             return cls(name_or_path)
         return cls.from_pretrained(name_or_path, device=device, dtype=dtype,
                                    attn_implementation=attn_implementation, local_files_only=local_files_only)
-    if name_or_path == TINY_QWEN2_AUDIO:
-        from amlib.models.qwen2_audio import Qwen2AudioAdapter
-        from amlib.models.tiny import tiny_qwen2_audio
+    from amlib.models.tiny_registry import TINY_MODELS, load_tiny
 
-        model, processor = tiny_qwen2_audio(seed=seed)
-        return Qwen2AudioAdapter(model.to(device), processor, model_id=TINY_QWEN2_AUDIO, revision=f"random-seed{seed}")
+    if name_or_path in TINY_MODELS:
+        return load_tiny(name_or_path, device=device, seed=seed)
     from transformers import AutoConfig
 
     kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}

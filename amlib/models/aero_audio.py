@@ -30,7 +30,7 @@ import torch
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.models.base import PreparedInputs
-from amlib.models.qwen2_audio import token_runs
+from amlib.models.common import token_runs
 from amlib.models.remote_code import (
     RemoteCodeAdapter, SnapshotSpec, dtype_kwargs, refuse_online, snapshot_revision,
     warn_if_other_transformers,

@@ -42,7 +42,7 @@ import torch
 from amlib.data.audio import SAMPLE_RATE
 from amlib.efficiency import timed_generate
 from amlib.models.base import Generation, PreparedInputs
-from amlib.models.qwen2_audio import token_runs
+from amlib.models.common import token_runs
 from amlib.models.remote_code import (
     RemoteCodeAdapter, SnapshotSpec, refuse_online, resolve_snapshot, snapshot_revision,
 )

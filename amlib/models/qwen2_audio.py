@@ -13,11 +13,14 @@ import torch
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.models.base import AudioLMAdapter, PreparedInputs
+from amlib.models.common import check_fits_context, real_config_dict, token_runs
 from amlib.tasks import TaskSpec
 
 WINDOW_SECONDS = 30.0
 MIN_WINDOW_SECONDS = 0.5  # a shorter last window is zero-padded to this (keeps >= 1 frame of context)
 HOP_SAMPLES = 160  # Whisper feature extractor: 100 mel frames per second
+CONV_STRIDE = 2  # the Whisper encoder's conv2: mel frames per encoder position
+REAL_CONFIG = "qwen2-audio-7b-instruct.json"
 
 
 def split_windows(audio: np.ndarray, window_s: float = WINDOW_SECONDS) -> list[np.ndarray]:
@@ -45,15 +48,6 @@ def chatml_prompt(system: str, n_audio_windows: int, user: str, audio_token: str
     )
 
 
-def token_runs(ids: torch.Tensor, token_id: int) -> list[tuple[int, int]]:
-    """Half-open [start, end) runs of `token_id` in a 1-D id sequence."""
-    hit = (ids == token_id).to(torch.int8)
-    edges = torch.diff(torch.cat([hit.new_zeros(1), hit, hit.new_zeros(1)]))
-    starts = torch.nonzero(edges == 1).flatten().tolist()
-    ends = torch.nonzero(edges == -1).flatten().tolist()
-    return list(zip(starts, ends))
-
-
 class Qwen2AudioAdapter(AudioLMAdapter):
     family = "qwen2-audio"
     tokens_per_second = 25.0
@@ -73,6 +67,21 @@ class Qwen2AudioAdapter(AudioLMAdapter):
         revision = getattr(model.config, "_commit_hash", None) or "local"
         return cls(model, processor, model_id=str(name_or_path), revision=revision)
 
+    @classmethod
+    def encoding_granularity(cls, config) -> dict:
+        """The checkpoint's native limits (the paper's Table 11: one 30 s window, 750 tokens, 25 tokens/s),
+        from the encoder's positions and the Whisper front end, plus this adapter's windowing beyond them."""
+        window_samples = config.audio_config.max_source_positions * CONV_STRIDE * HOP_SAMPLES
+        window_s = window_samples / SAMPLE_RATE
+        window_tokens = tokens_for_samples(window_samples)
+        return {
+            "max_audio_seconds": window_s, "max_audio_tokens": window_tokens,
+            "tokens_per_second": window_tokens / window_s, "window_seconds": window_s,
+            "window_tokens": window_tokens, "adapter_windows_longer_audio": True,
+            "adapter_max_audio_seconds": cls.max_audio_seconds,
+            "context_tokens": config.text_config.max_position_embeddings,
+        }
+
     def expected_audio_tokens(self, duration_s: float) -> int:
         n = int(round(duration_s * SAMPLE_RATE))
         return sum(tokens_for_samples(len(w)) for w in split_windows(np.zeros(n, np.float32)))
@@ -84,6 +93,8 @@ class Qwen2AudioAdapter(AudioLMAdapter):
         text = chatml_prompt(spec.system_prompt, len(windows), spec.user_prompt(question, choices),
                              proc.audio_token, proc.audio_bos_token, proc.audio_eos_token)
         tensors = dict(proc(text=text, audio=windows, sampling_rate=SAMPLE_RATE, return_tensors="pt"))
+        check_fits_context(self.family, int(tensors["input_ids"].shape[1]), spec.max_new_tokens,
+                           self.model.config.text_config.max_position_embeddings)
         spans = token_runs(tensors["input_ids"][0], proc.audio_token_id)
         if len(spans) != len(windows):
             raise RuntimeError(f"expected {len(windows)} audio spans, found {len(spans)}")
