@@ -29,6 +29,7 @@ notebooks: $(STAMP)
 	$(PAPERMILL) notebooks/02_baseline_eval.ipynb $(EXECUTED)/02_baseline_eval.ipynb \
 		-p data_dir $(BOOK_DATA) -p per_task $(BOOK_PER_TASK) -p max_seconds 300.0 \
 		-p output_dir ../results/baseline
+	$(PAPERMILL) notebooks/08_encoding_granularity.ipynb $(EXECUTED)/08_encoding_granularity.ipynb
 
 book: notebooks
 	$(VENV)/bin/jupyter-book build book/ --path-output book
