@@ -59,6 +59,18 @@ def _score(args) -> None:
     print(score_table(read_predictions(args.predictions), seed=args.seed).round(2).to_string())
 
 
+def _train_reference(args) -> None:
+    from amlib.models.reference import load_reference_adapter
+    from amlib.train.loop import TrainConfig, train
+
+    adapter = load_reference_adapter(device=args.device, encoder_file=args.encoder)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, lora_lr=args.lora_lr,
+                      warmup=args.warmup, lora=args.lora, lora_r=args.lora_r, seed=args.seed,
+                      workers=args.workers, data=[str(d) for d in args.data])
+    out = train(adapter, cfg, args.out, device=args.device)
+    print(f"trained weights in {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m amlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +109,23 @@ def main(argv: list[str] | None = None) -> None:
     sc.add_argument("predictions", type=Path)
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(func=_score)
+
+    tr = sub.add_parser("train-reference", help="train the reference model's projector (+ LoRA)")
+    tr.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folders (train split)")
+    tr.add_argument("--out", type=Path, required=True, help="folder for the trained weights and the log")
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--batch-size", type=int, default=16)
+    tr.add_argument("--lr", type=float, default=1e-3, help="projector learning rate")
+    tr.add_argument("--lora-lr", type=float, default=2e-4)
+    tr.add_argument("--warmup", type=int, default=50)
+    tr.add_argument("--lora", action="store_true", help="also train LoRA adapters on the LM's q/v")
+    tr.add_argument("--lora-r", type=int, default=8)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--workers", type=int, default=4)
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--encoder", type=Path, default=None,
+                    help="encoder safetensors (export_encoder) where the Whisper package is not installed")
+    tr.set_defaults(func=_train_reference)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -108,17 +108,51 @@ def _init_projector(linear: torch.nn.Linear, text_embeddings: torch.Tensor) -> N
         linear.bias.zero_()
 
 
-def build_reference_model():
-    """(model, processor) assembled from the installed packages, uncached (~25 s on 2 CPU cores)."""
+def packaged_encoder():
+    """(dims, encoder state) of Whisper tiny.en from its packaged CTranslate2 weights."""
+    from amlib.models.ct2 import read_ct2_model, whisper_dims, whisper_encoder_state_dict, whisper_tiny_en_dir
+
+    ct2 = read_ct2_model(whisper_tiny_en_dir())
+    return whisper_dims(ct2), whisper_encoder_state_dict(ct2)
+
+
+def export_encoder(path: str | Path) -> Path:
+    """The converted encoder as one small safetensors file (float16, exactly as packaged; its
+    dimensions in the metadata): what a GPU machine without the package needs (`read_encoder`)."""
+    from dataclasses import asdict
+
+    from safetensors.numpy import save_file
+
+    dims, state = packaged_encoder()
+    half = {k: v.astype(np.float16) for k, v in state.items()}
+    if any(not np.array_equal(half[k].astype(np.float32), v) for k, v in state.items()):
+        raise ValueError("the packaged encoder is not exactly representable in float16")
+    save_file(half, str(path), metadata={"dims": json.dumps(asdict(dims))})
+    return Path(path)
+
+
+def read_encoder(path: str | Path):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    from amlib.models.ct2 import WhisperDims
+
+    with safe_open(str(path), framework="numpy") as fh:
+        dims = WhisperDims(**json.loads(fh.metadata()["dims"]))
+    return dims, load_file(str(path))
+
+
+def build_reference_model(encoder: tuple | None = None):
+    """(model, processor) assembled from the installed packages, uncached (~25 s on 2 CPU cores).
+    `encoder`: (dims, state) to use instead of the packaged Whisper (e.g. `read_encoder(file)`)."""
     from transformers import GenerationConfig, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
 
     from amlib.models.assets import smollm2_tokenizer
-    from amlib.models.ct2 import load_state, read_ct2_model, whisper_dims, whisper_encoder_state_dict, whisper_tiny_en_dir
+    from amlib.models.ct2 import load_state
 
     processor = whisper_tiny_processor(smollm2_tokenizer())
     tok = processor.tokenizer
-    ct2 = read_ct2_model(whisper_tiny_en_dir())
-    dims = whisper_dims(ct2)
+    dims, encoder_state = encoder if encoder is not None else packaged_encoder()
     lm = smollm2_causal_lm()
     n_old = lm.get_input_embeddings().weight.shape[0]
     _init_new_embeddings(lm, n_old, len(tok))
@@ -142,7 +176,7 @@ def build_reference_model():
     model.language_model = lm
     model.audio_tower.to_empty(device="cpu")
     model.multi_modal_projector.to_empty(device="cpu")
-    load_state(model.audio_tower, whisper_encoder_state_dict(ct2))
+    load_state(model.audio_tower, {k: v.astype(np.float32) for k, v in encoder_state.items()})
     _init_projector(model.multi_modal_projector.linear, lm.get_input_embeddings().weight[:n_old])
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id, eos_token_id=eos, pad_token_id=tok.pad_token_id,
@@ -203,14 +237,16 @@ def keep_last_logits_when_generating(model) -> None:
 
 def assemble_reference_model(projector_weights: str | Path | None = None, lora: str | Path | None = None,
                              cache: bool = True, dtype: torch.dtype = torch.float32,
-                             last_logits_only: bool = True):
+                             last_logits_only: bool = True, encoder_file: str | Path | None = None):
     """(model, processor) of the reference model; trained projector / LoRA weights applied when given.
 
     With `cache`, the base is saved on first use under `cached_base_dir()` and loaded from there
     afterwards (seconds instead of the GGUF dequantization). Weights are cached in float32 (the
     exact dequantized values); `dtype` casts after loading (bfloat16 halves memory and is faster on
     CPUs with AVX512-BF16). `last_logits_only` installs `keep_last_logits_when_generating`."""
-    if not cache:
+    if encoder_file is not None:  # a training machine without the Whisper package: never cached
+        model, processor = build_reference_model(read_encoder(encoder_file))
+    elif not cache:
         model, processor = build_reference_model()
     else:
         path = cached_base_dir()
@@ -323,7 +359,7 @@ def trained_revision(paths: list[Path]) -> str:
 
 
 def load_reference_adapter(device: str = "cpu", weights: str | Path | None = None,
-                           dtype: torch.dtype = torch.float32):
+                           dtype: torch.dtype = torch.float32, encoder_file: str | Path | None = None):
     """A `Qwen2AudioAdapter` around the reference model; `weights` is a `save_trained` directory
     (projector.safetensors [+ lora/]). revision: checksum of those files, or "untrained"."""
     from amlib.models.qwen2_audio import Qwen2AudioAdapter
@@ -340,7 +376,7 @@ def load_reference_adapter(device: str = "cpu", weights: str | Path | None = Non
             lora = weights / LORA_DIR
             files += sorted(p for p in lora.iterdir() if p.is_file())
         revision = trained_revision(files)
-    model, processor = assemble_reference_model(projector, lora, dtype=dtype)
+    model, processor = assemble_reference_model(projector, lora, dtype=dtype, encoder_file=encoder_file)
     return Qwen2AudioAdapter(model.to(device), processor, model_id=REFERENCE_MODEL, revision=revision)
 
 

@@ -1,0 +1,1 @@
+"""Training of the reference audio LM (projector, optional LoRA) on the offline suite's train split."""

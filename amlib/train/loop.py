@@ -1,0 +1,159 @@
+"""The training loop of the reference model: AdamW on the projector (and LoRA), seeded, resumable.
+
+Every `save_every` steps the trainable weights, the optimizer state and the RNG position are saved
+in `out/checkpoint.pt`; a re-run with the same settings continues from there. The log
+(`out/train_log.jsonl`) holds one line per logged step: step, loss, learning rate, seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from amlib.data import Sample, read_manifest
+from amlib.train.examples import IGNORE, collate, encode
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 1e-3
+    lora_lr: float = 2e-4
+    warmup: int = 50
+    lora: bool = False
+    lora_r: int = 8
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 200
+    workers: int = 4
+    data: list[str] = field(default_factory=list)
+
+
+def load_samples(dirs: list[str | Path]) -> list[Sample]:
+    samples: list[Sample] = []
+    for d in dirs:
+        samples += read_manifest(d)
+    if not samples:
+        raise ValueError("no training samples")
+    return samples
+
+
+class _EncodedSet(torch.utils.data.Dataset):
+    def __init__(self, adapter, samples):
+        self.adapter, self.samples = adapter, samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return encode(self.adapter, self.samples[i])
+
+
+def batches(n: int, batch_size: int, steps: int, seed: int, start: int = 0):
+    """Index batches for `steps` steps: seeded shuffles of the whole set, epoch after epoch."""
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    out = []
+    while len(out) < steps:
+        if len(order) < batch_size:
+            order += rng.permutation(n).tolist()
+        out.append(order[:batch_size])
+        order = order[batch_size:]
+    return out[start:]
+
+
+def loss_on_targets(model, batch: dict) -> torch.Tensor:
+    labels = batch.pop("labels")
+    logits = model(**batch, use_cache=False).logits[:, :-1]
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    return F.cross_entropy(logits[keep].float(), target[keep])
+
+
+def lr_at(step: int, cfg: TrainConfig, base: float) -> float:
+    if step < cfg.warmup:
+        return base * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Path:
+    """Train the adapter's model in place; write weights (`save_trained` layout), config and log."""
+    from amlib.models.reference import save_trained, trainable_parameters
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = adapter.model.to(device)
+    model.train()
+    params = trainable_parameters(model, lora=cfg.lora, r=cfg.lora_r)
+    lora_params = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
+    proj_params = list(model.multi_modal_projector.parameters())
+    groups = [{"params": proj_params, "lr": cfg.lr, "base": cfg.lr}]
+    if lora_params:
+        groups.append({"params": lora_params, "lr": cfg.lora_lr, "base": cfg.lora_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    samples = load_samples(cfg.data)
+    start = _resume(out, model, opt, cfg)
+    plan = batches(len(samples), cfg.batch_size, cfg.steps, cfg.seed, start)
+    data = torch.utils.data.DataLoader(
+        _EncodedSet(adapter, samples), batch_sampler=plan, num_workers=cfg.workers,
+        collate_fn=lambda b: collate(b, adapter.pad_token_id), persistent_workers=False,
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    log = (out / "train_log.jsonl").open("a")
+    t0, running = time.perf_counter(), []
+    for step, batch in enumerate(data, start=start):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg, g["base"])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast:
+            loss = loss_on_targets(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        running.append(loss.item())
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            log.write(json.dumps({"step": step + 1, "loss": float(np.mean(running)), "lr": opt.param_groups[0]["lr"],
+                                  "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+            log.flush()
+            running = []
+        if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+            _checkpoint(out, model, opt, step + 1)
+    log.close()
+    model.eval()
+    save_trained(model, out)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    return out
+
+
+def _trainable_state(model) -> dict:
+    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _checkpoint(out: Path, model, opt, step: int) -> None:
+    tmp = out / "checkpoint.pt.tmp"
+    torch.save({"step": step, "weights": _trainable_state(model), "optimizer": opt.state_dict()}, tmp)
+    tmp.replace(out / "checkpoint.pt")
+
+
+def _resume(out: Path, model, opt, cfg: TrainConfig) -> int:
+    path = out / "checkpoint.pt"
+    if not path.is_file():
+        return 0
+    saved = torch.load(path, map_location="cpu")
+    state = dict(model.named_parameters())
+    for name, value in saved["weights"].items():
+        state[name].data.copy_(value.to(state[name].device))
+    opt.load_state_dict(saved["optimizer"])
+    return int(saved["step"])

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from amlib.data import load_audio, read_manifest, write_manifest
+from amlib.tasks import TASKS
+from amlib.train.examples import IGNORE, collate, encode, target_text
+from amlib.train.loop import TrainConfig, batches, train
+from amlib.train.pack import compress_dataset, split_file
+from conftest import make_item
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    rows = [make_item(tmp_path, f"s{i}", seconds=1.0 + 0.2 * i, answer="AB"[i % 2]) for i in range(4)]
+    rows.append(make_item(tmp_path, "a0", task="ASR", seconds=1.0))
+    write_manifest(tmp_path / "manifest.jsonl", rows)
+    return tmp_path
+
+
+def test_target_text_follows_the_prompt_format(dataset):
+    samples = {s.id: s for s in read_manifest(dataset)}
+    assert target_text(samples["s1"]) == "b"  # SGR asks for 'a' / 'b'
+    assert target_text(samples["a0"]) == "Spoken Content: hello world"
+
+
+def test_encoded_example_has_loss_only_on_the_answer(tiny_adapter, dataset):
+    sample = read_manifest(dataset)[0]
+    enc = encode(tiny_adapter, sample)
+    prompt = tiny_adapter.build_inputs(load_audio(sample.audio_path), TASKS["SGR"], sample.question, sample.choices)
+    n_prompt = prompt.tensors["input_ids"].shape[1]
+    assert (enc.labels[:n_prompt] == IGNORE).all()
+    answer = tiny_adapter.processor.tokenizer.decode(enc.labels[n_prompt:])
+    assert answer == "a<|im_end|>"
+    batch = collate([enc, encode(tiny_adapter, read_manifest(dataset)[4])], tiny_adapter.pad_token_id)
+    assert batch["input_ids"].shape[0] == 2 and batch["input_features"].shape[0] == 2
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE).all()
+
+
+def test_batches_are_seeded_and_cover_the_data():
+    plan = batches(10, 4, steps=5, seed=1)
+    assert plan == batches(10, 4, steps=5, seed=1) and plan != batches(10, 4, steps=5, seed=2)
+    assert len(set(plan[0] + plan[1])) == 8  # the first two batches: 8 distinct items of one epoch
+    assert batches(10, 4, steps=5, seed=1, start=3) == plan[3:]
+
+
+def test_training_lowers_the_loss_and_writes_weights(dataset, tmp_path):
+    from amlib.models import load_model
+
+    adapter = load_model("tiny-random-qwen2-audio", seed=0)
+    cfg = TrainConfig(steps=12, batch_size=4, lr=3e-3, warmup=1, lora=True, log_every=3, save_every=100,
+                      workers=0, data=[str(dataset)])
+    out = train(adapter, cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [3, 6, 9, 12]
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert (out / "projector.safetensors").is_file() and (out / "lora" / "adapter_model.safetensors").is_file()
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_compressed_copy_validates_and_split_parts_rejoin(dataset, tmp_path):
+    packed = compress_dataset(dataset, tmp_path / "packed")
+    samples = read_manifest(packed)
+    assert all(s.audio.endswith(".ogg") for s in samples)
+    wave = load_audio(samples[0].audio_path)
+    assert abs(len(wave) / 16000 - samples[0].duration_s) < 0.05
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 10)
+    parts = split_file(blob, 1000, tmp_path / "parts")
+    assert len(parts) == 3 and b"".join(p.read_bytes() for p in parts) == blob.read_bytes()
