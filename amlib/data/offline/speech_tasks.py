@@ -1,0 +1,151 @@
+"""ASR, SGR and SD items of the offline suite: TTS reading generated text, and real asterisk speech.
+
+- ASR: one voice reads generated sentences (reference = the exact text), or (every fourth item) real
+  asterisk prompts played one after another (reference = their normalised transcripts).
+- SGR: one voice of the item's gender reads generated sentences, drawn uniformly among the split's
+  voices of engines that have both genders there (train: espeak-ng only, as its other voices are all
+  male; test: espeak-ng, flite, festival), so no engine speaks for one gender only.
+- SD: real asterisk prompts one after another ("real"); or the same kind of sequence in which some
+  prompts are replaced by a TTS reading of the same transcript by a female voice, band-limited to the
+  recordings' 8 kHz telephone band and level-matched, so only the voice itself gives it away ("fake").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from amlib.data.audio import SAMPLE_RATE
+from amlib.data.offline.assets import Prompt, load_sound, prompts_of_split, rms
+from amlib.data.offline.items import Item, SuiteError, Window, read_aloud, sentence_stream, silence
+from amlib.data.offline.voices import SuiteVoice, content_voices, speak, voices_of
+
+GENDERS = ("male", "female")
+SD_LABELS = ("real", "fake")
+PROMPT_PAUSE_S = (0.4, 0.9)
+REAL_ASR_EVERY = 4  # every fourth ASR item is real speech
+FAKE_SHARE = (0.25, 0.4)  # share of prompts replaced by TTS in a "fake" SD item
+
+
+def voice_meta(voice: SuiteVoice) -> dict:
+    return {"engine": voice.engine, "voice": voice.name, "speaker": voice.speaker, "gender": voice.gender}
+
+
+def pick_voice(rng: np.random.Generator, voices: list[SuiteVoice]) -> SuiteVoice:
+    if not voices:
+        raise SuiteError("no voice available for this split and filter")
+    return voices[int(rng.integers(len(voices)))]
+
+
+def tts_reading_item(rng: np.random.Generator, split: str, window: Window, voice: SuiteVoice, what: str,
+                     clear: bool = False) -> Item:
+    reading = read_aloud(sentence_stream(rng, split), voice, window, rng, what=what, clear=clear)
+    return Item(reading.wave, " ".join(reading.texts),
+                {**voice_meta(voice), "n_sentences": len(reading.texts), "synthetic": True})
+
+
+def prompt_sequence(rng: np.random.Generator, split: str, window: Window, what: str,
+                    clip_of=lambda slot, prompt: load_sound(prompt.path)) -> tuple[list[Prompt], list[np.ndarray]]:
+    """Distinct prompts of the split in random order until the target (with the mean pause between
+    clips); `clip_of(slot, prompt)` gives the audio that stands for the prompt (the recording, or a
+    TTS stand-in for SD's fakes). A clip that would pass max_s is skipped."""
+    pool = prompts_of_split(split)
+    mean_pause = int(np.mean(PROMPT_PAUSE_S) * SAMPLE_RATE)
+    chosen, waves, total = [], [], 0
+    for k in rng.permutation(len(pool)):
+        wave = clip_of(len(chosen), pool[k])
+        n = wave.size + (mean_pause if chosen else 0)
+        if total + n > window.max_n:
+            continue
+        chosen.append(pool[k])
+        waves.append(wave)
+        total += n
+        if total >= window.target_n:
+            break
+    if total < window.min_n:
+        raise SuiteError(f"{what}: the {split} split's {len(pool)} asterisk prompts give only "
+                         f"{total / SAMPLE_RATE:.0f} s, below min_seconds={window.min_s}")
+    return chosen, waves
+
+
+def join_with_pauses(waves: list[np.ndarray], rng: np.random.Generator, window: Window) -> np.ndarray:
+    """Waves with seeded pauses, the pauses shortened only if the total would pass max_s."""
+    pauses = rng.uniform(*PROMPT_PAUSE_S, size=max(0, len(waves) - 1))
+    speech = sum(w.size for w in waves)
+    room = (window.max_n - speech) / SAMPLE_RATE
+    if pauses.sum() > room:
+        pauses *= max(0.0, room) / pauses.sum()
+    parts = []
+    for i, wave in enumerate(waves):
+        if i:
+            parts.append(silence(pauses[i - 1]))
+        parts.append(np.asarray(wave, dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def asr_item(ctx, index: int, label: str | None, rng: np.random.Generator, window: Window) -> Item:
+    what = f"ASR item {index}"
+    if index % REAL_ASR_EVERY == REAL_ASR_EVERY - 1:
+        prompts, waves = prompt_sequence(rng, ctx.split, window, what)
+        wave = join_with_pauses(waves, rng, window)
+        return Item(wave, " ".join(_sentence(p.text) for p in prompts),
+                    {"speech": "real", "synthetic": False, "speaker": "asterisk-allison", "gender": "female",
+                     "asterisk_prompts": [p.key for p in prompts]})
+    voice = pick_voice(rng, content_voices(ctx.split))
+    item = tts_reading_item(rng, ctx.split, window, voice, what, clear=True)
+    item.meta["speech"] = "tts"
+    return item
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text[-1] in ".?!" else text + "."
+
+
+def sgr_item(ctx, index: int, label: str, rng: np.random.Generator, window: Window) -> Item:
+    engines = sorted({v.engine for v in voices_of(ctx.split)
+                      if all(voices_of(ctx.split, v.engine, g) for g in GENDERS)})
+    voice = pick_voice(rng, [v for v in voices_of(ctx.split, gender=label) if v.engine in engines])
+    item = tts_reading_item(rng, ctx.split, window, voice, f"SGR item {index}")
+    item.meta["transcript"] = item.label
+    item.label = label
+    item.question = "Is this a male or female voice?"
+    return item
+
+
+def band_limit_like_prompts(wave: np.ndarray) -> np.ndarray:
+    """Down to the asterisk recordings' 8 kHz sample rate and back, so the band does not differ."""
+    import librosa
+
+    low = librosa.resample(wave, orig_sr=SAMPLE_RATE, target_sr=8000)
+    return librosa.resample(low, orig_sr=8000, target_sr=SAMPLE_RATE).astype(np.float32)
+
+
+def sd_item(ctx, index: int, label: str, rng: np.random.Generator, window: Window) -> Item:
+    what = f"SD item {index}"
+    meta = {"synthetic": label == "fake", "speaker": "asterisk-allison", "gender": "female"}
+    question = "Is this audio real or does it contain synthetic/fake segments?"
+    if label == "real":
+        prompts, waves = prompt_sequence(rng, ctx.split, window, what)
+        meta["asterisk_prompts"] = [p.key for p in prompts]
+        return Item(join_with_pauses(waves, rng, window), label, meta, question=question)
+    voice = pick_voice(rng, voices_of(ctx.split, gender="female"))
+    period = int(round(1 / rng.uniform(*FAKE_SHARE)))  # every period-th prompt is a TTS stand-in
+    offset = int(rng.integers(period))
+    level = rms(np.concatenate([load_sound(p.path) for p in prompts_of_split(ctx.split)[:50]]))
+
+    def clip_of(slot: int, prompt: Prompt) -> np.ndarray:
+        if slot % period != offset:
+            return load_sound(prompt.path)
+        fake = band_limit_like_prompts(speak(_sentence(prompt.text), voice))
+        return (fake * (level / max(rms(fake), 1e-9))).astype(np.float32)
+
+    prompts, waves = prompt_sequence(rng, ctx.split, window, what, clip_of)
+    fakes = [k for k in range(len(prompts)) if k % period == offset]
+    if not fakes:
+        raise SuiteError(f"{what}: only {len(prompts)} prompts fit, none of them a TTS slot "
+                         f"(every {period}th); raise min_seconds")
+    meta.update(voice_meta(voice), speaker="asterisk-allison+" + voice.speaker,
+                asterisk_prompts=[p.key for p in prompts], fake_prompts=[prompts[k].key for k in fakes],
+                fake_share=round(sum(waves[k].size for k in fakes) / sum(w.size for w in waves), 3),
+                transforms=["resample 16k->8k->16k", "level matched to the recordings' RMS"])
+    return Item(join_with_pauses(waves, rng, window), label, meta, question=question)

@@ -1,0 +1,177 @@
+"""The license-free offline suite: all ten tasks from packaged assets, no download (source "offline").
+
+    python -m amlib build-data --source offline --out data/built/offline-test            # test split
+    python -m amlib build-data --source offline --out parts/p3 --split train --seed 3 \\
+        --per-task 200 --min-seconds 10 --max-seconds 30                                  # a train part
+
+What each task is made of: speech_tasks.py (ASR, SGR, SD), stories.py (SCR, SER), prosody.py (ER,
+SAR), sound_tasks.py (SED, ASC), music.py (MC); assets and the split rule: assets.py, voices.py;
+licences and what is synthetic: data/README.md.
+
+Splits: `train` and `test` use disjoint assets (voices by speaker, sound files, music tracks, asterisk
+prompts, word lists, generated sentences) by fixed rules that do not depend on the seed.
+Parts: within a split, the seed drives every random choice (texts, voices drawn, event times,
+music), so builds with seeds 0, 1, 2, ... are same-distribution parts with different content. Item
+ids carry the seed (index = seed * 100000 + i), so the manifests of parts can be concatenated.
+Items per task: per_task, rounded down to a multiple of the task's class count (what balancing keeps).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from amlib.data.concat import loudness_normalize
+from amlib.data.offline import music, prosody, sound_tasks, speech_tasks, stories
+from amlib.data.offline.assets import check_split
+from amlib.data.offline.items import Item, Window
+from amlib.data.offline.voices import SuiteVoice
+from amlib.data.options import balanced_positions, make_options
+from amlib.data.sources.common import BuildRequest, write_item
+from amlib.tasks import AGE_GROUPS, TASK_ORDER, get_task
+
+log = logging.getLogger(__name__)
+SOURCE = "offline"
+MAX_PER_PART = 100_000
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    build: Callable  # (ctx, index, label, rng, window) -> Item
+    classes: Callable[[str], list[str]] | None  # split -> class names; None for ASR
+    # SCR, SER: the answers are item-specific texts, grouped by question kind / entity type
+    answer_groups: Callable[[str], dict[str, list[str]]] | None = None
+
+
+def _interleaved(groups: dict[str, list[str]], rng: np.random.Generator | None = None) -> list[str]:
+    """One from each group in turn: [g1[0], g2[0], ..., g1[1], ...], each group shuffled by `rng`."""
+    lists = [[a[int(k)] for k in rng.permutation(len(a))] if rng is not None else list(a) for a in groups.values()]
+    return [answers[i] for i in range(max(map(len, lists))) for answers in lists if i < len(answers)]
+
+
+RECIPES: dict[str, TaskRecipe] = {
+    "ASR": TaskRecipe(speech_tasks.asr_item, None),
+    "SCR": TaskRecipe(stories.scr_item, lambda split: _interleaved(stories.scr_answers(split)), stories.scr_answers),
+    "SER": TaskRecipe(stories.ser_item, lambda split: _interleaved(stories.ser_answers(split)), stories.ser_answers),
+    "SED": TaskRecipe(sound_tasks.sed_item, lambda split: list(sound_tasks.SED_EVENTS)),
+    "MC": TaskRecipe(music.mc_item, lambda split: list(music.GENRES)),
+    "ASC": TaskRecipe(sound_tasks.asc_item, lambda split: list(sound_tasks.SCENES)),
+    "SD": TaskRecipe(speech_tasks.sd_item, lambda split: list(speech_tasks.SD_LABELS)),
+    "ER": TaskRecipe(prosody.er_item, lambda split: list(prosody.EMOTIONS)),
+    "SAR": TaskRecipe(prosody.sar_item, lambda split: list(AGE_GROUPS)),
+    "SGR": TaskRecipe(speech_tasks.sgr_item, lambda split: list(speech_tasks.GENDERS)),
+}
+
+
+@dataclass
+class Context:
+    """What an item builder may know besides its own seed: the split and the task's plan."""
+    req: BuildRequest
+    task: str
+    labels: list[str | None]
+    ranks: list[int] = field(default_factory=list)  # how many earlier items share this item's label
+
+    @property
+    def split(self) -> str:
+        return self.req.split
+
+    def balanced_voice(self, index: int, voices: list[SuiteVoice]) -> SuiteVoice:
+        """The rank-th voice of a seeded order: every class walks the same voice order, so each voice
+        serves every class about equally and the voice tells nothing about the class."""
+        order = self.req.rng(self.task, "voice-order").permutation(len(voices))
+        return voices[int(order[self.ranks[index] % len(voices)])]
+
+
+def plan_labels(req: BuildRequest, task: str) -> list[str | None]:
+    recipe = RECIPES[task]
+    if recipe.classes is None:
+        return [None] * req.per_task
+    classes = recipe.classes(req.split)
+    rng = req.rng(task, "plan")
+    if recipe.answer_groups is not None:
+        # rounds in which every answer occurs once, kinds interleaved: answers stay distinct while the
+        # pool lasts and equally frequent after, so balancing by answer keeps (nearly) every item
+        labels: list[str] = []
+        while len(labels) < req.per_task:
+            labels += _interleaved(recipe.answer_groups(req.split), rng)
+        return labels[: req.per_task]
+    n = (req.per_task // len(classes)) * len(classes)
+    if n < req.per_task:
+        log.warning("offline %s: per_task=%d is not a multiple of its %d classes; building %d items",
+                    task, req.per_task, len(classes), n)
+    labels = [classes[i % len(classes)] for i in range(n)]
+    return [labels[int(k)] for k in rng.permutation(n)]
+
+
+def _ranks(labels: list[str | None]) -> list[int]:
+    seen: dict[str | None, int] = {}
+    ranks = []
+    for label in labels:
+        ranks.append(seen.get(label, 0))
+        seen[label] = ranks[-1] + 1
+    return ranks
+
+
+def _row(req: BuildRequest, task: str, index: int, item: Item, position: int | None, window: Window) -> dict:
+    spec = get_task(task)
+    meta = {**item.meta, "target_s": round(window.target_s, 3), "seed": req.seed, "split": req.split}
+    if spec.fixed_choices:
+        choices = list(spec.fixed_choices)
+        answer = spec.letters[choices.index(item.label)]
+    elif spec.is_choice:
+        pool = item.distractors if item.distractors is not None else RECIPES[task].classes(req.split)
+        choices, answer = make_options(item.label, pool, spec.n_options, position,
+                                       req.rng(task, "options", index))
+    else:
+        choices, answer = [], item.label
+    if spec.is_choice:
+        meta["label"] = item.label
+    wave = item.wave
+    if item.loudness_lufs is not None:  # ER keeps its emotion's loudness: normalise to that level here
+        wave = loudness_normalize(wave, target_lufs=item.loudness_lufs)
+    return write_item(req, task, req.seed * MAX_PER_PART + index, wave, question=item.question, choices=choices,
+                      answer=answer, source=SOURCE, meta=meta, normalize=item.loudness_lufs is None)
+
+
+def build_task(req: BuildRequest, task: str, workers: int) -> list[dict]:
+    recipe = RECIPES[task]
+    labels = plan_labels(req, task)
+    ctx = Context(req, task, labels, _ranks(labels))
+    spec = get_task(task)
+    positions = balanced_positions(len(labels), spec.n_options, req.rng(task, "positions")) \
+        if spec.is_choice and not spec.fixed_choices else [None] * len(labels)
+    draw = req.rng(task, "durations")
+    windows = [Window(float(draw.uniform(req.min_seconds, req.max_seconds)), req.min_seconds, req.max_seconds)
+               for _ in labels]
+
+    def one(index: int) -> dict:
+        item = recipe.build(ctx, index, labels[index], req.rng(task, "item", index), windows[index])
+        return _row(req, task, index, item, positions[index], windows[index])
+
+    if workers <= 1:
+        return [one(i) for i in range(len(labels))]
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # subprocesses and numpy release the GIL
+        return list(pool.map(one, range(len(labels))))
+
+
+def build(req: BuildRequest) -> list[dict]:
+    """Rows of every requested task (all ten by default) for req.split, written under req.out/audio."""
+    check_split(req.split)
+    if not 0 < req.min_seconds <= req.max_seconds:
+        raise ValueError(f"need 0 < min_seconds <= max_seconds, got {req.min_seconds}, {req.max_seconds}")
+    if not 0 < req.per_task < MAX_PER_PART:
+        raise ValueError(f"per_task must be in 1..{MAX_PER_PART - 1}, got {req.per_task}")
+    if req.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {req.seed}")
+    tasks = [get_task(t).code for t in (req.tasks or TASK_ORDER)]
+    workers = int(os.environ.get("AMLIB_OFFLINE_WORKERS", os.cpu_count() or 1))
+    rows: list[dict] = []
+    for task in tasks:
+        rows += build_task(req, task, workers)
+        log.info("offline %s: %d items", task, sum(r["task"] == task for r in rows))
+    return rows
