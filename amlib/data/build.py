@@ -42,6 +42,10 @@ def ensure_dataset(out_dir: str | Path, source: str = "skeleton", **settings) ->
     """Build `source` into `out_dir` unless it already holds a build with identical settings."""
     out_dir = Path(out_dir)
     record = out_dir / "build.json"
+    if source != "skeleton":  # the same build asked with or without the defaults is the same build
+        settings = {"root": None, "tasks": None, **settings}
+        settings["root"] = str(settings["root"]) if settings["root"] is not None else None
+        settings["tasks"] = sorted(settings["tasks"]) if settings["tasks"] else None
     wanted = {"source": source, **settings}
     if record.is_file() and (out_dir / "manifest.jsonl").is_file():
         if json.loads(record.read_text()) == wanted:

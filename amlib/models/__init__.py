@@ -6,6 +6,8 @@ directory (its config.json's model_type picks the family, see `amlib.models.regi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from amlib.models.base import AudioLMAdapter, Generation, PreparedInputs
 from amlib.models.registry import FAMILIES, NAMED_FAMILIES, adapter_class, named_family_class
 from amlib.models.tiny import TINY_QWEN2_AUDIO
@@ -22,10 +24,15 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
             return cls(name_or_path)
         return cls.from_pretrained(name_or_path, device=device, dtype=dtype,
                                    attn_implementation=attn_implementation, local_files_only=local_files_only)
+    from amlib.models.reference import PROJECTOR_FILE, REFERENCE_MODEL, load_reference_adapter
     from amlib.models.tiny_registry import TINY_MODELS, load_tiny
 
     if name_or_path in TINY_MODELS:
         return load_tiny(name_or_path, device=device, seed=seed)
+    if name_or_path == REFERENCE_MODEL:  # untrained: the projector has its seeded initial weights
+        return load_reference_adapter(device=device)
+    if (Path(name_or_path) / PROJECTOR_FILE).is_file():  # a folder of trained reference weights
+        return load_reference_adapter(device=device, weights=name_or_path)
     from transformers import AutoConfig
 
     kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}

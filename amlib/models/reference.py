@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from importlib.metadata import version as package_version
@@ -244,7 +245,8 @@ def assemble_reference_model(projector_weights: str | Path | None = None, lora: 
     afterwards (seconds instead of the GGUF dequantization). Weights are cached in float32 (the
     exact dequantized values); `dtype` casts after loading (bfloat16 halves memory and is faster on
     CPUs with AVX512-BF16). `last_logits_only` installs `keep_last_logits_when_generating`."""
-    if encoder_file is not None:  # a training machine without the Whisper package: never cached
+    encoder_file = encoder_file or os.environ.get("AMLIB_ENCODER_FILE")
+    if encoder_file:  # a training machine without the Whisper package: never cached
         model, processor = build_reference_model(read_encoder(encoder_file))
     elif not cache:
         model, processor = build_reference_model()
