@@ -200,3 +200,15 @@ def test_trained_weights_round_trip(reference, tmp_path):
         got = trained.model.language_model(ids).logits
         base = reference.model.language_model(ids).logits
     assert torch.allclose(got, expected, atol=1e-3) and not torch.allclose(got, base, atol=1e-3)
+
+
+def test_committed_weights_match_their_recorded_checksums():
+    import hashlib
+
+    from amlib.models.reference import COMMITTED_WEIGHTS
+
+    lines = (COMMITTED_WEIGHTS / "SHA256SUMS").read_text().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        digest, name = line.split()
+        assert hashlib.sha256((COMMITTED_WEIGHTS / name).read_bytes()).hexdigest() == digest, name

