@@ -8,8 +8,9 @@ PAPERMILL := $(VENV)/bin/papermill -k python3 --cwd notebooks --log-level WARNIN
 EXECUTED := book/executed
 
 # Settings of the main job's run (the notebooks' defaults are the small nbval settings).
-BOOK_DATA := ../data/built/skeleton
-BOOK_PER_TASK := 6
+BOOK_DATA := ../data/built/offline-test
+BOOK_BUILD := -p per_task 20 -p min_seconds 90.0 -p max_seconds 300.0 -p seed 0
+BOOK_LIMIT := 3
 
 .PHONY: setup book test notebooks clean
 
@@ -26,8 +27,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml apt-packages.t
 
 notebooks: $(STAMP)
 	mkdir -p $(EXECUTED)
+	$(PAPERMILL) notebooks/01_dataset_construction.ipynb $(EXECUTED)/01_dataset_construction.ipynb \
+		-p source offline -p out $(BOOK_DATA) $(BOOK_BUILD)
 	$(PAPERMILL) notebooks/02_baseline_eval.ipynb $(EXECUTED)/02_baseline_eval.ipynb \
-		-p data_dir $(BOOK_DATA) -p per_task $(BOOK_PER_TASK) -p max_seconds 300.0 \
+		-p data_source offline -p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p limit $(BOOK_LIMIT) \
 		-p output_dir ../results/baseline
 	$(PAPERMILL) notebooks/08_encoding_granularity.ipynb $(EXECUTED)/08_encoding_granularity.ipynb
 
