@@ -114,3 +114,15 @@ def test_tiny_from_the_real_config_keeps_the_real_front_end():
     with torch.no_grad():
         encoded = tower(features["input_features"]).last_hidden_state
     assert encoded.shape[1] == real["max_audio_tokens"]  # one full window through the real front end
+
+
+def test_a_saved_checkpoint_loads_by_local_path_through_load_model(tiny_adapter, tmp_path):
+    from amlib.models import load_model
+
+    tiny_adapter.model.save_pretrained(tmp_path)
+    tiny_adapter.processor.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path), local_files_only=True)
+    assert type(loaded).__name__ == "Qwen2AudioAdapter" and loaded.revision == "local"
+    prepared = loaded.build_inputs(noise(31.0), TASKS["SGR"], "q", ["male", "female"])
+    reference = tiny_adapter.build_inputs(noise(31.0), TASKS["SGR"], "q", ["male", "female"])
+    assert loaded.generate(prepared, 4).text == tiny_adapter.generate(reference, 4).text

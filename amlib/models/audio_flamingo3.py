@@ -67,6 +67,7 @@ def processor_limits() -> tuple[float, float]:
 
 class AudioFlamingo3Adapter(AudioLMAdapter):
     family = "audio-flamingo-3"
+    model_class = "AudioFlamingo3ForConditionalGeneration"
 
     def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
         super().__init__(model, processor, model_id, revision)
@@ -78,20 +79,6 @@ class AudioFlamingo3Adapter(AudioLMAdapter):
         if processor.audio_token_id != self.audio_token_id:
             raise ValueError(f"audio-flamingo-3: processor audio token {processor.audio_token_id} != "
                              f"model audio token {self.audio_token_id}")
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
-                        attn_implementation: str | None = None, local_files_only: bool | None = None):
-        """Load a real checkpoint by hub id or local directory (HF_HUB_OFFLINE is honoured)."""
-        from transformers import AudioFlamingo3ForConditionalGeneration, AutoProcessor
-
-        kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
-        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
-        model = AudioFlamingo3ForConditionalGeneration.from_pretrained(
-            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs
-        ).to(device)
-        revision = getattr(model.config, "_commit_hash", None) or "local"
-        return cls(model, processor, model_id=str(name_or_path), revision=revision)
 
     @classmethod
     def encoding_granularity(cls, config) -> dict:

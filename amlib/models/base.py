@@ -43,6 +43,7 @@ class AudioLMAdapter(ABC):
     """One audio LM family. Subclasses implement `build_inputs`, `decoder_layers`, `language_model`."""
 
     family: str = ""
+    model_class: str = ""  # the transformers class of the checkpoint, for the generic from_pretrained
     tokens_per_second: float = 0.0  # audio tokens per second of audio in the LM input
     max_audio_seconds: float | None = None  # longest audio the adapter accepts (None: unbounded)
 
@@ -51,6 +52,21 @@ class AudioLMAdapter(ABC):
         self.processor = processor
         self.model_id = model_id
         self.revision = revision
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
+                        attn_implementation: str | None = None, local_files_only: bool | None = None):
+        """Load a real checkpoint (`model_class` + its AutoProcessor) by hub id or local directory;
+        HF_HUB_OFFLINE is honoured. The revision is the hub commit, or "local"."""
+        import transformers
+
+        kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
+        processor = transformers.AutoProcessor.from_pretrained(name_or_path, **kwargs)
+        model = getattr(transformers, cls.model_class).from_pretrained(
+            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs
+        ).to(device)
+        revision = getattr(model.config, "_commit_hash", None) or "local"
+        return cls(model, processor, model_id=str(name_or_path), revision=revision)
 
     @property
     def device(self) -> torch.device:

@@ -74,6 +74,8 @@ def encoder_tokens(audio_config, frames: int) -> int:
 
 class Gemma3nAdapter(AudioLMAdapter):
     family = "gemma3n"
+    model_class = "Gemma3nForConditionalGeneration"
+    # real checkpoints need `pip install timm` (the MobileNetV5 vision tower), even for audio only
 
     def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
         super().__init__(model, processor, model_id, revision)
@@ -88,21 +90,6 @@ class Gemma3nAdapter(AudioLMAdapter):
         if processor.audio_seq_length != self.window_tokens:
             raise ValueError(f"gemma3n: the processor inserts {processor.audio_seq_length} audio tokens per clip, "
                              f"the model expects {self.window_tokens}")
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
-                        attn_implementation: str | None = None, local_files_only: bool | None = None):
-        """Load a real checkpoint by hub id or local directory (its MobileNetV5 vision tower needs
-        `pip install timm`, even for audio-only use; HF_HUB_OFFLINE is honoured)."""
-        from transformers import AutoProcessor, Gemma3nForConditionalGeneration
-
-        kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
-        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
-        model = Gemma3nForConditionalGeneration.from_pretrained(
-            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs
-        ).to(device)
-        revision = getattr(model.config, "_commit_hash", None) or "local"
-        return cls(model, processor, model_id=str(name_or_path), revision=revision)
 
     @classmethod
     def encoding_granularity(cls, config) -> dict:

@@ -50,22 +50,9 @@ def chatml_prompt(system: str, n_audio_windows: int, user: str, audio_token: str
 
 class Qwen2AudioAdapter(AudioLMAdapter):
     family = "qwen2-audio"
+    model_class = "Qwen2AudioForConditionalGeneration"
     tokens_per_second = 25.0
     max_audio_seconds = None  # windowed; the encoder itself sees 30 s at a time
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
-                        attn_implementation: str | None = None, local_files_only: bool | None = None):
-        """Load a real checkpoint by hub id or local directory (HF_HUB_OFFLINE is honoured)."""
-        from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
-
-        kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
-        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
-        model = Qwen2AudioForConditionalGeneration.from_pretrained(
-            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs
-        ).to(device)
-        revision = getattr(model.config, "_commit_hash", None) or "local"
-        return cls(model, processor, model_id=str(name_or_path), revision=revision)
 
     @classmethod
     def encoding_granularity(cls, config) -> dict:

@@ -73,6 +73,8 @@ def uses_mistral_common(tokenizer) -> bool:
 
 class VoxtralAdapter(AudioLMAdapter):
     family = "voxtral"
+    model_class = "VoxtralForConditionalGeneration"
+    # real checkpoints need `pip install mistral-common[audio]` for the tekken tokenizer
 
     def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
         super().__init__(model, processor, model_id, revision)
@@ -84,21 +86,6 @@ class VoxtralAdapter(AudioLMAdapter):
         self.tokens_per_chunk = granularity["window_tokens"]
         self.audio_token_id = model.config.audio_token_id
         self._check_processor_chunks()
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
-                        attn_implementation: str | None = None, local_files_only: bool | None = None):
-        """Load a real checkpoint by hub id or local directory (needs `pip install mistral-common[audio]`
-        for its tekken tokenizer; HF_HUB_OFFLINE is honoured)."""
-        from transformers import AutoProcessor, VoxtralForConditionalGeneration
-
-        kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
-        processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
-        model = VoxtralForConditionalGeneration.from_pretrained(
-            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs
-        ).to(device)
-        revision = getattr(model.config, "_commit_hash", None) or "local"
-        return cls(model, processor, model_id=str(name_or_path), revision=revision)
 
     @classmethod
     def encoding_granularity(cls, config) -> dict:
