@@ -7,6 +7,17 @@ import pytest
 from amlib.data.audio import SAMPLE_RATE, write_audio
 
 
+def noise(seconds: float, seed: int = 0) -> np.ndarray:
+    """Quiet white noise of `seconds` at 16 kHz (seeded): audio of a given length for the adapters."""
+    return (0.05 * np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+
+
+def kvpress_layers(module):
+    """The layers kvpress 0.5.5 hooks (BasePress.__call__) in the module it is given."""
+    inner = module.model
+    return (inner.language_model if hasattr(inner, "language_model") else inner).layers
+
+
 def make_item(root: Path, id_: str, task: str = "SGR", seconds: float = 2.0, **fields) -> dict:
     """A manifest row whose audio (a quiet tone) really exists under `root`."""
     audio = f"audio/{id_}.wav"

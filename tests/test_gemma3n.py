@@ -9,16 +9,7 @@ from amlib.data import load_audio
 from amlib.data.audio import SAMPLE_RATE
 from amlib.runner import evaluate
 from amlib.tasks import TASKS
-
-
-def noise(seconds: float) -> np.ndarray:
-    return (0.05 * np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
-
-
-def kvpress_layers(module):
-    """The layers kvpress 0.5.5 hooks (BasePress.__call__) in the module it is given."""
-    inner = module.model
-    return (inner.language_model if hasattr(inner, "language_model") else inner).layers
+from conftest import noise, kvpress_layers
 
 
 def real_config(variant: str):

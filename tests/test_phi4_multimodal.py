@@ -16,12 +16,9 @@ from amlib.models.phi4_multimodal import (
 from amlib.models.common import real_config_dict
 from amlib.runner import evaluate
 from amlib.tasks import TASKS
+from conftest import noise
 
 DECODER_LINEARS = r"model\.layers\.\d+\.(self_attn\.(qkv_proj|o_proj)|mlp\.(gate_up_proj|down_proj))"
-
-
-def noise(seconds: float) -> np.ndarray:
-    return (0.05 * np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,7 @@ import torch
 from amlib.data.audio import SAMPLE_RATE
 from amlib.models.qwen2_audio import split_windows, token_runs, tokens_for_samples
 from amlib.tasks import TASKS
-
-
-def noise(seconds: float) -> np.ndarray:
-    return (0.05 * np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+from conftest import noise
 
 
 def test_one_full_window_is_750_tokens():

@@ -18,6 +18,7 @@ from amlib.models.ct2 import (
     whisper_tiny_en_dir, whisper_transcribe,
 )
 from amlib.tasks import TASKS
+from conftest import noise
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Please call me back tomorrow morning."
 
@@ -47,10 +48,6 @@ def reference():
 def short_item(reference):
     """1 s of noise in the SGR prompt: ~110 tokens (the encoder still sees one padded 30 s window)."""
     return reference.build_inputs(noise(1.0), TASKS["SGR"], "q", ["male", "female"])
-
-
-def noise(seconds: float, seed: int = 0) -> np.ndarray:
-    return (0.05 * np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
 
 
 # --- CTranslate2 reader and Whisper conversion -------------------------------------------------

@@ -26,12 +26,9 @@ from amlib.models.remote_code import (
 )
 from amlib.runner import evaluate
 from amlib.tasks import TASKS
+from conftest import noise
 
 SGR = TASKS["SGR"]
-
-
-def noise(seconds: float) -> np.ndarray:
-    return (0.05 * np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
 
 
 def tiny_lm(tokenizer, cls=None, **config_extra):
