@@ -56,3 +56,26 @@ def embedded_items(tmp_path_factory):
         build_skeleton(out, per_task=1, min_seconds=low, max_seconds=high, seed=0, split=name)
         items[name] = next(s for s in read_manifest(out) if s.task == "SGR")
     return items
+
+
+def evaluate_embedded(adapter, embedded_items: dict, out_path: Path) -> dict:
+    """One runner pass over the embedded items: name ("short"/"long") -> (audio seconds, row, the
+    PreparedInputs the adapter built for it)."""
+    import dataclasses
+
+    from amlib.data import load_audio
+    from amlib.runner import evaluate
+
+    built = []
+    build = adapter.build_inputs
+
+    def build_and_keep(*args, **kwargs):
+        built.append(build(*args, **kwargs))
+        return built[-1]
+
+    samples = [dataclasses.replace(sample, id=name) for name, sample in embedded_items.items()]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adapter, "build_inputs", build_and_keep)
+        rows = evaluate(adapter, samples, out_path, progress=False)
+    seconds = [len(load_audio(sample.audio_path)) / SAMPLE_RATE for sample in samples]
+    return {row["id"]: (sec, row, inputs) for sec, row, inputs in zip(seconds, rows, built, strict=True)}

@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from amlib.data import load_audio
 from amlib.data.audio import SAMPLE_RATE
-from amlib.runner import evaluate
 from amlib.tasks import TASKS
-from conftest import noise, kvpress_layers
+from conftest import evaluate_embedded, kvpress_layers, noise
 
 
 def real_config(variant: str):
@@ -33,20 +31,7 @@ def adapter():
 def evaluated(adapter, embedded_items, tmp_path_factory):
     """One runner pass over the ~90 s and ~300 s embedded items: name -> (audio seconds, row, the
     PreparedInputs the adapter built for it)."""
-    built = []
-
-    def build_and_keep(*args, **kwargs):
-        built.append(build(*args, **kwargs))
-        return built[-1]
-
-    build = adapter.build_inputs
-    # key the rows by "short" / "long"
-    samples = [dataclasses.replace(sample, id=name) for name, sample in embedded_items.items()]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(adapter, "build_inputs", build_and_keep)
-        rows = evaluate(adapter, samples, tmp_path_factory.mktemp("gemma3n") / "pred.jsonl", progress=False)
-    seconds = [len(load_audio(sample.audio_path)) / SAMPLE_RATE for sample in samples]
-    return {row["id"]: (sec, row, inputs) for sec, row, inputs in zip(seconds, rows, built, strict=True)}
+    return evaluate_embedded(adapter, embedded_items, tmp_path_factory.mktemp("gemma3n") / "pred.jsonl")
 
 
 @pytest.mark.parametrize("variant, layers, shared", [("e2b", 30, 10), ("e4b", 35, 15)])
