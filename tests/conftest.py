@@ -79,3 +79,19 @@ def evaluate_embedded(adapter, embedded_items: dict, out_path: Path) -> dict:
         rows = evaluate(adapter, samples, out_path, progress=False)
     seconds = [len(load_audio(sample.audio_path)) / SAMPLE_RATE for sample in samples]
     return {row["id"]: (sec, row, inputs) for sec, row, inputs in zip(seconds, rows, built, strict=True)}
+
+
+def check_runner_rows(evaluated: dict) -> None:
+    """Every runner row of `evaluate_embedded` has text, no error, and the adapter's audio layout."""
+    for _, row, inputs in evaluated.values():
+        assert row["error"] is None and isinstance(row["prediction"], str)
+        assert (row["audio_tokens"], row["audio_windows"]) == (inputs.audio_tokens, inputs.n_windows)
+
+
+def check_greedy_rerun(adapter, evaluated: dict) -> None:
+    """Generating again from the same inputs gives the runner's answer (greedy, deterministic)."""
+    from amlib.tasks import TASKS
+
+    _, row, inputs = evaluated["short"]
+    again = adapter.generate(inputs, TASKS["SGR"].max_new_tokens)
+    assert again.text == row["prediction"] and again.new_tokens == row["new_tokens"] >= 1

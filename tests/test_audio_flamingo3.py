@@ -6,7 +6,7 @@ import pytest
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.tasks import TASKS
-from conftest import evaluate_embedded, kvpress_layers, noise
+from conftest import check_greedy_rerun, check_runner_rows, evaluate_embedded, kvpress_layers, noise
 
 
 def real_config():
@@ -20,10 +20,9 @@ def real_config():
 
 @pytest.fixture(scope="module")
 def adapter():
-    from amlib.models.audio_flamingo3 import TINY_AUDIO_FLAMINGO3, AudioFlamingo3Adapter, tiny_audio_flamingo3
+    from amlib.models import load_model
 
-    model, processor = tiny_audio_flamingo3(seed=0)
-    return AudioFlamingo3Adapter(model, processor, model_id=TINY_AUDIO_FLAMINGO3, revision="random-seed0")
+    return load_model("tiny-random-audio-flamingo-3", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +78,11 @@ def test_prompt_is_chatml_with_the_task_text(adapter, evaluated):
 
 
 def test_runner_rows_carry_text_and_the_audio_layout(evaluated):
-    for _, row, inputs in evaluated.values():
-        assert row["error"] is None and isinstance(row["prediction"], str)
-        assert (row["audio_tokens"], row["audio_windows"]) == (inputs.audio_tokens, inputs.n_windows)
+    check_runner_rows(evaluated)
 
 
 def test_generation_is_greedy_and_deterministic(adapter, evaluated):
-    _, row, inputs = evaluated["short"]
-    again = adapter.generate(inputs, TASKS["SGR"].max_new_tokens)
-    assert again.text == row["prediction"] and again.new_tokens == row["new_tokens"] >= 1
+    check_greedy_rerun(adapter, evaluated)
 
 
 def test_audio_beyond_the_processor_limit_is_refused_not_cut(adapter):

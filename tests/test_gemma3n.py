@@ -7,7 +7,7 @@ import torch
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.tasks import TASKS
-from conftest import evaluate_embedded, kvpress_layers, noise
+from conftest import check_greedy_rerun, check_runner_rows, evaluate_embedded, kvpress_layers, noise
 
 
 def real_config(variant: str):
@@ -21,10 +21,9 @@ def real_config(variant: str):
 
 @pytest.fixture(scope="module")
 def adapter():
-    from amlib.models.gemma3n import TINY_GEMMA3N, Gemma3nAdapter, tiny_gemma3n
+    from amlib.models import load_model
 
-    model, processor = tiny_gemma3n(seed=0)
-    return Gemma3nAdapter(model, processor, model_id=TINY_GEMMA3N, revision="random-seed0")
+    return load_model("tiny-random-gemma3n", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +103,11 @@ def test_prompt_puts_the_system_text_in_the_user_turn(adapter, evaluated):
 
 
 def test_runner_rows_carry_text_and_the_audio_layout(evaluated):
-    for _, row, inputs in evaluated.values():
-        assert row["error"] is None and isinstance(row["prediction"], str)
-        assert (row["audio_tokens"], row["audio_windows"]) == (inputs.audio_tokens, inputs.n_windows)
+    check_runner_rows(evaluated)
 
 
 def test_generation_is_greedy_and_deterministic(adapter, evaluated):
-    _, row, inputs = evaluated["short"]
-    again = adapter.generate(inputs, TASKS["SGR"].max_new_tokens)
-    assert again.text == row["prediction"] and again.new_tokens == row["new_tokens"] >= 1
+    check_greedy_rerun(adapter, evaluated)
 
 
 def test_audio_beyond_the_context_is_refused(adapter):

@@ -7,7 +7,7 @@ import torch
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.tasks import TASKS
-from conftest import evaluate_embedded, kvpress_layers, noise
+from conftest import check_greedy_rerun, check_runner_rows, evaluate_embedded, kvpress_layers, noise
 
 
 def real_config():
@@ -21,10 +21,9 @@ def real_config():
 
 @pytest.fixture(scope="module")
 def adapter():
-    from amlib.models.voxtral import TINY_VOXTRAL, VoxtralAdapter, tiny_voxtral
+    from amlib.models import load_model
 
-    model, processor = tiny_voxtral(seed=0)
-    return VoxtralAdapter(model, processor, model_id=TINY_VOXTRAL, revision="random-seed0")
+    return load_model("tiny-random-voxtral", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +82,11 @@ def test_prompt_is_one_user_turn_with_the_task_text(adapter, evaluated):
 
 
 def test_runner_rows_carry_text_and_the_audio_layout(evaluated):
-    for _, row, inputs in evaluated.values():
-        assert row["error"] is None and isinstance(row["prediction"], str)
-        assert (row["audio_tokens"], row["audio_windows"]) == (inputs.audio_tokens, inputs.n_windows)
+    check_runner_rows(evaluated)
 
 
 def test_generation_is_greedy_and_deterministic(adapter, evaluated):
-    _, row, inputs = evaluated["short"]
-    again = adapter.generate(inputs, TASKS["SGR"].max_new_tokens)
-    assert again.text == row["prediction"] and again.new_tokens == row["new_tokens"] >= 1
+    check_greedy_rerun(adapter, evaluated)
 
 
 def test_audio_beyond_the_model_card_limit_is_refused(adapter):
