@@ -65,8 +65,10 @@ def _train_reference(args) -> None:
 
     adapter = load_reference_adapter(device=args.device, encoder_file=args.encoder)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, lora_lr=args.lora_lr,
-                      warmup=args.warmup, lora=args.lora, lora_r=args.lora_r, seed=args.seed,
-                      workers=args.workers, data=[str(d) for d in args.data])
+                      warmup=args.warmup, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                      seed=args.seed, save_every=args.save_every,
+                      workers=args.workers, data=[str(d) for d in args.data],
+                      val_data=[str(d) for d in args.val_data], eval_every=args.eval_every)
     out = train(adapter, cfg, args.out, device=args.device)
     print(f"trained weights in {out}")
 
@@ -112,14 +114,19 @@ def main(argv: list[str] | None = None) -> None:
 
     tr = sub.add_parser("train-reference", help="train the reference model's projector (+ LoRA)")
     tr.add_argument("--data", type=Path, nargs="+", required=True, help="dataset folders (train split)")
+    tr.add_argument("--val-data", type=Path, nargs="*", default=[], help="held-out folders (validation loss)")
+    tr.add_argument("--eval-every", type=int, default=50, help="validation loss every N steps")
     tr.add_argument("--out", type=Path, required=True, help="folder for the trained weights and the log")
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--batch-size", type=int, default=16)
     tr.add_argument("--lr", type=float, default=1e-3, help="projector learning rate")
     tr.add_argument("--lora-lr", type=float, default=2e-4)
     tr.add_argument("--warmup", type=int, default=50)
-    tr.add_argument("--lora", action="store_true", help="also train LoRA adapters on the LM's q/v")
+    tr.add_argument("--lora", action="store_true",
+                    help="also train LoRA adapters on the LM's linear layers (reference.LORA_TARGETS)")
     tr.add_argument("--lora-r", type=int, default=8)
+    tr.add_argument("--lora-alpha", type=int, default=16)
+    tr.add_argument("--save-every", type=int, default=200, help="checkpoint (resume point) every N steps")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)
     tr.add_argument("--device", default="cpu")

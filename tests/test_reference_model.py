@@ -128,11 +128,16 @@ def test_smollm2_answers_sensibly(reference):
     assert "Paris" in answer, answer
 
 
-def test_one_window_gives_750_audio_tokens_and_spans(reference):
+def test_pool_of_four_gives_375_audio_tokens_per_window_and_spans(reference):
+    assert type(reference.model.audio_tower.avg_pooler).__name__ == "AvgPool1d"
+    assert reference.model.audio_tower.avg_pooler.kernel_size == (4,) and reference.tokens_per_second == 12.5
     prepared = reference.build_inputs(noise(30.0), TASKS["SGR"], "q", ["male", "female"])
-    assert prepared.n_windows == 1 and prepared.audio_tokens == 750
+    assert prepared.n_windows == 1 and prepared.audio_tokens == 375
+    with torch.inference_mode():  # the model fills exactly the processor's placeholders
+        assert reference.model(**prepared.tensors).logits.shape[1] == prepared.prompt_tokens
     prepared = reference.build_inputs(noise(65.0), TASKS["SGR"], "q", ["male", "female"])
-    assert prepared.n_windows == 3 and prepared.audio_tokens == reference.expected_audio_tokens(65.0) == 1625
+    # 5 s tail: 500 mel frames -> 250 after the conv -> (250 - 4) // 4 + 1 = 62 tokens
+    assert prepared.n_windows == 3 and prepared.audio_tokens == reference.expected_audio_tokens(65.0) == 375 * 2 + 62
     ids = prepared.tensors["input_ids"][0]
     bos, eos = (reference.processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|audio_bos|>", "<|audio_eos|>"))
     assert all(ids[s - 1] == bos and ids[e] == eos for s, e in prepared.audio_spans)
@@ -177,7 +182,8 @@ def test_trained_weights_round_trip(reference, tmp_path):
     model, processor = assemble_reference_model()
     params = trainable_parameters(model, lora=True)
     n_projector = 384 * 576 + 576
-    n_lora = 30 * 8 * ((576 + 576) + (576 + 192))  # q: 576 -> 576, v: 576 -> 3 x 64, rank 8
+    # rank 8 on every linear layer: q, o 576 <-> 576; k, v 576 -> 3 x 64; gate, up, down 576 <-> 1536
+    n_lora = 30 * 8 * (2 * (576 + 576) + 2 * (576 + 192) + 3 * (576 + 1536))
     assert sum(p.numel() for p in params) == n_projector + n_lora
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n
                and not n.startswith("multi_modal_projector"))

@@ -6,7 +6,7 @@ from amlib.data import load_audio, read_manifest, write_manifest
 from amlib.tasks import TASKS
 from amlib.train.examples import IGNORE, collate, encode, target_text
 from amlib.train.loop import TrainConfig, batches, train
-from amlib.train.pack import compress_dataset, split_file
+from amlib.train.pack import compress_dataset, shard_dataset, split_file
 from conftest import make_item
 
 
@@ -56,6 +56,24 @@ def test_training_lowers_the_loss_and_writes_weights(dataset, tmp_path):
     assert log[-1]["loss"] < log[0]["loss"]
     assert (out / "projector.safetensors").is_file() and (out / "lora" / "adapter_model.safetensors").is_file()
     assert not (out / "checkpoint.pt").exists()
+    assert json.loads((out / "train_config.json").read_text())["data_summary"]["ASR"]["items"] == 1
+
+
+def test_validation_loss_is_logged_and_the_best_weights_kept(dataset, tmp_path):
+    from amlib.models import load_model
+    from amlib.models.reference import load_trained
+
+    adapter = load_model("tiny-random-qwen2-audio", seed=0)
+    cfg = TrainConfig(steps=6, batch_size=2, lr=3e-3, warmup=1, lora=True, log_every=3, save_every=100,
+                      workers=0, data=[str(dataset)], val_data=[str(dataset)], eval_every=2)
+    out = train(adapter, cfg, tmp_path / "run")
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    val = [r for r in log if "val_loss" in r]
+    assert [r["step"] for r in val] == [2, 4, 6]
+    best = min(val, key=lambda r: r["val_loss"])
+    assert json.loads((out / "best" / "step.json").read_text()) == {"step": best["step"], "val_loss": best["val_loss"]}
+    fresh = load_model("tiny-random-qwen2-audio", seed=0)  # the best weights load into a fresh model
+    load_trained(fresh.model, out / "best" / "projector.safetensors", out / "best" / "lora")
 
 
 def test_compressed_copy_validates_and_split_parts_rejoin(dataset, tmp_path):
@@ -68,3 +86,16 @@ def test_compressed_copy_validates_and_split_parts_rejoin(dataset, tmp_path):
     blob.write_bytes(bytes(range(256)) * 10)
     parts = split_file(blob, 1000, tmp_path / "parts")
     assert len(parts) == 3 and b"".join(p.read_bytes() for p in parts) == blob.read_bytes()
+
+
+def test_shards_respect_their_budgets_and_keep_every_sample(dataset, tmp_path):
+    packed = compress_dataset(dataset, tmp_path / "packed")
+    sizes = [s.audio_path.stat().st_size for s in read_manifest(packed)]
+    budget = max(sizes) + min(sizes)
+    shards = shard_dataset(packed, tmp_path / "shards", [max(sizes), budget])
+    got = [read_manifest(d) for d in shards]
+    assert [s.id for part in got for s in part] == [s.id for s in read_manifest(packed)]
+    assert sum(s.audio_path.stat().st_size for s in got[0]) <= max(sizes)
+    assert all(sum(s.audio_path.stat().st_size for s in part) <= budget for part in got[1:])
+    with pytest.raises(ValueError, match="more than a shard"):
+        shard_dataset(packed, tmp_path / "bad", min(sizes) - 1)

