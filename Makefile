@@ -8,9 +8,13 @@ PAPERMILL := $(VENV)/bin/papermill -k python3 --cwd notebooks --log-level WARNIN
 EXECUTED := book/executed
 
 # Settings of the main job's run (the notebooks' defaults are the small nbval settings).
+# The baseline evaluates the reference model on every item of the built test split; notebook 00
+# runs after it with the same predictions folder, so it reuses those rows (the runner resumes).
 BOOK_DATA := ../data/built/offline-test
 BOOK_BUILD := -p per_task 20 -p min_seconds 90.0 -p max_seconds 300.0 -p seed 0
-BOOK_LIMIT := 3
+BOOK_MODEL := amlib-reference-whisper-tiny-smollm2
+BOOK_LIMIT := None
+BOOK_RESULTS := ../results/baseline
 
 .PHONY: setup book test notebooks clean
 
@@ -31,7 +35,9 @@ notebooks: $(STAMP)
 		-p source offline -p out $(BOOK_DATA) $(BOOK_BUILD)
 	$(PAPERMILL) notebooks/02_baseline_eval.ipynb $(EXECUTED)/02_baseline_eval.ipynb \
 		-p data_source offline -p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p limit $(BOOK_LIMIT) \
-		-p output_dir ../results/baseline
+		-p model $(BOOK_MODEL) -p output_dir $(BOOK_RESULTS)
+	$(PAPERMILL) notebooks/00_reference_model.ipynb $(EXECUTED)/00_reference_model.ipynb \
+		-p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p tasks None -p limit $(BOOK_LIMIT) -p output_dir $(BOOK_RESULTS)
 	$(PAPERMILL) notebooks/08_encoding_granularity.ipynb $(EXECUTED)/08_encoding_granularity.ipynb
 
 book: notebooks

@@ -65,7 +65,7 @@ def _train_reference(args) -> None:
 
     adapter = load_reference_adapter(device=args.device, encoder_file=args.encoder)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, lora_lr=args.lora_lr,
-                      warmup=args.warmup, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                      warmup=args.warmup, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                       seed=args.seed, save_every=args.save_every,
                       workers=args.workers, data=[str(d) for d in args.data],
                       val_data=[str(d) for d in args.val_data], eval_every=args.eval_every)
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="also train LoRA adapters on the LM's linear layers (reference.LORA_TARGETS)")
     tr.add_argument("--lora-r", type=int, default=8)
     tr.add_argument("--lora-alpha", type=int, default=16)
+    tr.add_argument("--lora-dropout", type=float, default=0.0)
     tr.add_argument("--save-every", type=int, default=200, help="checkpoint (resume point) every N steps")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)

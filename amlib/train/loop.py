@@ -32,6 +32,7 @@ class TrainConfig:
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
+    lora_dropout: float = 0.0
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     seed: int = 0
     log_every: int = 10
@@ -122,7 +123,8 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     torch.manual_seed(cfg.seed)
     model = adapter.model.to(device)
     model.train()
-    params = trainable_parameters(model, lora=cfg.lora, r=cfg.lora_r, alpha=cfg.lora_alpha, targets=cfg.lora_targets)
+    params = trainable_parameters(model, lora=cfg.lora, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                                  targets=cfg.lora_targets)
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n]
     proj_params = list(model.multi_modal_projector.parameters())
     groups = [{"params": proj_params, "lr": cfg.lr, "base": cfg.lr}]
