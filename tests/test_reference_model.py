@@ -215,3 +215,22 @@ def test_committed_weights_match_their_recorded_checksums():
     for line in lines:
         digest, name = line.split()
         assert hashlib.sha256((COMMITTED_WEIGHTS / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_committed_model_loads_and_answers_a_fixed_item_deterministically(tmp_path):
+    """`load_model(REFERENCE_MODEL)`: packaged base + committed weights, revision = their checksum;
+    greedy answers to a fixed spoken item are identical across two loads and well formed."""
+    from amlib.metrics import parse_choice
+    from amlib.models import load_model
+    from amlib.models.reference import COMMITTED_WEIGHTS, LORA_DIR, PROJECTOR_FILE, REFERENCE_MODEL, trained_revision
+
+    files = [COMMITTED_WEIGHTS / PROJECTOR_FILE] + sorted(p for p in (COMMITTED_WEIGHTS / LORA_DIR).iterdir() if p.is_file())
+    audio = speak(SENTENCE + " " + SENTENCE, tmp_path / "item.wav")
+    answers = []
+    for _ in range(2):
+        adapter = load_model(REFERENCE_MODEL)
+        assert adapter.revision == trained_revision(files)
+        prepared = adapter.build_inputs(audio, TASKS["SGR"], "What is the gender of the speaker?", ["male", "female"])
+        answers.append(adapter.generate(prepared, TASKS["SGR"].max_new_tokens).text)
+    assert answers[0] == answers[1]
+    assert parse_choice(answers[0], 2, ["male", "female"]) in ("A", "B"), answers[0]
