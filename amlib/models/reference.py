@@ -465,14 +465,11 @@ def architecture_table(adapter) -> "pd.DataFrame":
          "parameters": n_params(model.language_model), "trained here": "no (LoRA merged)" if lora else "no"},
     ]
     if lora:
-        d, r, layers = text.hidden_size, lora["r"], text.num_hidden_layers
-        kv = text.num_key_value_heads * (d // text.num_attention_heads)
-        dims = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
-                "gate_proj": (d, text.intermediate_size), "up_proj": (d, text.intermediate_size),
-                "down_proj": (text.intermediate_size, d)}
-        n = layers * sum(r * (a + b) for name, (a, b) in dims.items() if name in lora["target_modules"])
+        from safetensors.torch import load_file
+
+        n = sum(t.numel() for t in load_file(lora_file.with_name("adapter_model.safetensors")).values())
         rows.append({"part": "LoRA adapter", "source": "this project (merged into the LM on load)",
-                     "shape": f"rank {r}, alpha {lora['lora_alpha']} on {', '.join(sorted(lora['target_modules']))}",
+                     "shape": f"rank {lora['r']}, alpha {lora['lora_alpha']} on {', '.join(sorted(lora['target_modules']))}",
                      "parameters": n, "trained here": "yes"})
     return pd.DataFrame(rows).set_index("part")
 
