@@ -68,9 +68,13 @@ def _train_reference(args) -> None:
                       warmup=args.warmup, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                       seed=args.seed, save_every=args.save_every,
                       workers=args.workers, data=[str(d) for d in args.data],
-                      val_data=[str(d) for d in args.val_data], eval_every=args.eval_every)
+                      val_data=[str(d) for d in args.val_data], eval_every=args.eval_every,
+                      init=str(args.init) if args.init else None, time_limit_s=args.time_limit)
     out = train(adapter, cfg, args.out, device=args.device)
-    print(f"trained weights in {out}")
+    if (out / "checkpoint.pt").is_file():
+        print(f"paused past the time limit: checkpoint in {out}; the same command resumes")
+    else:
+        print(f"trained weights in {out}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,6 +132,10 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--lora-alpha", type=int, default=16)
     tr.add_argument("--lora-dropout", type=float, default=0.0)
     tr.add_argument("--save-every", type=int, default=200, help="checkpoint (resume point) every N steps")
+    tr.add_argument("--init", type=Path, default=None,
+                    help="start from these trained weights (a save_trained folder, e.g. the committed ones)")
+    tr.add_argument("--time-limit", type=float, default=None,
+                    help="seconds: checkpoint and stop after the step that passes it (resume with the same command)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)
     tr.add_argument("--device", default="cpu")

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from amlib.data import load_audio, read_manifest, write_manifest
 from amlib.tasks import TASKS
@@ -18,10 +19,26 @@ def dataset(tmp_path):
     return tmp_path
 
 
-def test_target_text_follows_the_prompt_format(dataset):
+def test_target_text_follows_the_prompt_format(dataset, tiny_adapter):
+    tok = tiny_adapter.processor.tokenizer
     samples = {s.id: s for s in read_manifest(dataset)}
-    assert target_text(samples["s1"]) == "b"  # SGR asks for 'a' / 'b'
-    assert target_text(samples["a0"]) == "Spoken Content: hello world"
+    assert target_text(samples["s1"], tok) == "b"  # SGR: fixed letters, and the prompt asks for 'a' / 'b'
+    assert target_text(samples["a0"], tok) == "Spoken Content: hello world"
+
+
+def test_moving_options_are_answered_with_their_text_when_it_fits(tmp_path, tiny_adapter):
+    from amlib.metrics.parsing import parse_choice
+
+    tok = tiny_adapter.processor.tokenizer
+    scenes = ["office", "forest", "harbour", "cafe"]
+    row = make_item(tmp_path, "c0", task="ASC", question="", choices=scenes, answer="C")
+    long_names = [" ".join(["word"] * 9), "Oslo", "Lisbon", "Paris"]  # the first option is over 5 tokens
+    too_long = make_item(tmp_path, "c1", task="SER", question="Which city?", choices=long_names, answer="B")
+    write_manifest(tmp_path / "manifest.jsonl", [row, too_long])
+    asc, ser = read_manifest(tmp_path)
+    assert target_text(asc, tok) == "harbour"
+    assert parse_choice(target_text(asc, tok), 4, asc.choices) == "C"  # the parser maps it back
+    assert target_text(ser, tok) == "B"  # one option would not fit the answer budget: the letter
 
 
 def test_encoded_example_has_loss_only_on_the_answer(tiny_adapter, dataset):
@@ -99,3 +116,49 @@ def test_shards_respect_their_budgets_and_keep_every_sample(dataset, tmp_path):
     assert all(sum(s.audio_path.stat().st_size for s in part) <= budget for part in got[1:])
     with pytest.raises(ValueError, match="more than a shard"):
         shard_dataset(packed, tmp_path / "bad", min(sizes) - 1)
+
+
+def test_a_run_paused_by_its_time_limit_resumes_to_the_same_weights(dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from amlib.models import load_model
+
+    def run(out, **kw):
+        cfg = TrainConfig(steps=4, batch_size=2, lr=3e-3, warmup=1, lora=True, log_every=1, save_every=100,
+                          workers=0, data=[str(dataset)], **kw)
+        return train(load_model("tiny-random-qwen2-audio", seed=0), cfg, out)
+
+    whole = run(tmp_path / "whole")
+    paused = run(tmp_path / "parts", time_limit_s=0.0)  # stops after its first step
+    assert (paused / "checkpoint.pt").is_file() and not (paused / "projector.safetensors").exists()
+    while (paused / "checkpoint.pt").is_file():
+        run(tmp_path / "parts", time_limit_s=0.0)
+    steps = [json.loads(line)["step"] for line in (paused / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    a, b = load_file(whole / "projector.safetensors"), load_file(paused / "projector.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_warm_start_continues_from_saved_weights_and_records_them(dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from amlib.models import load_model
+    from amlib.models.reference import trainable_parameters, warm_start
+
+    cfg = dict(batch_size=2, lr=3e-3, warmup=1, lora=True, log_every=1, save_every=100, workers=0,
+               data=[str(dataset)])
+    first = train(load_model("tiny-random-qwen2-audio", seed=0), TrainConfig(steps=2, **cfg), tmp_path / "a")
+    model = load_model("tiny-random-qwen2-audio", seed=0).model
+    trainable_parameters(model, lora=True)
+    revision = warm_start(model, first)
+    saved = load_file(first / "projector.safetensors")
+    assert torch.equal(model.multi_modal_projector.linear.weight, saved["linear.weight"])
+    lora_b = [p for n, p in model.language_model.named_parameters() if "lora_B" in n]
+    assert any(p.abs().sum() > 0 for p in lora_b)  # fresh LoRA B is zero; the saved one is not
+    second = train(load_model("tiny-random-qwen2-audio", seed=0), TrainConfig(steps=1, init=str(first), **cfg),
+                   tmp_path / "b")
+    assert json.loads((second / "train_config.json").read_text())["init_revision"] == revision
+    with pytest.raises(ValueError, match="r=8"):
+        other = load_model("tiny-random-qwen2-audio", seed=0).model
+        trainable_parameters(other, lora=True, r=4)
+        warm_start(other, first)

@@ -362,6 +362,33 @@ def load_trained(model, projector_weights: str | Path | None = None, lora: str |
         _merge_lora(model.language_model, Path(lora))
 
 
+def warm_start(model, weights: str | Path) -> str:
+    """Load a `save_trained` directory into a model prepared by `trainable_parameters` (LoRA
+    injected, not merged) to continue training from it. Returns the directory's revision."""
+    from peft import LoraConfig, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = Path(weights)
+    load_trained(model, weights / PROJECTOR_FILE)
+    files = [weights / PROJECTOR_FILE]
+    lm = model.language_model
+    lora = weights / LORA_DIR
+    if lora.is_dir() != bool(getattr(lm, "peft_config", None)):
+        raise ValueError(f"{weights}: LoRA {'present' if lora.is_dir() else 'absent'} there but "
+                         f"{'not ' if lora.is_dir() else ''}being trained (--lora)")
+    if lora.is_dir():
+        saved, ours = LoraConfig.from_pretrained(lora), lm.peft_config["default"]
+        for key in ("r", "lora_alpha", "target_modules"):
+            if getattr(saved, key) != getattr(ours, key):
+                raise ValueError(f"{lora}: {key}={getattr(saved, key)!r}, training uses {getattr(ours, key)!r}")
+        state = {k.removeprefix("base_model.model."): v for k, v in load_file(lora / "adapter_model.safetensors").items()}
+        result = set_peft_model_state_dict(lm, state)
+        if getattr(result, "unexpected_keys", None):
+            raise ValueError(f"{lora}: unexpected LoRA keys {result.unexpected_keys[:5]}")
+        files += sorted(f for f in lora.iterdir() if f.is_file())
+    return trained_revision(files)
+
+
 def trained_revision(paths: list[Path]) -> str:
     """Checksum of the trained weight files (sha256 over their bytes, in order), 16 hex digits."""
     digest = hashlib.sha256()

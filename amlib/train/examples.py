@@ -16,12 +16,24 @@ from amlib.tasks import get_task
 IGNORE = -100  # label of positions without loss
 
 
-def target_text(sample: Sample) -> str:
-    """What the model should answer: the letter (lower case where the prompt asks for 'a'/'b'), or
-    for ASR the transcript in the format the prompt asks for."""
+def target_text(sample: Sample, tokenizer) -> str:
+    """What the model should answer.
+
+    - ASR: the transcript in the format the prompt asks for.
+    - Options that move between items (all choice tasks but SAR and SGR): the TEXT of the right
+      option, when every option of the item fits the task's answer budget (`max_new_tokens`) in
+      `tokenizer`'s tokens; the parser reads it back as that option's letter (`parse_choice`, rule
+      option_text). Why: with a letter target a small model must hear the class AND find which
+      letter the prompt gave it; trained so (run 3) it learnt neither on any task whose letters move.
+    - Otherwise the letter (lower case where the prompt asks for 'a'/'b'); for SAR and SGR the letter
+      always names the same class, so it is the class.
+    """
     spec = get_task(sample.task)
     if not spec.is_choice:
         return f"Spoken Content: {sample.answer}"
+    if spec.fixed_choices is None and all(
+            len(tokenizer(c, add_special_tokens=False)["input_ids"]) <= spec.max_new_tokens for c in sample.choices):
+        return sample.choices[spec.letters.index(sample.answer)]
     return sample.answer.lower() if spec.code == "SGR" else sample.answer
 
 
@@ -38,7 +50,7 @@ def encode(adapter, sample: Sample, audio=None) -> Encoded:
     audio = load_audio(sample.audio_path) if audio is None else audio
     prepared = adapter.build_inputs(audio, spec, sample.question, sample.choices)
     tok = adapter.processor.tokenizer
-    target = tok(target_text(sample) + "<|im_end|>", add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    target = tok(target_text(sample, tok) + "<|im_end|>", add_special_tokens=False, return_tensors="pt")["input_ids"][0]
     prompt = prepared.tensors["input_ids"][0]
     return Encoded(
         input_ids=torch.cat([prompt, target]),

@@ -41,6 +41,8 @@ class TrainConfig:
     data: list[str] = field(default_factory=list)
     val_data: list[str] = field(default_factory=list)  # held-out folders: loss logged every eval_every steps
     eval_every: int = 50
+    init: str | None = None  # a save_trained folder to start from (warm start) instead of the fresh projector
+    time_limit_s: float | None = None  # pause (checkpoint and return) once a step ends past this many seconds
 
 
 def load_samples(dirs: list[str | Path]) -> list[Sample]:
@@ -116,7 +118,7 @@ def lr_at(step: int, cfg: TrainConfig, base: float) -> float:
 
 def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Path:
     """Train the adapter's model in place; write weights (`save_trained` layout), config and log."""
-    from amlib.models.reference import save_trained, trainable_parameters
+    from amlib.models.reference import save_trained, trainable_parameters, warm_start
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,6 +133,7 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     if lora_params:
         groups.append({"params": lora_params, "lr": cfg.lora_lr, "base": cfg.lora_lr})
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    init_revision = warm_start(model, cfg.init) if cfg.init else None
     samples = load_samples(cfg.data)
     start = _resume(out, model, opt, cfg)
     plan = batches(len(samples), cfg.batch_size, cfg.steps, cfg.seed, start)
@@ -140,7 +143,8 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
     val_samples = load_samples(cfg.val_data) if cfg.val_data else []
-    best_val = math.inf
+    best_file = out / "best" / "step.json"  # a resumed run keeps the best of its earlier part
+    best_val = json.loads(best_file.read_text())["val_loss"] if start and best_file.is_file() else math.inf
     log = (out / "train_log.jsonl").open("a")
     t0, running = time.perf_counter(), []
     for step, batch in enumerate(data, start=start):
@@ -169,10 +173,15 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
                 (out / "best" / "step.json").write_text(json.dumps({"step": step + 1, "val_loss": val}))
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _checkpoint(out, model, opt, step + 1)
+        if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s and step + 1 < cfg.steps:
+            _checkpoint(out, model, opt, step + 1)  # paused: the same call again resumes here
+            log.close()
+            return out
     log.close()
     model.eval()
     save_trained(model, out)
-    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "data_summary": data_summary(samples)}, indent=1))
+    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "init_revision": init_revision,
+                                                       "data_summary": data_summary(samples)}, indent=1))
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return out
 
