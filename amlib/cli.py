@@ -59,6 +59,22 @@ def _score(args) -> None:
     print(score_table(read_predictions(args.predictions), seed=args.seed).round(2).to_string())
 
 
+def _task_weights(pairs: list[str] | None) -> dict[str, float] | None:
+    """["ASR=0.6", "SED=0.1"] -> {"ASR": 0.6, "SED": 0.1}; a malformed pair is an error naming it."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        task, sep, value = pair.partition("=")
+        try:
+            out[task.strip().upper()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise SystemExit(f"--task-weights: {pair!r} is not TASK=WEIGHT (e.g. ASR=0.6)")
+    return out
+
+
 def _train_reference(args) -> None:
     from amlib.models.reference import load_reference_adapter
     from amlib.train.loop import TrainConfig, train
@@ -69,7 +85,8 @@ def _train_reference(args) -> None:
                       seed=args.seed, save_every=args.save_every,
                       workers=args.workers, data=[str(d) for d in args.data],
                       val_data=[str(d) for d in args.val_data], eval_every=args.eval_every,
-                      init=str(args.init) if args.init else None, time_limit_s=args.time_limit)
+                      init=str(args.init) if args.init else None, time_limit_s=args.time_limit,
+                      task_weights=_task_weights(args.task_weights))
     out = train(adapter, cfg, args.out, device=args.device)
     if (out / "checkpoint.pt").is_file():
         print(f"paused past the time limit: checkpoint in {out}; the same command resumes")
@@ -136,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="start from these trained weights (a save_trained folder, e.g. the committed ones)")
     tr.add_argument("--time-limit", type=float, default=None,
                     help="seconds: checkpoint and stop after the step that passes it (resume with the same command)")
+    tr.add_argument("--task-weights", nargs="*", default=None, metavar="TASK=WEIGHT",
+                    help="draw each batch slot's task by these weights (unnamed tasks: none); default: uniform over items")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)
     tr.add_argument("--device", default="cpu")

@@ -162,3 +162,34 @@ def test_warm_start_continues_from_saved_weights_and_records_them(dataset, tmp_p
         other = load_model("tiny-random-qwen2-audio", seed=0).model
         trainable_parameters(other, lora=True, r=4)
         warm_start(other, first)
+
+
+def test_task_weighted_batches_follow_the_weights_and_cycle_each_task():
+    from amlib.train.loop import weighted_batches
+
+    tasks = ["ASR"] * 10 + ["SED"] * 30 + ["MC"] * 5
+    plan = weighted_batches(tasks, {"ASR": 3, "SED": 1}, batch_size=8, steps=200, seed=0)
+    drawn = [tasks[i] for batch in plan for i in batch]
+    assert "MC" not in drawn  # unnamed: never drawn
+    assert 0.70 < drawn.count("ASR") / len(drawn) < 0.80  # 3 : 1
+    asr = [i for batch in plan for i in batch if tasks[i] == "ASR"]
+    assert sorted(asr[:10]) == list(range(10))  # one full pass over ASR's items before any repeats
+    assert plan == weighted_batches(tasks, {"ASR": 3, "SED": 1}, batch_size=8, steps=200, seed=0)
+    assert weighted_batches(tasks, {"ASR": 3, "SED": 1}, 8, 200, 0, start=5) == plan[5:]
+    with pytest.raises(ValueError, match="SGR"):
+        weighted_batches(tasks, {"SGR": 1}, 8, 2, 0)
+    with pytest.raises(ValueError, match="no task"):
+        weighted_batches(tasks, {"ASR": 0}, 8, 2, 0)
+
+
+def test_training_with_task_weights_records_them(dataset, tmp_path):
+    from amlib.cli import _task_weights
+    from amlib.models import load_model
+
+    assert _task_weights(["asr=0.6", "SGR=1"]) == {"ASR": 0.6, "SGR": 1.0}
+    with pytest.raises(SystemExit, match="TASK=WEIGHT"):
+        _task_weights(["ASR"])
+    cfg = TrainConfig(steps=2, batch_size=2, warmup=1, log_every=1, save_every=100, workers=0,
+                      data=[str(dataset)], task_weights={"ASR": 1.0})
+    out = train(load_model("tiny-random-qwen2-audio", seed=0), cfg, tmp_path / "run")
+    assert json.loads((out / "train_config.json").read_text())["task_weights"] == {"ASR": 1.0}

@@ -43,6 +43,7 @@ class TrainConfig:
     eval_every: int = 50
     init: str | None = None  # a save_trained folder to start from (warm start) instead of the fresh projector
     time_limit_s: float | None = None  # pause (checkpoint and return) once a step ends past this many seconds
+    task_weights: dict[str, float] | None = None  # None: uniform over items; else per-task draw (weighted_batches)
 
 
 def load_samples(dirs: list[str | Path]) -> list[Sample]:
@@ -84,6 +85,36 @@ def batches(n: int, batch_size: int, steps: int, seed: int, start: int = 0):
             order += rng.permutation(n).tolist()
         out.append(order[:batch_size])
         order = order[batch_size:]
+    return out[start:]
+
+
+def weighted_batches(tasks: list[str], weights: dict[str, float], batch_size: int, steps: int, seed: int,
+                     start: int = 0) -> list[list[int]]:
+    """Index batches whose every slot draws a task with probability proportional to `weights`
+    (tasks not named get none), then that task's next item from its own seeded shuffles: an
+    ASR-heavy stage without duplicating folders."""
+    present = sorted(set(tasks))
+    unknown = sorted(set(weights) - set(present))
+    if unknown:
+        raise ValueError(f"task weights name {unknown}, which the training data lack (it has {present})")
+    if any(w < 0 for w in weights.values()):
+        raise ValueError(f"task weights must be >= 0, got {weights}")
+    chosen = [t for t in present if weights.get(t, 0) > 0]
+    if not chosen:
+        raise ValueError(f"task weights {weights} select no task")
+    p = np.array([weights[t] for t in chosen], dtype=float)
+    rng = np.random.default_rng(seed)
+    members = {t: [i for i, task in enumerate(tasks) if task == t] for t in chosen}
+    queues: dict[str, list[int]] = {t: [] for t in chosen}
+    out = []
+    for _ in range(steps):
+        batch = []
+        for k in rng.choice(len(chosen), size=batch_size, p=p / p.sum()):
+            task = chosen[int(k)]
+            if not queues[task]:
+                queues[task] = [members[task][int(j)] for j in rng.permutation(len(members[task]))]
+            batch.append(queues[task].pop())
+        out.append(batch)
     return out[start:]
 
 
@@ -136,7 +167,8 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     init_revision = warm_start(model, cfg.init) if cfg.init else None
     samples = load_samples(cfg.data)
     start = _resume(out, model, opt, cfg)
-    plan = batches(len(samples), cfg.batch_size, cfg.steps, cfg.seed, start)
+    plan = batches(len(samples), cfg.batch_size, cfg.steps, cfg.seed, start) if not cfg.task_weights else \
+        weighted_batches([x.task for x in samples], cfg.task_weights, cfg.batch_size, cfg.steps, cfg.seed, start)
     data = torch.utils.data.DataLoader(
         _EncodedSet(adapter, samples), batch_sampler=plan, num_workers=cfg.workers,
         collate_fn=lambda b: collate(b, adapter.pad_token_id), persistent_workers=False,
