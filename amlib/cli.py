@@ -65,13 +65,11 @@ def _task_weights(pairs: list[str] | None) -> dict[str, float] | None:
         return None
     out = {}
     for pair in pairs:
-        task, sep, value = pair.partition("=")
+        task, _, value = pair.partition("=")
         try:
             out[task.strip().upper()] = float(value)
         except ValueError:
-            sep = ""
-        if not sep:
-            raise SystemExit(f"--task-weights: {pair!r} is not TASK=WEIGHT (e.g. ASR=0.6)")
+            raise SystemExit(f"--task-weights: {pair!r} is not TASK=WEIGHT (e.g. ASR=0.6)") from None
     return out
 
 

@@ -329,19 +329,24 @@ def save_trained(model, out_dir: str | Path) -> Path:
     return out
 
 
-def _merge_lora(lm, lora_dir: Path) -> None:
-    """Apply a peft LoRA adapter directory to `lm` and merge it into the base weights."""
-    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
-    from peft.tuners.lora import LoraLayer
+def _load_lora_state(lm, lora_dir: Path) -> None:
+    """Copy a saved adapter's LoRA tensors into `lm`, whose adapter is already injected."""
+    from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    config = LoraConfig.from_pretrained(lora_dir)
-    state = load_file(lora_dir / "adapter_model.safetensors")
-    state = {k.removeprefix("base_model.model."): v for k, v in state.items()}
-    inject_adapter_in_model(config, lm)
+    state = {k.removeprefix("base_model.model."): v for k, v in load_file(lora_dir / "adapter_model.safetensors").items()}
     result = set_peft_model_state_dict(lm, state)
     if getattr(result, "unexpected_keys", None):
         raise ValueError(f"{lora_dir}: unexpected LoRA keys {result.unexpected_keys[:5]}")
+
+
+def _merge_lora(lm, lora_dir: Path) -> None:
+    """Apply a peft LoRA adapter directory to `lm` and merge it into the base weights."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
+
+    inject_adapter_in_model(LoraConfig.from_pretrained(lora_dir), lm)
+    _load_lora_state(lm, lora_dir)
     for name, module in list(lm.named_modules()):
         if isinstance(module, LoraLayer):
             module.merge()
@@ -365,8 +370,7 @@ def load_trained(model, projector_weights: str | Path | None = None, lora: str |
 def warm_start(model, weights: str | Path) -> str:
     """Load a `save_trained` directory into a model prepared by `trainable_parameters` (LoRA
     injected, not merged) to continue training from it. Returns the directory's revision."""
-    from peft import LoraConfig, set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from peft import LoraConfig
 
     weights = Path(weights)
     load_trained(model, weights / PROJECTOR_FILE)
@@ -381,10 +385,7 @@ def warm_start(model, weights: str | Path) -> str:
         for key in ("r", "lora_alpha", "target_modules"):
             if getattr(saved, key) != getattr(ours, key):
                 raise ValueError(f"{lora}: {key}={getattr(saved, key)!r}, training uses {getattr(ours, key)!r}")
-        state = {k.removeprefix("base_model.model."): v for k, v in load_file(lora / "adapter_model.safetensors").items()}
-        result = set_peft_model_state_dict(lm, state)
-        if getattr(result, "unexpected_keys", None):
-            raise ValueError(f"{lora}: unexpected LoRA keys {result.unexpected_keys[:5]}")
+        _load_lora_state(lm, lora)
         files += sorted(f for f in lora.iterdir() if f.is_file())
     return trained_revision(files)
 
