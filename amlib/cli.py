@@ -84,7 +84,7 @@ def _train_reference(args) -> None:
                       workers=args.workers, data=[str(d) for d in args.data],
                       val_data=[str(d) for d in args.val_data], eval_every=args.eval_every,
                       init=str(args.init) if args.init else None, time_limit_s=args.time_limit,
-                      task_weights=_task_weights(args.task_weights))
+                      task_weights=_task_weights(args.task_weights), joined_asr=args.joined_asr)
     out = train(adapter, cfg, args.out, device=args.device)
     if (out / "checkpoint.pt").is_file():
         print(f"paused past the time limit: checkpoint in {out}; the same command resumes")
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="seconds: checkpoint and stop after the step that passes it (resume with the same command)")
     tr.add_argument("--task-weights", nargs="*", default=None, metavar="TASK=WEIGHT",
                     help="draw each batch slot's task by these weights (unnamed tasks: none); default: uniform over items")
+    tr.add_argument("--joined-asr", nargs=3, type=float, default=None, metavar=("N", "MIN_S", "MAX_S"),
+                    help="add N long ASR examples joined from one speaker's short ASR clips (their task weight: JOINED-ASR)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)
     tr.add_argument("--device", default="cpu")

@@ -193,3 +193,53 @@ def test_training_with_task_weights_records_them(dataset, tmp_path):
                       data=[str(dataset)], task_weights={"ASR": 1.0})
     out = train(load_model("tiny-random-qwen2-audio", seed=0), cfg, tmp_path / "run")
     assert json.loads((out / "train_config.json").read_text())["task_weights"] == {"ASR": 1.0}
+
+
+def _asr_clips(root, speakers=("v1", "v2"), per_speaker=6, seconds=2.0):
+    rows = [make_item(root, f"{v}-{k}", task="ASR", seconds=seconds, answer=f"{v} says {k}.",
+                      meta={"speaker": v}) for v in speakers for k in range(per_speaker)]
+    write_manifest(root / "manifest.jsonl", rows)
+    return read_manifest(root)
+
+
+def test_joined_asr_examples_keep_one_speaker_their_order_and_the_length_bounds(tmp_path):
+    from amlib.train.joined_asr import plan_joined
+
+    clips = _asr_clips(tmp_path)
+    plan = plan_joined(clips, n=20, min_s=5.0, max_s=9.0, seed=3)
+    assert plan == plan_joined(clips, n=20, min_s=5.0, max_s=9.0, seed=3)
+    assert plan != plan_joined(clips, n=20, min_s=5.0, max_s=9.0, seed=4)
+    for joined in plan:
+        assert len({p.meta["speaker"] for p in joined.parts}) == 1
+        assert len({p.id for p in joined.parts}) == len(joined.parts)  # no clip twice in one example
+        assert 5.0 <= joined.duration_s <= 9.0
+        sample = joined.sample()
+        assert sample.task == "ASR" and sample.answer == " ".join(p.answer for p in joined.parts)
+        wave = joined.audio()
+        assert abs(wave.size / 16000 - joined.duration_s) < 0.01  # clips plus pauses, nothing cut
+
+
+def test_joined_asr_needs_speakers_with_enough_audio(tmp_path):
+    from amlib.train.joined_asr import plan_joined
+
+    clips = _asr_clips(tmp_path, per_speaker=2)
+    with pytest.raises(ValueError, match="no speaker has 10.0 s"):
+        plan_joined(clips, n=1, min_s=10.0, max_s=20.0, seed=0)
+    clips[0].meta.pop("speaker")
+    with pytest.raises(ValueError, match=f"{clips[0].id}.*speaker"):
+        plan_joined(clips, n=1, min_s=1.0, max_s=2.0, seed=0)
+
+
+def test_training_with_joined_asr_examples(tmp_path):
+    from amlib.models import load_model
+
+    _asr_clips(tmp_path / "data", per_speaker=3, seconds=1.0)
+    cfg = TrainConfig(steps=2, batch_size=2, warmup=1, log_every=1, save_every=100, workers=0,
+                      data=[str(tmp_path / "data")], joined_asr=[4, 2.0, 3.5], task_weights={"JOINED-ASR": 1.0},
+                      val_data=[str(tmp_path / "data")], eval_every=2)
+    out = train(load_model("tiny-random-qwen2-audio", seed=0), cfg, tmp_path / "run")
+    summary = json.loads((out / "train_config.json").read_text())["data_summary"]
+    assert summary["JOINED-ASR"]["items"] == 4 and summary["ASR"]["items"] == 6
+    assert 2.0 <= summary["JOINED-ASR"]["min_s"] <= summary["JOINED-ASR"]["max_s"] <= 3.5
+    val = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if "val_loss" in line]
+    assert set(val[0]["val_loss_per_task"]) == {"ASR"}

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from amlib.data import Sample, read_manifest
 from amlib.models.reference import LORA_TARGETS
 from amlib.train.examples import IGNORE, collate, encode
+from amlib.train.joined_asr import JoinedASR, plan_joined
 
 
 @dataclass
@@ -44,6 +45,7 @@ class TrainConfig:
     init: str | None = None  # a save_trained folder to start from (warm start) instead of the fresh projector
     time_limit_s: float | None = None  # pause (checkpoint and return) once a step ends past this many seconds
     task_weights: dict[str, float] | None = None  # None: uniform over items; else per-task draw (weighted_batches)
+    joined_asr: list[float] | None = None  # [n, min_s, max_s]: n long ASR examples joined from short clips (joined_asr.py)
 
 
 def load_samples(dirs: list[str | Path]) -> list[Sample]:
@@ -55,8 +57,17 @@ def load_samples(dirs: list[str | Path]) -> list[Sample]:
     return samples
 
 
-def data_summary(samples: list[Sample]) -> dict:
-    """Items, hours and duration range per task of the training samples (recorded with the weights)."""
+def training_items(cfg: TrainConfig) -> list:
+    """The samples of cfg.data, then the joined long ASR examples planned from them (if asked)."""
+    samples = load_samples(cfg.data)
+    if not cfg.joined_asr:
+        return samples
+    n, min_s, max_s = cfg.joined_asr
+    return samples + plan_joined(samples, int(n), float(min_s), float(max_s), seed=cfg.seed)
+
+
+def data_summary(samples: list) -> dict:
+    """Items, hours and duration range per task of the training items (recorded with the weights)."""
     out = {}
     for task in sorted({s.task for s in samples}):
         d = [s.duration_s for s in samples if s.task == task]
@@ -72,7 +83,10 @@ class _EncodedSet(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i):
-        return encode(self.adapter, self.samples[i])
+        item = self.samples[i]
+        if isinstance(item, JoinedASR):
+            return encode(self.adapter, item.sample(), audio=item.audio())
+        return encode(self.adapter, item)
 
 
 def batches(n: int, batch_size: int, steps: int, seed: int, start: int = 0):
@@ -119,7 +133,11 @@ def weighted_batches(tasks: list[str], weights: dict[str, float], batch_size: in
 
 
 def loss_on_targets(model, batch: dict) -> torch.Tensor:
-    """Mean over samples of each sample's mean token loss on its target: a 1,000-token transcript
+    return target_losses(model, batch).mean()
+
+
+def target_losses(model, batch: dict) -> torch.Tensor:
+    """Each sample's mean token loss on its target (the training loss is their mean): a 1,000-token transcript
     and a one-letter answer weigh the same, so ASR does not drown the choice tasks. Logits are
     computed only at target positions (the LM head runs on those hidden states alone: a 300 s
     item has ~3,800 prompt positions x 49 k vocabulary that would otherwise be materialised)."""
@@ -137,7 +155,9 @@ def loss_on_targets(model, batch: dict) -> torch.Tensor:
     rows = keep.nonzero()[:, 0]
     per_sample = torch.zeros(len(labels), device=token_loss.device).index_add_(0, rows, token_loss)
     counts = keep.sum(1)
-    return (per_sample[counts > 0] / counts[counts > 0]).mean()
+    if (counts == 0).any():  # cannot happen with encode(): every target ends with <|im_end|>
+        raise ValueError("a training example has no target token")
+    return per_sample / counts
 
 
 def lr_at(step: int, cfg: TrainConfig, base: float) -> float:
@@ -165,7 +185,7 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
         groups.append({"params": lora_params, "lr": cfg.lora_lr, "base": cfg.lora_lr})
     opt = torch.optim.AdamW(groups, weight_decay=0.0)
     init_revision = warm_start(model, cfg.init) if cfg.init else None
-    samples = load_samples(cfg.data)
+    samples = training_items(cfg)
     start = _resume(out, model, opt, cfg)
     plan = batches(len(samples), cfg.batch_size, cfg.steps, cfg.seed, start) if not cfg.task_weights else \
         weighted_batches([x.task for x in samples], cfg.task_weights, cfg.batch_size, cfg.steps, cfg.seed, start)
@@ -196,8 +216,9 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
             log.flush()
             running = []
         if val_samples and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
-            val = validation_loss(model, adapter, val_samples, cfg, device, autocast)
-            log.write(json.dumps({"step": step + 1, "val_loss": val, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+            val, per_task = validation_loss(model, adapter, val_samples, cfg, device, autocast)
+            log.write(json.dumps({"step": step + 1, "val_loss": val, "val_loss_per_task": per_task,
+                                  "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
             log.flush()
             if val < best_val:  # early-stopping candidate: out/best/ holds the lowest-validation weights
                 best_val = val
@@ -218,19 +239,22 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     return out
 
 
-def validation_loss(model, adapter, samples: list[Sample], cfg: TrainConfig, device: str, autocast) -> float:
-    """Mean per-sample target loss on held-out samples (same loss as training, no gradients)."""
+def validation_loss(model, adapter, samples: list[Sample], cfg: TrainConfig, device: str,
+                    autocast) -> tuple[float, dict[str, float]]:
+    """Mean per-sample target loss on held-out samples (same loss as training, no gradients), and
+    its mean per task (rounded, for the log)."""
     data = torch.utils.data.DataLoader(
         _EncodedSet(adapter, samples), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
         collate_fn=lambda b: collate(b, adapter.pad_token_id))
     model.eval()
-    total = 0.0
+    losses: list[float] = []
     with torch.no_grad(), autocast:
         for batch in data:
-            n = len(batch["input_ids"])
-            total += loss_on_targets(model, {k: v.to(device) for k, v in batch.items()}).item() * n
+            losses += target_losses(model, {k: v.to(device) for k, v in batch.items()}).tolist()
     model.train()
-    return total / len(samples)
+    tasks = [s.task for s in samples]
+    per_task = {t: round(float(np.mean([x for x, u in zip(losses, tasks) if u == t])), 4) for t in sorted(set(tasks))}
+    return float(np.mean(losses)), per_task
 
 
 def _trainable_state(model) -> dict:
