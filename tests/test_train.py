@@ -243,3 +243,17 @@ def test_training_with_joined_asr_examples(tmp_path):
     assert 2.0 <= summary["JOINED-ASR"]["min_s"] <= summary["JOINED-ASR"]["max_s"] <= 3.5
     val = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if "val_loss" in line]
     assert set(val[0]["val_loss_per_task"]) == {"ASR"}
+
+
+def test_training_record_chains_the_stages_that_led_to_the_weights(tmp_path):
+    from amlib.models.reference import training_record
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"steps": 20}))
+    (tmp_path / "train_log_run7.jsonl").write_text(
+        '{"step": 10, "loss": 2.0}\n{"step": 10, "val_loss": 1.5, "val_loss_per_task": {"ASR": 1.0, "SGR": 2.0}}\n')
+    (tmp_path / "train_log.jsonl").write_text('{"step": 10, "loss": 1.0}\n{"step": 20, "loss": 0.5}\n')
+    config, log = training_record(tmp_path)
+    assert config == {"steps": 20}
+    assert log["stage"].tolist() == ["run7", "run7", "final", "final"]
+    assert log["total_step"].tolist() == [10, 10, 20, 30]
+    assert log["val_ASR"].iloc[1] == 1.0 and log["val_SGR"].iloc[1] == 2.0 and log["val_ASR"].isna().iloc[2]

@@ -503,10 +503,28 @@ def architecture_table(adapter) -> "pd.DataFrame":
 
 
 def training_record(weights: str | Path = COMMITTED_WEIGHTS) -> tuple[dict, "pd.DataFrame"]:
-    """(train_config.json, train_log.jsonl as a DataFrame) of a `train-reference` run."""
+    """(train_config.json, the training history) of the weights in `weights`.
+
+    The history is one row per logged step of every stage: `train_log_<stage>.jsonl` files are the
+    runs that led to these weights (each warm-started from the one before, in name order) and
+    `train_log.jsonl` the last run. Columns: stage, step (within the stage), total_step (counted over
+    the stages), loss or val_loss, and val_<TASK> (validation loss per task, where logged)."""
     import pandas as pd
 
     weights = Path(weights)
     config = json.loads((weights / "train_config.json").read_text())
-    log = pd.read_json(weights / "train_log.jsonl", lines=True)
-    return config, log
+    files = sorted(weights.glob("train_log_*.jsonl")) + [weights / "train_log.jsonl"]
+    parts, offset = [], 0
+    for path in files:
+        log = pd.read_json(path, lines=True)
+        if log.empty:
+            raise ValueError(f"{path}: empty training log")
+        log.insert(0, "stage", path.stem.removeprefix("train_log_") if path.stem != "train_log" else "final")
+        log["total_step"] = log["step"] + offset
+        offset += int(log["step"].max())
+        if "val_loss_per_task" in log:
+            per_task = pd.DataFrame([d if isinstance(d, dict) else {} for d in log["val_loss_per_task"]])
+            log = pd.concat([log.drop(columns="val_loss_per_task").reset_index(drop=True),
+                             per_task.add_prefix("val_")], axis=1)
+        parts.append(log)
+    return config, pd.concat(parts, ignore_index=True)
