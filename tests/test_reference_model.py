@@ -196,6 +196,11 @@ def test_trained_weights_round_trip(reference, tmp_path):
     with torch.inference_mode():
         expected = model.language_model(ids).logits
     trained = load_reference_adapter(weights=save_trained(model, tmp_path / "w"))
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "w" / "lora" / "adapter_model.safetensors")
+    assert {t.dtype for t in saved.values()} == {torch.float16}  # half the bytes; merged in float32 below
+    assert trained.model.language_model.model.layers[0].self_attn.q_proj.weight.dtype == torch.float32
     assert trained.revision not in ("untrained", reference.revision) and len(trained.revision) == 16
     assert not any("lora_" in n for n, _ in trained.model.named_parameters())  # merged
     assert torch.equal(trained.model.multi_modal_projector.linear.weight, model.multi_modal_projector.linear.weight)
