@@ -257,3 +257,14 @@ def test_training_record_chains_the_stages_that_led_to_the_weights(tmp_path):
     assert log["stage"].tolist() == ["run7", "run7", "final", "final"]
     assert log["total_step"].tolist() == [10, 10, 20, 30]
     assert log["val_ASR"].iloc[1] == 1.0 and log["val_SGR"].iloc[1] == 2.0 and log["val_ASR"].isna().iloc[2]
+
+
+def test_training_record_continues_from_the_selected_step_of_a_stage(tmp_path):
+    from amlib.models.reference import training_record
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"steps": 10}))
+    (tmp_path / "train_log_run8.jsonl").write_text('{"step": 10, "loss": 2.0}\n{"step": 30, "loss": 1.0}\n')
+    (tmp_path / "selected_step_run8.json").write_text('{"step": 10, "val_loss": 1.2}')
+    (tmp_path / "train_log.jsonl").write_text('{"step": 10, "loss": 0.5}\n')
+    _, log = training_record(tmp_path)
+    assert log["total_step"].tolist() == [10, 30, 20]  # the last stage started from run 8's step 10

@@ -509,8 +509,10 @@ def training_record(weights: str | Path = COMMITTED_WEIGHTS) -> tuple[dict, "pd.
 
     The history is one row per logged step of every stage: `train_log_<stage>.jsonl` files are the
     runs that led to these weights (each warm-started from the one before, in name order) and
-    `train_log.jsonl` the last run. Columns: stage, step (within the stage), total_step (counted over
-    the stages), loss or val_loss, and val_<TASK> (validation loss per task, where logged)."""
+    `train_log.jsonl` the last run. A stage's successor starts from the step in its
+    `selected_step_<stage>.json` where there is one (else from its last step), so total_step counts
+    the steps that led to these weights. Columns: stage, step (within the stage), total_step, loss or
+    val_loss, and val_<TASK> (validation loss per task, where logged)."""
     import pandas as pd
 
     weights = Path(weights)
@@ -523,7 +525,8 @@ def training_record(weights: str | Path = COMMITTED_WEIGHTS) -> tuple[dict, "pd.
             raise ValueError(f"{path}: empty training log")
         log.insert(0, "stage", path.stem.removeprefix("train_log_") if path.stem != "train_log" else "final")
         log["total_step"] = log["step"] + offset
-        offset += int(log["step"].max())
+        selected = weights / f"selected_step_{log['stage'].iat[0]}.json"
+        offset += int(json.loads(selected.read_text())["step"]) if selected.is_file() else int(log["step"].max())
         if "val_loss_per_task" in log:
             per_task = pd.DataFrame([d if isinstance(d, dict) else {} for d in log["val_loss_per_task"]])
             log = pd.concat([log.drop(columns="val_loss_per_task").reset_index(drop=True),
