@@ -523,9 +523,10 @@ def training_record(weights: str | Path = COMMITTED_WEIGHTS) -> tuple[dict, "pd.
         log = pd.read_json(path, lines=True)
         if log.empty:
             raise ValueError(f"{path}: empty training log")
-        log.insert(0, "stage", path.stem.removeprefix("train_log_") if path.stem != "train_log" else "final")
+        stage = path.stem.removeprefix("train_log_") if path.stem != "train_log" else "final"
+        log.insert(0, "stage", stage)
         log["total_step"] = log["step"] + offset
-        selected = weights / f"selected_step_{log['stage'].iat[0]}.json"
+        selected = weights / f"selected_step_{stage}.json"
         offset += int(json.loads(selected.read_text())["step"]) if selected.is_file() else int(log["step"].max())
         if "val_loss_per_task" in log:
             per_task = pd.DataFrame([d if isinstance(d, dict) else {} for d in log["val_loss_per_task"]])
