@@ -2,6 +2,14 @@
 
 The paper's tables (transcribed to CSV, shipped in `amlib/paper/tables/`) are comparison material
 only, never results of this project.
+
+`score_table(rows, parser=...)` re-parses every stored answer (`prediction`) with the chosen parser
+("ours", default, or "paper"; see `amlib.metrics.parsing`) and says which in its "parser" column.
+Macro-F1 runs over label text for SD, SGR and SAR and over letters elsewhere ("f1_over"); WAR is
+the paper's uncapped value, with the capped one beside it ("war_capped"). Intervals: "ci_low" /
+"ci_high" of the score by the method named in "ci_method" (smoothed Bayesian bootstrap, see
+`amlib.metrics.bootstrap`); "accuracy_ci_low" / "accuracy_ci_high" are Wilson score intervals.
+`beside_paper` always uses the paper's parser.
 """
 
 from __future__ import annotations
@@ -11,8 +19,11 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from amlib.metrics import macro_f1, score_task
-from amlib.tasks import TASK_ORDER, get_task
+from amlib.metrics import macro_f1, parse_choice, score_task
+from amlib.metrics.bootstrap import ACCURACY_CI_METHOD
+from amlib.metrics.classification import LABEL_TEXT_TASKS, label_text
+from amlib.metrics.parsing import PARSERS
+from amlib.tasks import TASK_ORDER, TaskSpec, get_task
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -25,31 +36,96 @@ def paper_table(name: str) -> pd.DataFrame:
         return pd.read_csv(fh)
 
 
-def chance_macro_f1(truth: list[str], labels: list[str], seed: int = 0, draws: int = 200) -> float:
-    """Expected macro-F1 of a uniform random guesser on these very labels (Monte Carlo, seeded)."""
+def chance_macro_f1(truth: list[str], labels: list[str], seed: int = 0, draws: int = 200,
+                    options: list[list[str]] | None = None) -> float:
+    """Expected macro-F1 of a uniform random guesser on these very labels (Monte Carlo, seeded).
+
+    The guesser picks uniformly among `labels`, or, where given, among each item's `options`
+    (e.g. the label texts of an item's shuffled options).
+    """
     rng = np.random.default_rng(seed)
-    guesses = rng.choice(labels, size=(draws, len(truth)))
+    if options is None:
+        guesses = rng.choice(labels, size=(draws, len(truth)))
+    else:
+        picks = rng.random(size=(draws, len(truth)))
+        guesses = [[opts[int(u * len(opts))] for opts, u in zip(options, row)] for row in picks.tolist()]
     return float(np.mean([macro_f1(truth, list(g), labels) for g in guesses]))
 
 
-def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000) -> pd.DataFrame:
-    """One row per task: score, 95 % CI, accuracy, n, unparsed answers, errors and chance level."""
+def _item_choices(spec: TaskSpec, row: dict, parser: str) -> list[str] | None:
+    """The option texts of a prediction row; None where the scoring does not need them."""
+    choices = row.get("choices")
+    if choices:
+        return list(choices)
+    if spec.fixed_choices is not None:
+        return list(spec.fixed_choices)
+    if parser == "ours" or spec.code in LABEL_TEXT_TASKS:
+        raise ValueError(
+            f"prediction row {row.get('id')!r} ({spec.code}) has no 'choices', which scoring with "
+            f"parser={parser!r} needs (rows written before parser version 2 lack them); re-run it")
+    return None
+
+
+def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser: str = "ours") -> pd.DataFrame:
+    """One row per task: score with its interval, accuracy with its Wilson interval, n, unparsed
+    answers, errors and chance level; the parser and interval methods are named in columns.
+
+    Every answer is parsed again from its `prediction` text with `parser` ("ours" or "paper"), so
+    the table never mixes parsers. Error rows (no prediction) count as unparsed, hence wrong.
+    """
+    if parser not in PARSERS:
+        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
+    if not rows:
+        raise ValueError("no prediction rows to score")
     frame = pd.DataFrame(rows)
+    if "error" not in frame:
+        frame["error"] = None
     out = []
     for task in [t for t in TASK_ORDER if t in set(frame["task"])]:
         spec, part = get_task(task), frame[frame["task"] == task]
-        truth, pred = part["answer"].tolist(), [p if isinstance(p, str) else None for p in part["parsed"]]
-        scored = score_task(spec, truth, pred, seed=seed, n_resamples=n_resamples)
-        chance = chance_macro_f1(truth, list(spec.letters), seed) if spec.is_choice else np.nan
-        out.append({"task": task, **scored, "errors": int(part["error"].notna().sum()), "chance": chance})
-    return pd.DataFrame(out).set_index("task")
+        records = part.to_dict("records")
+        truth = part["answer"].tolist()
+        texts = [r["prediction"] if isinstance(r.get("prediction"), str) else None for r in records]
+        choices = None
+        if spec.is_choice:
+            choices = [_item_choices(spec, r, parser) for r in records]
+            pred = [parse_choice(text, spec.n_options, c, parser=parser) for text, c in zip(texts, choices)]
+            if spec.code in LABEL_TEXT_TASKS:
+                options = [[label_text(o) for o in c] for c in choices]
+                labels = sorted({o for opts in options for o in opts})
+                truth_labels = [opts[spec.letters.index(a)] for opts, a in zip(options, truth)]
+                chance = chance_macro_f1(truth_labels, labels, seed, options=options)
+            else:
+                chance = chance_macro_f1(truth, list(spec.letters), seed)
+        else:
+            pred, chance = texts, np.nan
+        scored = score_task(spec, truth, pred, seed=seed, n_resamples=n_resamples, choices=choices)
+        out.append({"task": task, "parser": parser if spec.is_choice else None, **scored,
+                    "accuracy_ci_method": ACCURACY_CI_METHOD if spec.is_choice else None,
+                    "errors": int(part["error"].notna().sum()), "chance": chance})
+    table = pd.DataFrame(out).set_index("task")
+    table.attrs["parser"] = parser
+    return table
 
 
-def beside_paper(scores: pd.DataFrame, label: str, paper: str = "table3_baseline") -> pd.DataFrame:
-    """Our per-task scores as one row on top of the paper's rows (tasks as columns, paper order)."""
+def beside_paper(scores: pd.DataFrame | list[dict], label: str, paper: str = "table3_baseline",
+                 seed: int = 0, n_resamples: int = 1000) -> pd.DataFrame:
+    """Our per-task scores as one row on top of the paper's rows (tasks as columns, paper order).
+
+    The paper's numbers were parsed with the paper's rules, so ours must be too: pass prediction
+    rows (scored here with parser="paper") or a `score_table(..., parser="paper")` frame; a frame
+    scored with another parser raises ValueError. The row label ends with "[paper parser]".
+    """
+    if isinstance(scores, pd.DataFrame):
+        used = set(scores["parser"].dropna()) if "parser" in scores else set()
+        if used != {"paper"} and not (not used and scores.attrs.get("parser") == "paper"):
+            raise ValueError("beside_paper compares with the paper's numbers: score with "
+                             f"score_table(rows, parser='paper') (this table used {sorted(used) or 'unknown'})")
+    else:
+        scores = score_table(scores, seed=seed, n_resamples=n_resamples, parser="paper")
     table = paper_table(paper).set_index("model")
     tasks = [t for t in TASK_ORDER if t in table.columns]
-    ours = pd.DataFrame([scores["score"].reindex(tasks)], index=[label])
+    ours = pd.DataFrame([scores["score"].reindex(tasks)], index=[f"{label} [paper parser]"])
     return pd.concat([ours, table[tasks]]).round(1)
 
 

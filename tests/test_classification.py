@@ -99,3 +99,46 @@ def test_errors_name_the_problem():
         macro_f1([], [], ["A"])
     with pytest.raises(ValueError, match="truth has 1 samples but pred has 2"):
         accuracy(["A"], ["A", "B"])
+
+
+# --- label text for SD, SGR, SAR --------------------------------------------------------------
+
+from amlib.metrics.bootstrap import score_task  # noqa: E402
+from amlib.metrics.classification import LABEL_TEXT_TASKS, to_label_text  # noqa: E402
+from amlib.tasks import TASKS  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _always_fake(n=200, seed=0):
+    """A balanced SD set with shuffled options and a model that always answers "fake"."""
+    rng = np.random.default_rng(seed)
+    truth, pred, choices = [], [], []
+    for i in range(n):
+        options = ["real", "fake"] if rng.random() < 0.5 else ["fake", "real"]
+        truth.append("AB"[options.index(["real", "fake"][i % 2])])
+        pred.append("AB"[options.index("fake")])
+        choices.append(options)
+    return truth, pred, choices
+
+
+def test_always_fake_scores_33_over_labels_but_about_50_over_letters():
+    truth, pred, choices = _always_fake()
+    over_letters = macro_f1(truth, pred, ["A", "B"])
+    assert 40.0 < over_letters < 60.0
+    result = score_task(TASKS["SD"], truth, pred, choices=choices, n_resamples=200)
+    assert result["f1_over"] == "label text"
+    assert result["score"] == pytest.approx(100 / 3)  # F1 "fake" 2/3, "real" 0
+    assert result["accuracy"] == pytest.approx(50.0)  # accuracy does not depend on the view
+
+
+def test_label_text_tasks_and_conversion():
+    assert set(LABEL_TEXT_TASKS) == {"SD", "SGR", "SAR"}
+    t, p, labels = to_label_text(TASKS["SD"], ["A", "B"], ["B", None],
+                                 [["Real", "fake"], ["fake", "real"]])
+    assert t == ["real", "real"] and p == ["fake", None] and labels == ["fake", "real"]
+    # SGR falls back to its fixed options; SD's options move, so it needs them
+    assert to_label_text(TASKS["SGR"], ["A"], ["B"], None)[:2] == (["male"], ["female"])
+    with pytest.raises(ValueError, match="choices are needed"):
+        to_label_text(TASKS["SD"], ["A"], ["B"], None)
+    with pytest.raises(ValueError, match="do not match"):
+        to_label_text(TASKS["SD"], ["A"], ["C"], [["real", "fake"]])

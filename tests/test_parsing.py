@@ -148,4 +148,55 @@ def test_bad_arguments():
 
 
 def test_parser_version_is_a_string():
-    assert PARSER_VERSION == "1"
+    assert PARSER_VERSION == "2"
+
+
+OPTION_ECHO = [
+    "A: Dog\nB: Cat\nC: Bird\nD: Car\nAnswer: B",
+    "A) Dog\nB) Cat\nC) Bird\nD) Car\n\nThe answer is B.",
+    "(a) Dog\n(b) Cat\n(c) Bird\n(d) Car\nanswer: (b)",
+]
+
+
+@pytest.mark.parametrize("text", OPTION_ECHO)
+def test_repeated_option_list_before_the_answer_is_not_read_as_its_first_line(text):
+    assert parse_choice(text, 4, ANIMALS) == "B"
+    assert parse_choice(text, 4) == "B"
+
+
+def test_repeated_option_list_without_an_answer_is_unparsed():
+    assert parse_choice("A: Dog\nB: Cat\nC: Bird\nD: Car", 4, ANIMALS) is None
+    # one marked line is still a leading marker
+    assert parse_choice("B: Cat\nbecause it meows", 4, ANIMALS) == "B"
+
+
+@pytest.mark.parametrize("text", ["A) or B)", "a) or b)", "A. or C.", "(A) or (D)", "B) and C)"])
+def test_marked_letters_joined_by_or_are_a_hedge(text):
+    assert parse_choice(text, 4) is None
+
+
+# The paper's rules: upper-case; exact letter, then "X."/"X)", then "option x", then a standalone
+# letter (leftmost where several).
+@pytest.mark.parametrize(
+    "text, n, expected",
+    [
+        ("B", 4, "B"), ("b", 2, "B"), (" 'a' ", 2, "A"), ("B.", 4, "B"), ("the answer is c.", 4, "C"),
+        ("(D) Car", 4, "D"), ("Option d", 4, "D"), ("I think it is B", 4, "B"),
+        ("A cat barks", 4, "A"),  # the article: the paper's rule reads it as a letter
+        ("A or B", 4, "A"),  # a hedge: the paper's rule takes the first
+        ("Cat", 4, None), ("female", 2, None), ("", 4, None), (None, 4, None), ("E", 4, None),
+        ("I think it is B", 10, "I"),  # the pronoun wins with >= 9 options
+        ("Dog. Answer: B)", 4, "B"),  # "X)" beats a standalone letter
+        ("A: Dog\nB: Cat\nAnswer: B", 4, "A"),
+    ],
+)
+def test_paper_parser(text, n, expected):
+    assert parse_choice(text, n, parser="paper") == expected
+    assert parsing.parse_choice_paper(text, n) == expected
+
+
+def test_paper_parser_ignores_option_text_and_unknown_parser_raises():
+    assert parse_choice("Cat", 4, ANIMALS, parser="paper") is None
+    assert parse_choice("Cat", 4, ANIMALS, parser="ours") == "B"
+    with pytest.raises(ValueError, match="unknown parser"):
+        parse_choice("A", 4, parser="official")

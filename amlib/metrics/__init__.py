@@ -1,15 +1,25 @@
 """Scoring for AudioMarathon: answer parsing, macro-F1/accuracy, WAR and bootstrap intervals.
 
-- `parsing`: `parse_choice` turns a model answer into an option letter (rules in its docstring).
-- `classification`: `macro_f1`, `accuracy`, `count_unparsed`; an unparsed answer (None) is wrong.
-- `war`: `normalize_transcript`, `utterance_wer`, `word_accuracy_rate` (per-utterance WER capped
-  at 1.0 by default).
-- `bootstrap`: `bootstrap_ci` (percentile bootstrap) and `score_task` (one task's score + interval).
+- `parsing`: `parse_choice` turns a model answer into an option letter, with the paper's rules
+  (parser="paper") or ours (parser="ours"); rules in its docstring.
+- `classification`: `macro_f1`, `accuracy`, `count_unparsed`; an unparsed answer (None) is wrong;
+  SD, SGR and SAR are scored over label text (`LABEL_TEXT_TASKS`, `to_label_text`).
+- `war`: `normalize_transcript`, `utterance_wer`, `word_accuracy_rate` (the paper's uncapped
+  per-utterance WER by default; `cap=True` for the capped variant).
+- `bootstrap`: `wilson_interval` (accuracy), `dirichlet_macro_f1_interval` and
+  `dirichlet_war_interval` (smoothed Bayesian bootstrap), `bootstrap_ci` (plain percentile
+  bootstrap) and `score_task` (one task's score + interval).
 """
 
-from amlib.metrics.bootstrap import bootstrap_ci, score_task
-from amlib.metrics.classification import accuracy, count_unparsed, macro_f1
-from amlib.metrics.parsing import PARSER_VERSION, parse_choice
+from amlib.metrics.bootstrap import (
+    bootstrap_ci,
+    dirichlet_macro_f1_interval,
+    dirichlet_war_interval,
+    score_task,
+    wilson_interval,
+)
+from amlib.metrics.classification import LABEL_TEXT_TASKS, accuracy, count_unparsed, macro_f1
+from amlib.metrics.parsing import PARSER_VERSION, PARSERS, parse_choice, parse_choice_paper
 from amlib.metrics.war import (
     normalize_transcript,
     utterance_wer,
@@ -19,16 +29,22 @@ from amlib.metrics.war import (
 )
 
 __all__ = [
+    "LABEL_TEXT_TASKS",
+    "PARSERS",
     "PARSER_VERSION",
     "accuracy",
     "bootstrap_ci",
     "count_unparsed",
+    "dirichlet_macro_f1_interval",
+    "dirichlet_war_interval",
     "macro_f1",
     "normalize_transcript",
     "parse_choice",
+    "parse_choice_paper",
     "score_task",
     "utterance_wer",
     "utterance_wers",
     "war_from_wers",
+    "wilson_interval",
     "word_accuracy_rate",
 ]

@@ -12,6 +12,11 @@ Rules:
   it as F1 = 0 would penalise a model for a class a (small or bootstrap-resampled) set happens to
   lack. Computed here from counts with numpy (fast enough to bootstrap); tests check it against
   scikit-learn.
+- Label text (`LABEL_TEXT_TASKS` = SD, SGR, SAR, as the paper specifies): macro-F1 is computed over
+  the chosen option's text, not its letter (`to_label_text`). SD's options are shuffled per item,
+  so a letter names no class: a model that always answers "fake" scores about 50 over letters but
+  33 over labels on a balanced set. SGR's and SAR's options are fixed, so there both views agree.
+  Accuracy is the same either way.
 - Scores are in 0-100. Mismatched lengths, empty input, a truth label outside `labels` or a
   prediction that is neither None nor in `labels` raise ValueError.
 """
@@ -19,8 +24,15 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from amlib.tasks import TaskSpec
+
+# Tasks whose macro-F1 runs over the options' label text (paper's scoring specification).
+LABEL_TEXT_TASKS = ("SD", "SGR", "SAR")
 
 
 def _validate(
@@ -73,3 +85,42 @@ def macro_f1(truth: Sequence[str], pred: Sequence[str | None], labels: Sequence[
     denom = true_count + pred_count  # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (|true| + |pred|)
     f1 = np.divide(2.0 * hits, denom, out=np.zeros(k), where=denom > 0)
     return float(100.0 * f1[present].mean())
+
+
+def label_text(option: str) -> str:
+    """An option's text as a class label: lower-case, whitespace collapsed."""
+    return " ".join(option.lower().split())
+
+
+def to_label_text(
+    spec: TaskSpec, truth: Sequence[str], pred: Sequence[str | None],
+    choices: Sequence[Sequence[str]] | None,
+) -> tuple[list[str], list[str | None], list[str]]:
+    """Letters -> the chosen options' label text, per item; returns (truth, pred, sorted labels).
+
+    `choices` holds each item's option texts in letter order; where it is None the task's fixed
+    options are used (SGR, SAR), and a task whose options move (SD) raises ValueError.
+    """
+    if len(truth) != len(pred):
+        raise ValueError(f"truth has {len(truth)} samples but pred has {len(pred)}")
+    if choices is None:
+        if spec.fixed_choices is None:
+            raise ValueError(f"{spec.code} is scored over label text and its options move between "
+                             "items: the items' choices are needed")
+        choices = [spec.fixed_choices] * len(truth)
+    if len(choices) != len(truth):
+        raise ValueError(f"{len(truth)} samples but {len(choices)} choice lists")
+    letters = spec.letters
+
+    def text(letter: str | None, options: Sequence[str]) -> str | None:
+        if letter is None:
+            return None
+        if letter not in letters or len(options) != len(letters):
+            raise ValueError(f"{spec.code}: letter {letter!r} / options {list(options)} do not match "
+                             f"the letters {', '.join(letters)}")
+        return label_text(options[letters.index(letter)])
+
+    t = [text(x, c) for x, c in zip(truth, choices)]
+    p = [text(x, c) for x, c in zip(pred, choices)]
+    labels = sorted({label_text(o) for c in choices for o in c})
+    return t, p, labels  # type: ignore[return-value]

@@ -1,19 +1,34 @@
 """Turn a model's free-text answer into the option letter it chose.
 
-`parse_choice(text, n_options, choices)` returns an upper-case letter among the first `n_options`
-letters (A, B, ...), or None when the answer cannot be read as exactly one option.
+`parse_choice(text, n_options, choices, parser="ours")` returns an upper-case letter among the first
+`n_options` letters (A, B, ...), or None when the answer cannot be read as exactly one option.
+Two parsers (`PARSERS`):
 
-Rules, tried in this order (`RULES`); the first rule that reaches a decision ends the search, and
-"None (stop)" means the answer is reported as unparsed without trying later rules:
+- "paper": the paper's specified rules (`parse_choice_paper`), for tables shown beside the paper's
+  numbers. The answer is stripped and upper-cased, then, first match wins: (1) the whole answer is
+  an in-range letter; (2) the leftmost in-range letter written "X." or "X)" (not preceded by a
+  letter or digit); (3) "OPTION X"; (4) the leftmost standalone in-range letter (a word of its
+  own). Otherwise None. Option texts are never matched. Where the specification does not say which
+  of several candidates wins, the leftmost is taken (our reading). Its known failure modes (the
+  article "A" read as a letter, hedges read as a choice) are documented in tests/test_parsing.py.
+- "ours" (default, the one the runner records): the rules below, stricter about English words and
+  hedges, and able to read an answer given as option text.
+
+Rules of "ours", tried in this order (`RULES`); the first rule that reaches a decision ends the
+search, and "None (stop)" means the answer is reported as unparsed without trying later rules:
 
 1. empty        -- None or blank text: None (stop).
 2. bare_letter  -- the whole answer is one letter, in any case, optionally in quotes, markdown
                    stars or brackets and followed by `.`, `)`, `:`, `!` or `,`: "B", "b", "B.",
                    "(B)", "'b'", "b.", "**C**". Out of range (e.g. "E" with 4 options): None (stop).
 3. hedge        -- two different in-range letters joined by "or", "and", "/" or "&" ("A or B",
-                   "(a) and (c)", "A/B"): None (stop), the model did not choose.
+                   "(a) and (c)", "A/B", "A) or B)", "A. or C."): None (stop), the model did not
+                   choose.
 4. leading_marker -- the answer starts with a letter marked as an option label: "B) Cat", "B. Cat",
-                   "B: Cat", "(b) female", "[C] dog". Out of range: None (stop).
+                   "B: Cat", "(b) female", "[C] dog". Out of range: None (stop). Skipped (no
+                   decision) when the answer echoes the option list, i.e. two or more lines start
+                   with different letter markers ("A: cat\nB: dog\n...\nAnswer: B"): the first
+                   line is then a listed option, not the choice, and later rules decide.
 5. answer_phrase -- explicit phrases anywhere: "answer is X", "answer: X", "correct option is X",
                    "option X", "choice X", "letter X", "it is X", "it's X" (X may be bracketed or
                    quoted). All such letters must agree, else None (stop); out of range:
@@ -40,7 +55,9 @@ import re
 from collections.abc import Callable
 from string import ascii_uppercase
 
-PARSER_VERSION = "1"
+# "2": option-list echoes no longer parse as their first line; "A) or B)" is a hedge.
+PARSER_VERSION = "2"
+PARSERS = ("paper", "ours")
 
 
 class _Stop(Exception):
@@ -94,7 +111,8 @@ def _bare_letter(text: str, valid: tuple[str, ...], choices: list[str] | None) -
     return _decide({match.group(1).upper()}, valid)
 
 
-_HEDGE = re.compile(r"(?<![A-Za-z0-9])" + _TOKEN + r"\s*(?:or|and|/|&)\s*" + _TOKEN, re.IGNORECASE)
+# The left letter may carry an option marker ("A) or B)", "A. or C.").
+_HEDGE = re.compile(r"(?<![A-Za-z0-9])" + _TOKEN + r"[.)]?\s*(?:or|and|/|&)\s*" + _TOKEN, re.IGNORECASE)
 
 
 def _hedge(text: str, valid: tuple[str, ...], choices: list[str] | None) -> str | None:
@@ -111,7 +129,14 @@ def _hedge(text: str, valid: tuple[str, ...], choices: list[str] | None) -> str 
 _LEADING = re.compile(r"(?:[(\[]\s*([A-Za-z])\s*[)\]]|([A-Za-z])[.):])(?=\s|$)")
 
 
+# A line that starts with a letter marker ("A: cat", "(b) dog"); several of them = an option list.
+_LINE_MARKER = re.compile(r"^[ \t\"'`*_]*(?:[(\[]\s*([A-Za-z])\s*[)\]]|([A-Za-z])[.):])(?=\s|$)", re.MULTILINE)
+
+
 def _leading_marker(text: str, valid: tuple[str, ...], choices: list[str] | None) -> str | None:
+    listed = {(m.group(1) or m.group(2)).upper() for m in _LINE_MARKER.finditer(text)}
+    if len(listed) >= 2:  # the answer repeats the option list: its first line is no choice
+        return None
     match = _LEADING.match(text.lstrip(_EDGE_CHARS))
     if match is None:
         return None
@@ -187,16 +212,44 @@ RULES: list[tuple[str, Rule]] = [
 ]
 
 
-def parse_choice(text: str | None, n_options: int, choices: list[str] | None = None) -> str | None:
+_PAPER_MARKED = re.compile(r"(?<![A-Z0-9])([A-Z])[.)]")
+_PAPER_OPTION = re.compile(r"\bOPTION\s+([A-Z])\b")
+_PAPER_STANDALONE = re.compile(r"\b([A-Z])\b")
+
+
+def parse_choice_paper(text: str | None, n_options: int) -> str | None:
+    """The paper's specified parser (rules in the module docstring); None when nothing matches."""
+    if not 1 <= n_options <= len(ascii_uppercase):
+        raise ValueError(f"n_options must be in 1..26, got {n_options}")
+    if text is None:
+        return None
+    valid = ascii_uppercase[:n_options]
+    upper = text.strip().upper()
+    if len(upper) == 1 and upper in valid:
+        return upper
+    for pattern in (_PAPER_MARKED, _PAPER_OPTION, _PAPER_STANDALONE):
+        for match in pattern.finditer(upper):
+            if match.group(1) in valid:
+                return match.group(1)
+    return None
+
+
+def parse_choice(text: str | None, n_options: int, choices: list[str] | None = None,
+                 parser: str = "ours") -> str | None:
     """The upper-case letter the answer chose among the first `n_options` letters, or None.
 
-    `choices` are the option texts in letter order; they enable rule 7 (answer given as option
-    text). Rules and their order are in the module docstring.
+    `parser` is "ours" (default) or "paper" (see the module docstring). `choices` are the option
+    texts in letter order; "ours" uses them in rule 7 (answer given as option text), "paper"
+    ignores them. Rules and their order are in the module docstring.
     """
+    if parser not in PARSERS:
+        raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
     if not 1 <= n_options <= len(ascii_uppercase):
         raise ValueError(f"n_options must be in 1..26, got {n_options}")
     if choices is not None and len(choices) != n_options:
         raise ValueError(f"{n_options} options but {len(choices)} choice texts")
+    if parser == "paper":
+        return parse_choice_paper(text, n_options)
     if text is None:
         return None
     valid = tuple(ascii_uppercase[:n_options])

@@ -11,16 +11,19 @@ Normalisation (`normalize_transcript`), applied to reference and hypothesis alik
 
 Per utterance (`utterance_wer`), WER is jiwer's word error rate on the normalised strings, with:
 - an empty (or None) hypothesis -> WER 1.0, i.e. 0 % word accuracy for that utterance;
-- an empty reference -> ValueError (a benchmark item without a transcript is a data error);
-- CAPPING (our choice, on by default): a WER above 1.0, which many insertions cause (a model that
-  loops and repeats words), is capped at 1.0, so one runaway hallucination costs that utterance at
-  most 100 points and cannot push the corpus WAR below 0. The paper defines WAR as
-  100 - mean WER, which is unbounded below; `cap=False` gives that uncapped value.
+- an empty reference (after normalisation, e.g. "..." ) -> WER 1.0 and an `EmptyReferenceWarning`
+  naming it, as the paper specifies ("empty reference or hypothesis counts as 100 %"): a bad item
+  must not crash a whole score table (the manifest reader already rejects such items);
+- NO CAP by default, as in the paper: a WER above 1.0 (insertions, e.g. a model that loops) counts
+  in full, so WAR = 100 - mean WER can fall below 0. `cap=True` caps each utterance's WER at 1.0
+  (one runaway answer then costs that utterance at most 100 points); score tables show that value
+  beside the primary one as "war_capped", never in its place.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 
 import jiwer
@@ -28,6 +31,10 @@ import jiwer
 _PREFIX = re.compile(r"^[\s*_#]*spoken\s+content\s*[*_]*\s*:[*_]*")
 _TO_SPACE = re.compile(r"[.!?,;:\"()\[\]{}]")
 _DELETE = re.compile(r"[-'’]")
+
+
+class EmptyReferenceWarning(UserWarning):
+    """A reference transcript is empty after normalisation; its utterance was scored WER 1.0."""
 
 
 def normalize_transcript(text: str | None) -> str:
@@ -40,15 +47,17 @@ def normalize_transcript(text: str | None) -> str:
     return " ".join(text.split())
 
 
-def utterance_wer(ref: str, hyp: str | None, cap: bool = True) -> float:
+def utterance_wer(ref: str, hyp: str | None, cap: bool = False) -> float:
     """WER of one utterance as a fraction (1.0 = 100 %), after normalising both sides.
 
-    Empty hypothesis -> 1.0; empty reference -> ValueError; above 1.0 capped to 1.0 unless
-    `cap=False`.
+    Empty hypothesis -> 1.0; empty reference -> 1.0 with an `EmptyReferenceWarning`; not capped
+    (the paper's rule) unless `cap=True`, which caps it at 1.0.
     """
     ref_norm = normalize_transcript(ref)
     if not ref_norm:
-        raise ValueError(f"empty reference transcript (after normalisation): {ref!r}")
+        warnings.warn(f"empty reference transcript (after normalisation): {ref!r}; scored as WER 1.0",
+                      EmptyReferenceWarning, stacklevel=2)
+        return 1.0
     hyp_norm = normalize_transcript(hyp)
     if not hyp_norm:
         return 1.0
@@ -57,7 +66,7 @@ def utterance_wer(ref: str, hyp: str | None, cap: bool = True) -> float:
 
 
 def utterance_wers(
-    refs: Sequence[str], hyps: Sequence[str | None], cap: bool = True
+    refs: Sequence[str], hyps: Sequence[str | None], cap: bool = False
 ) -> list[float]:
     """Per-utterance WERs (see `utterance_wer`); lengths must match."""
     if len(refs) != len(hyps):
@@ -68,15 +77,15 @@ def utterance_wers(
 
 
 def war_from_wers(wers: Sequence[float]) -> float:
-    """WAR (0-100 when capped) from per-utterance WER fractions: 100 - 100 * mean."""
+    """WAR from per-utterance WER fractions: 100 - 100 * mean (below 0 possible when uncapped)."""
     if len(wers) == 0:
         raise ValueError("no utterances to score")
     return 100.0 - 100.0 * sum(wers) / len(wers)
 
 
-def word_accuracy_rate(refs: Sequence[str], hyps: Sequence[str | None], cap: bool = True) -> float:
-    """Corpus WAR = 100 - 100 * mean per-utterance WER (0-100 when capped).
+def word_accuracy_rate(refs: Sequence[str], hyps: Sequence[str | None], cap: bool = False) -> float:
+    """Corpus WAR = 100 - 100 * mean per-utterance WER: the paper's uncapped value by default.
 
-    `cap=False` gives the paper's uncapped value, which can fall below 0.
+    `cap=True` caps each utterance's WER at 1.0 (then WAR is in 0-100).
     """
     return war_from_wers(utterance_wers(refs, hyps, cap=cap))
