@@ -13,8 +13,8 @@ from conftest import make_item
 
 @pytest.fixture()
 def dataset(tmp_path):
-    rows = [make_item(tmp_path, f"s{i}", seconds=1.0 + 0.2 * i, answer="AB"[i % 2]) for i in range(4)]
-    rows.append(make_item(tmp_path, "a0", task="ASR", seconds=1.0))
+    rows = [make_item(tmp_path, f"s{i}", seconds=1.0 + 0.2 * i, answer="AB"[i % 2], split="train") for i in range(4)]
+    rows.append(make_item(tmp_path, "a0", task="ASR", seconds=1.0, split="train"))
     write_manifest(tmp_path / "manifest.jsonl", rows)
     return tmp_path
 
@@ -197,7 +197,7 @@ def test_training_with_task_weights_records_them(dataset, tmp_path):
 
 def _asr_clips(root, speakers=("v1", "v2"), per_speaker=6, seconds=2.0):
     rows = [make_item(root, f"{v}-{k}", task="ASR", seconds=seconds, answer=f"{v} says {k}.",
-                      meta={"speaker": v}) for v in speakers for k in range(per_speaker)]
+                      meta={"speaker": v}, split="train") for v in speakers for k in range(per_speaker)]
     write_manifest(root / "manifest.jsonl", rows)
     return read_manifest(root)
 

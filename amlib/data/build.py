@@ -49,6 +49,9 @@ def ensure_dataset(out_dir: str | Path, source: str = "skeleton", **settings) ->
     wanted = {"source": source, **settings}
     if record.is_file() and (out_dir / "manifest.jsonl").is_file():
         if json.loads(record.read_text()) == wanted:
+            if source == "offline":  # built by other generator code: refuse to reuse it (clear error)
+                from amlib.data.offline.suite import check_folder_version
+                check_folder_version(out_dir)
             return out_dir
     if source == "skeleton":  # the two-task quick set of the walking skeleton
         from amlib.data.offline.skeleton import build_skeleton

@@ -114,6 +114,9 @@ def read_manifest(path: str | Path, check_audio: bool = True) -> list[Sample]:
             samples.append(sample)
     if not samples:
         raise ManifestError(f"{path}: no samples")
+    if any(s.source == "offline" for s in samples):  # a folder of older offline-generator code is refused
+        from amlib.data.offline.suite import check_generator_version
+        check_generator_version(root, [s.meta for s in samples if s.source == "offline"])
     return samples
 
 

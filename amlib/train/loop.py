@@ -48,10 +48,20 @@ class TrainConfig:
     joined_asr: list[float] | None = None  # [n, min_s, max_s]: n long ASR examples joined from short clips (joined_asr.py)
 
 
+class SplitError(ValueError):
+    """A folder given for training or validation holds an item that is not of the train split."""
+
+
 def load_samples(dirs: list[str | Path]) -> list[Sample]:
+    """The samples of every folder, each of which must be of the train split: the test split is only
+    evaluated, never used for a decision (training or validation-based selection)."""
     samples: list[Sample] = []
     for d in dirs:
-        samples += read_manifest(d)
+        for sample in read_manifest(d):
+            if sample.split != "train":
+                raise SplitError(f"{Path(d) / 'manifest.jsonl'}: item {sample.id} has split {sample.split!r}; training "
+                                 f"and validation use only split 'train' items (the test split is only evaluated)")
+            samples.append(sample)
     if not samples:
         raise ValueError("no training samples")
     return samples

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from amlib.data.audio import SAMPLE_RATE
-from amlib.data.offline.assets import hash_split
+from amlib.data.offline.assets import hash_split, sound_sha1
 from amlib.data.offline.sentences import make_sentences
 from amlib.data.offline.voices import Prosody, SuiteVoice, content_prosody, speak, speak_many
 
@@ -25,7 +25,16 @@ class Item:
     meta: dict = field(default_factory=dict)
     question: str = ""
     distractors: list[str] | None = None  # item-specific wrong options (SCR, SER); None: other classes
-    loudness_lufs: float | None = None  # None: the pipeline's -23 LUFS; ER keeps per-emotion levels
+
+
+def assets_meta(*, tts=(), real=(), texts=(), files=(), pieces=(), generators=()) -> dict:
+    """What an item was made of, for the content checks of train/test leakage (tests/test_offline_leakage.py):
+    TTS voices by speaker, real speakers, the texts read, the packaged sound files used (path -> sha1 of
+    the decoded samples), music pieces (sha1 of their notes) and synthetic generators with their
+    parameters. Every key is always present."""
+    return {"tts_speakers": sorted({v.speaker for v in tts}), "real_speakers": sorted(set(real)),
+            "texts": list(texts), "files": {str(f): sound_sha1(str(f)) for f in sorted(set(map(str, files)))},
+            "pieces": list(pieces), "generators": list(generators)}
 
 
 @dataclass(frozen=True)

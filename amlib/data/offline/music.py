@@ -12,7 +12,11 @@ rhythm (drum pattern, accompaniment pattern, swing) and scale/harmony:
 | reggae | 68-88 | major, I-IV-I-V | organ + clean guitar skank on the "and"s | one drop: kick + cross-stick on 3 | melodica-like reed (harmonica) sparse |
 
 An item is a sequence of independently generated pieces of its genre (20-40 s each, each with its
-own key, tempo and seed) with short pauses, so the genre is audible all through. Each piece ends one
+own key, tempo and seed) with short pauses, so the genre is audible all through.
+Splits: the split enters every random draw (the item's seed stream) AND the material: every piece's
+key root (the tonic's MIDI note) is even in the train split and odd in the test split, so no piece of
+one split can equal (or be a rendering of the same notes as) a piece of the other. Each piece's
+sha1 over its notes, programs and tempo is recorded in the item's meta (assets.pieces). Each piece ends one
 second after its last bar, the release faded out over that second.
 Drascula's real tracks are not used for MC: the package gives no genre for them, so no label would
 be defensible; they serve as background music in the ASC 'cafe' scene.
@@ -28,7 +32,7 @@ import numpy as np
 
 from amlib.data.audio import SAMPLE_RATE, load_audio
 from amlib.data.offline.assets import SOUNDFONT, require_binary, require_path
-from amlib.data.offline.items import Item, SuiteError, Window, silence
+from amlib.data.offline.items import Item, SuiteError, Window, assets_meta, silence
 
 GENRES = ("classical", "rock", "jazz", "electronic", "reggae")
 TEMPO = {"classical": (66, 96), "rock": (112, 150), "jazz": (100, 160), "electronic": (120, 132), "reggae": (68, 88)}
@@ -44,14 +48,31 @@ KICK, STICK, SNARE, CLAP, HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE = 36, 37, 38, 39
 class Score:
     """Notes as (start tick, channel, pitch, length ticks, velocity) plus one program per channel."""
 
-    def __init__(self, bpm: float):
+    def __init__(self, bpm: float, split: str = "test"):
+        if split not in ("train", "test"):
+            raise ValueError(f"the offline suite has splits train and test, not {split!r}")
         self.bpm = bpm
+        self.split = split
+        self.root: int | None = None
         self.notes: list[tuple[int, int, int, int, int]] = []
         self.programs: dict[int, int] = {}
 
     def note(self, beat: float, channel: int, pitch: int, beats: float, velocity: int) -> None:
         self.notes.append((int(round(beat * TPB)), channel, int(pitch), max(1, int(round(beats * TPB))),
                            int(np.clip(velocity, 1, 127))))
+
+    def tonic(self, rng, low: int, high: int) -> int:
+        """A key root in [low, high) of the split's parity (train even, test odd); remembered as self.root."""
+        roots = [r for r in range(low, high) if r % 2 == (0 if self.split == "train" else 1)]
+        self.root = int(roots[int(rng.integers(len(roots)))])
+        return self.root
+
+    def sha1(self) -> str:
+        """The piece's identity: its notes, programs and tempo."""
+        import hashlib
+
+        data = repr((round(self.bpm, 3), sorted(self.programs.items()), sorted(self.notes)))
+        return hashlib.sha1(data.encode()).hexdigest()
 
     def write(self, path: Path) -> None:
         import mido
@@ -89,7 +110,7 @@ def _scale_pool(root: int, scale, low: int, high: int) -> list[int]:
 
 def classical(s: Score, rng, bars: int) -> None:
     scale = MAJOR if rng.random() < 0.5 else HARMONIC_MINOR
-    root = int(rng.integers(55, 63))
+    root = s.tonic(rng, 55, 64)
     s.programs = {0: int(rng.choice([0, 48])), 1: int(rng.choice([40, 73, 71]))}
     prog = [0, 3, 4, 0] if rng.random() < 0.5 else [0, 5, 3, 4]
     pool = _scale_pool(root, scale, root + 5, root + 24)
@@ -108,7 +129,7 @@ def classical(s: Score, rng, bars: int) -> None:
 
 
 def rock(s: Score, rng, bars: int) -> None:
-    root = int(rng.integers(40, 47))
+    root = s.tonic(rng, 40, 48)
     s.programs = {0: 30, 1: int(rng.choice([33, 34])), 2: 29}
     prog = [0, 5, 2, 6]
     pent = _scale_pool(root, (0, 3, 5, 7, 10), root + 24, root + 41)
@@ -135,7 +156,7 @@ def rock(s: Score, rng, bars: int) -> None:
 
 
 def jazz(s: Score, rng, bars: int) -> None:
-    root = int(rng.integers(48, 56))
+    root = s.tonic(rng, 48, 57)
     s.programs = {0: 0, 1: 32, 2: int(rng.choice([11, 66]))}
     swing = 2 / 3  # the off-beat eighth falls two thirds into the beat
     prog = [1, 4, 0, 0]  # ii-V-I-I
@@ -165,7 +186,7 @@ def jazz(s: Score, rng, bars: int) -> None:
 
 
 def electronic(s: Score, rng, bars: int) -> None:
-    root = int(rng.integers(45, 52))
+    root = s.tonic(rng, 45, 53)
     s.programs = {0: 89, 1: 38, 2: 81}
     prog = [0, 5, 6, 0]
     for bar in range(bars):
@@ -185,7 +206,7 @@ def electronic(s: Score, rng, bars: int) -> None:
 
 
 def reggae(s: Score, rng, bars: int) -> None:
-    root = int(rng.integers(50, 58))
+    root = s.tonic(rng, 50, 59)
     s.programs = {0: 16, 1: 33, 2: 27, 3: 22}
     prog = [0, 3, 0, 4]
     pool = _scale_pool(root, MAJOR, root + 12, root + 24)
@@ -229,19 +250,20 @@ def render(score: Score) -> np.ndarray:
     return wave
 
 
-def piece(genre: str, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, dict]:
+def piece(genre: str, rng: np.random.Generator, seconds: float, split: str = "test") -> tuple[np.ndarray, dict]:
     """A piece of at most `seconds` + TAIL_S: whole bars, then the release of the last notes faded out
     over TAIL_S (fluidsynth renders until every voice has died away, up to ~12 s for a ride cymbal)."""
     bpm = float(rng.uniform(*TEMPO[genre]))
     bars = max(2, int(seconds * bpm / 240))
-    score = Score(bpm)
+    score = Score(bpm, split)
     COMPOSERS[genre](score, rng, bars)
     wave = render(score)
     end = min(wave.size, int((bars * 240 / bpm + TAIL_S) * SAMPLE_RATE))
     fade = min(int(TAIL_S * SAMPLE_RATE), end)
     wave = np.array(wave[:end])
     wave[end - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    return wave, {"bpm": round(bpm, 1), "bars": bars, "programs": dict(score.programs)}
+    return wave, {"bpm": round(bpm, 1), "bars": bars, "programs": dict(score.programs), "root": score.root,
+                  "sha1": score.sha1()}
 
 
 def mc_item(ctx, index: int, label: str, rng: np.random.Generator, window: Window) -> Item:
@@ -253,7 +275,7 @@ def mc_item(ctx, index: int, label: str, rng: np.random.Generator, window: Windo
         want = min(float(rng.uniform(*PIECE_S)), (window.target_n - total) / SAMPLE_RATE + 2.0, room_s)
         if want < 4.0:
             break
-        wave, info = piece(label, rng, want)
+        wave, info = piece(label, rng, want, ctx.split)
         gap = silence(rng.uniform(*PIECE_GAP_S)) if parts else silence(0)
         if total + gap.size + wave.size > window.max_n:
             break
@@ -263,4 +285,5 @@ def mc_item(ctx, index: int, label: str, rng: np.random.Generator, window: Windo
     if not parts:
         raise SuiteError(f"MC item {index}: no piece fits in {window.max_s} s")
     wave = window.check(np.concatenate(parts), f"MC item {index}")
-    return Item(wave, label, {"synthetic": True, "pieces": pieces, "renderer": "fluidsynth + TimGM6mb.sf2"})
+    return Item(wave, label, {"synthetic": True, "pieces": pieces, "renderer": "fluidsynth + TimGM6mb.sf2",
+                              "assets": assets_meta(pieces=[p["sha1"] for p in pieces])})

@@ -1,30 +1,34 @@
 """ER and SAR items: the class is rendered through prosody and voice transforms, never through the words.
 
-ER: an espeak-ng voice reads neutral generated sentences with SSML <prosody> rate/pitch/range set per
-emotion (jittered per sentence), pauses of the emotion's length, and the item's loudness set to the
-emotion's level (the pipeline's loudness normalisation is skipped for ER so that volume stays a cue):
+ER: an espeak-ng voice reads neutral generated sentences with SSML <prosody> rate/pitch/range. Every
+item DRAWS its own settings uniformly from its emotion's ranges below (then +-ER_JITTER per sentence),
+its pause range, and (angry, fearful) its soft-clip drive or tremor; ranges of different emotions
+overlap little but no class has a single fixed value. Every item is loudness-normalised to -23 LUFS
+like every other task's, so level carries no label information (generator version 1 gave each
+emotion a fixed level, and loudness alone classified every item).
 
-| emotion | rate | pitch | pitch range | pauses | loudness | extra |
-|---|---|---|---|---|---|---|
-| neutral | 0 % | 0 % | 0 % | 0.35-0.6 s | -23 LUFS | |
-| happy | +18 % | +30 % | +70 % | 0.25-0.45 s | -20 LUFS | |
-| sad | -30 % | -25 % | -75 % | 0.8-1.3 s | -30 LUFS | |
-| angry | +12 % | +5 % | +40 % | 0.15-0.35 s | -16 LUFS | soft-clip drive (vocal effort) |
-| fearful | +30 % | +45 % | -35 % | 0.2-0.5 s | -26 LUFS | 6 Hz pitch tremor, 3 % deep |
+| emotion | rate % | pitch % | pitch range % | pauses (s) | extra |
+|---|---|---|---|---|---|
+| neutral | -8..8 | -8..8 | -12..12 | 0.35-0.6 | |
+| happy | 10..26 | 20..40 | 50..90 | 0.25-0.45 | |
+| sad | -38..-22 | -32..-18 | -85..-60 | 0.8-1.3 | |
+| angry | 4..20 | -5..15 | 25..55 | 0.15-0.35 | tanh soft clip, drive 2.5..5 (vocal effort) |
+| fearful | 22..38 | 35..55 | -50..-20 | 0.2-0.5 | pitch tremor 2-4.5 % at 4.5-6 Hz |
 
 SAR (PROXIES, not real ages): any voice of the split reads generated sentences; the item is then
-time-stretched to the age group's speaking rate (measured words per second of the voice, so every
-engine lands on the same rate), pitch-shifted, and given vocal tremor (F0 and amplitude modulation
-around 5 Hz) and breathiness (speech-shaped noise) that grow with age. Each voice serves all five
-groups equally, so the voice itself tells nothing:
+time-stretched to a speaking rate, pitch-shifted, and given vocal tremor (F0 and amplitude modulation
+around 5 Hz) and breathiness (speech-shaped noise). Each item draws every setting uniformly from its
+group's range; neighbouring groups' ranges overlap, so no single setting decides the group, and the
+split enters every draw (train and test share no setting by construction of the seeds). Each voice
+serves all five groups equally, so the voice itself tells nothing:
 
-| group | words/s | pitch | tremor F0 / amplitude | breath noise | pauses |
-|---|---|---|---|---|---|
-| Young Adult (18-30) | 3.5 | +150 cents | 0 / 0 | none | 0.25-0.45 s |
-| Early Career (31-40) | 3.1 | +50 cents | 0 / 0 | none | 0.35-0.6 s |
-| Mid Career (41-50) | 2.8 | -50 cents | 0.4 % / 3 % | -40 dB | 0.45-0.7 s |
-| Senior (51-70) | 2.5 | -150 cents | 1.2 % / 8 % | -32 dB | 0.6-0.9 s |
-| Elderly (71+) | 2.1 | -250 cents | 2.5 % / 18 % | -26 dB | 0.8-1.2 s |
+| group | words/s | pitch (cents) | tremor F0 % | tremor amplitude % | breath noise (dB) | pauses (s) |
+|---|---|---|---|---|---|---|
+| Young Adult (18-30) | 3.2-3.8 | +80..+220 | 0-0.2 | 0-2 | -58..-46 | 0.25-0.45 |
+| Early Career (31-40) | 2.8-3.4 | -20..+120 | 0-0.4 | 0-4 | -52..-40 | 0.35-0.6 |
+| Mid Career (41-50) | 2.5-3.1 | -120..+20 | 0.2-0.8 | 1-6 | -44..-36 | 0.45-0.7 |
+| Senior (51-70) | 2.2-2.8 | -220..-80 | 0.7-1.7 | 5-12 | -36..-28 | 0.6-0.9 |
+| Elderly (71+) | 1.8-2.4 | -320..-180 | 1.5-3.5 | 12-24 | -30..-22 | 0.8-1.2 |
 """
 
 from __future__ import annotations
@@ -40,51 +44,57 @@ import soundfile as sf
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.data.offline.assets import db_to_gain, require_binary, rms
-from amlib.data.offline.items import Item, SuiteError, Window, read_aloud, sentence_stream
+from amlib.data.offline.items import Item, SuiteError, Window, assets_meta, read_aloud, sentence_stream
 from amlib.data.offline.speech_tasks import voice_meta
 from amlib.data.offline.voices import Prosody, speak, voices_of
 from amlib.tasks import AGE_GROUPS
 
 
+Range = tuple[float, float]
+
+
 @dataclass(frozen=True)
 class Emotion:
-    rate: float
-    pitch: float
-    range: float
-    pause_s: tuple[float, float]
-    lufs: float
-    drive: float = 0.0  # soft-clip drive (0: none)
-    tremor: float = 0.0  # F0 modulation depth (fraction)
+    rate: Range
+    pitch: Range
+    range: Range
+    pause_s: Range
+    drive: Range = (0.0, 0.0)  # soft-clip drive (0: none)
+    tremor: Range = (0.0, 0.0)  # F0 modulation depth (fraction)
 
 
 EMOTIONS = {
-    "neutral": Emotion(0, 0, 0, (0.35, 0.6), -23.0),
-    "happy": Emotion(18, 30, 70, (0.25, 0.45), -20.0),
-    "sad": Emotion(-30, -25, -75, (0.8, 1.3), -30.0),
-    "angry": Emotion(12, 5, 40, (0.15, 0.35), -16.0, drive=4.0),
-    "fearful": Emotion(30, 45, -35, (0.2, 0.5), -26.0, tremor=0.03),
+    "neutral": Emotion((-8, 8), (-8, 8), (-12, 12), (0.35, 0.6)),
+    "happy": Emotion((10, 26), (20, 40), (50, 90), (0.25, 0.45)),
+    "sad": Emotion((-38, -22), (-32, -18), (-85, -60), (0.8, 1.3)),
+    "angry": Emotion((4, 20), (-5, 15), (25, 55), (0.15, 0.35), drive=(2.5, 5.0)),
+    "fearful": Emotion((22, 38), (35, 55), (-50, -20), (0.2, 0.5), tremor=(0.02, 0.045)),
 }
-ER_JITTER = 6.0  # +- percentage points per sentence, so that no two sentences sound alike
+ER_JITTER = 4.0  # +- percentage points per sentence around the item's draw, so that no two sentences sound alike
 
 
 @dataclass(frozen=True)
 class AgeProxy:
-    words_per_s: float
-    cents: float
-    tremor_f0: float
-    tremor_amp: float
-    breath_db: float | None
-    pause_s: tuple[float, float]
+    words_per_s: Range
+    cents: Range
+    tremor_f0: Range
+    tremor_amp: Range
+    breath_db: Range
+    pause_s: Range
 
 
 AGE_PROXIES = dict(zip(AGE_GROUPS, (
-    AgeProxy(3.5, 150, 0.0, 0.0, None, (0.25, 0.45)),
-    AgeProxy(3.1, 50, 0.0, 0.0, None, (0.35, 0.6)),
-    AgeProxy(2.8, -50, 0.004, 0.03, -40.0, (0.45, 0.7)),
-    AgeProxy(2.5, -150, 0.012, 0.08, -32.0, (0.6, 0.9)),
-    AgeProxy(2.1, -250, 0.025, 0.18, -26.0, (0.8, 1.2)),
+    AgeProxy((3.2, 3.8), (80, 220), (0.0, 0.002), (0.0, 0.02), (-58, -46), (0.25, 0.45)),
+    AgeProxy((2.8, 3.4), (-20, 120), (0.0, 0.004), (0.0, 0.04), (-52, -40), (0.35, 0.6)),
+    AgeProxy((2.5, 3.1), (-120, 20), (0.002, 0.008), (0.01, 0.06), (-44, -36), (0.45, 0.7)),
+    AgeProxy((2.2, 2.8), (-220, -80), (0.007, 0.017), (0.05, 0.12), (-36, -28), (0.6, 0.9)),
+    AgeProxy((1.8, 2.4), (-320, -180), (0.015, 0.035), (0.12, 0.24), (-30, -22), (0.8, 1.2)),
 )))
 TREMOR_HZ = (4.5, 6.0)
+
+
+def _draw(rng: np.random.Generator, bounds: Range) -> float:
+    return float(rng.uniform(*bounds)) if bounds[1] > bounds[0] else float(bounds[0])
 
 
 def vibrato(wave: np.ndarray, depth: float, hz: float, rng: np.random.Generator) -> np.ndarray:
@@ -106,7 +116,7 @@ def tremolo(wave: np.ndarray, depth: float, hz: float, rng: np.random.Generator)
 
 def breathiness(wave: np.ndarray, db: float | None, rng: np.random.Generator) -> np.ndarray:
     """High-passed noise that follows the speech envelope, `db` below the speech."""
-    if db is None:
+    if db is None or db <= -90:
         return wave
     from scipy.signal import butter, sosfilt
 
@@ -134,27 +144,34 @@ def sox_tempo_pitch(wave: np.ndarray, tempo: float, cents: float) -> np.ndarray:
 def er_item(ctx, index: int, label: str, rng: np.random.Generator, window: Window) -> Item:
     emotion = EMOTIONS[label]
     voice = ctx.balanced_voice(index, voices_of(ctx.split, engine="espeak-ng"))
+    rate, pitch, range_ = _draw(rng, emotion.rate), _draw(rng, emotion.pitch), _draw(rng, emotion.range)
+    pause = sorted((_draw(rng, emotion.pause_s), _draw(rng, emotion.pause_s)))
+    drive, tremor = _draw(rng, emotion.drive), _draw(rng, emotion.tremor)
 
     def prosody() -> Prosody:
         j = rng.uniform(-ER_JITTER, ER_JITTER, size=3)
-        return Prosody(emotion.rate + j[0], emotion.pitch + j[1], emotion.range + j[2])
+        return Prosody(rate + j[0], pitch + j[1], range_ + j[2])
 
-    reading = read_aloud(sentence_stream(rng, ctx.split), voice, window, rng, emotion.pause_s, prosody,
+    reading = read_aloud(sentence_stream(rng, ctx.split), voice, window, rng, (pause[0], pause[1] + 0.05), prosody,
                          what=f"ER item {index}")
     wave = reading.wave
-    transforms = [f"espeak-ng SSML prosody rate {emotion.rate:+g}% pitch {emotion.pitch:+g}% range {emotion.range:+g}% "
-                  f"(+-{ER_JITTER:g} per sentence)", f"loudness {emotion.lufs:g} LUFS"]
-    if emotion.tremor:
+    transforms = [f"espeak-ng SSML prosody rate {rate:+.1f}% pitch {pitch:+.1f}% range {range_:+.1f}% "
+                  f"(+-{ER_JITTER:g} per sentence)", f"pauses {pause[0]:.2f}-{pause[1] + 0.05:.2f} s"]
+    if tremor:
         hz = rng.uniform(*TREMOR_HZ)
-        wave = vibrato(wave, emotion.tremor, hz, rng)
-        transforms.append(f"pitch tremor {emotion.tremor:.0%} at {hz:.1f} Hz")
-    if emotion.drive:
+        wave = vibrato(wave, tremor, hz, rng)
+        transforms.append(f"pitch tremor {tremor:.1%} at {hz:.1f} Hz")
+    if drive:
         peak = float(np.abs(wave).max())
-        wave = (np.tanh(emotion.drive * wave / peak) / np.tanh(emotion.drive)).astype(np.float32)
-        transforms.append(f"tanh soft clip, drive {emotion.drive:g}")
+        wave = (np.tanh(drive * wave / peak) / np.tanh(drive)).astype(np.float32)
+        transforms.append(f"tanh soft clip, drive {drive:.2f}")
     return Item(wave, label, {**voice_meta(voice), "synthetic": True, "transforms": transforms,
-                              "n_sentences": len(reading.texts), "transcript": " ".join(reading.texts)},
-                question="What emotion does the speaker express?", loudness_lufs=emotion.lufs)
+                              "prosody": {"rate": round(rate, 2), "pitch": round(pitch, 2), "range": round(range_, 2),
+                                          "pause_s": [round(pause[0], 3), round(pause[1] + 0.05, 3)],
+                                          "drive": round(drive, 3), "tremor": round(tremor, 4)},
+                              "n_sentences": len(reading.texts), "transcript": " ".join(reading.texts),
+                              "assets": assets_meta(tts=[voice], texts=reading.texts)},
+                question="What emotion does the speaker express?")
 
 
 CALIBRATION_TEXT = ("The north wind and the sun were arguing about which of them was stronger.",
@@ -172,23 +189,31 @@ def words_per_second(voice) -> float:
 def sar_item(ctx, index: int, label: str, rng: np.random.Generator, window: Window) -> Item:
     proxy = AGE_PROXIES[label]
     voice = ctx.balanced_voice(index, voices_of(ctx.split))
-    tempo = proxy.words_per_s / words_per_second(voice)  # > 1: faster than the voice's own rate
+    words_per_s, cents = _draw(rng, proxy.words_per_s), _draw(rng, proxy.cents)
+    tremor_f0, tremor_amp, breath_db = _draw(rng, proxy.tremor_f0), _draw(rng, proxy.tremor_amp), _draw(rng, proxy.breath_db)
+    pause_lo, pause_hi = sorted((_draw(rng, proxy.pause_s), _draw(rng, proxy.pause_s)))
+    pause_hi += 0.05
+    tempo = words_per_s / words_per_second(voice)  # > 1: faster than the voice's own rate
     margin = 0.25  # s kept free on both sides of the window for WSOLA's rounding
     if window.max_s - window.min_s <= 2 * margin:
         raise SuiteError(f"SAR item {index}: the window [{window.min_s}, {window.max_s}] s is too narrow")
     native = Window(min(max(window.target_s, window.min_s + margin), window.max_s - margin) * tempo,
                     (window.min_s + margin) * tempo, (window.max_s - margin) * tempo)
-    pause = (proxy.pause_s[0] * tempo, proxy.pause_s[1] * tempo)  # pauses stretch with the speech
+    pause = (pause_lo * tempo, pause_hi * tempo)  # pauses stretch with the speech
     reading = read_aloud(sentence_stream(rng, ctx.split), voice, native, rng, pause, what=f"SAR item {index}")
-    wave = sox_tempo_pitch(reading.wave, tempo, proxy.cents)
+    wave = sox_tempo_pitch(reading.wave, tempo, cents)
     hz = rng.uniform(*TREMOR_HZ)
-    wave = tremolo(vibrato(wave, proxy.tremor_f0, hz, rng), proxy.tremor_amp, hz, rng)
-    wave = breathiness(wave, proxy.breath_db, rng)
+    wave = tremolo(vibrato(wave, tremor_f0, hz, rng), tremor_amp, hz, rng)
+    wave = breathiness(wave, breath_db, rng)
     window.check(wave, f"SAR item {index}")
-    return Item(wave, label, {**voice_meta(voice), "synthetic": True, "age_proxy": True,
-                              "transforms": [f"sox tempo {tempo:.3f} (to {proxy.words_per_s} words/s)",
-                                             f"sox pitch {proxy.cents:+g} cents",
-                                             f"tremor F0 {proxy.tremor_f0:.1%} amp {proxy.tremor_amp:.0%} at {hz:.1f} Hz",
-                                             f"breath noise {proxy.breath_db} dB"],
-                              "n_sentences": len(reading.texts), "transcript": " ".join(reading.texts)},
+    drawn = {"words_per_s": round(words_per_s, 3), "cents": round(cents, 1), "tremor_f0": round(tremor_f0, 5),
+             "tremor_amp": round(tremor_amp, 4), "breath_db": round(breath_db, 2),
+             "pause_s": [round(pause_lo, 3), round(pause_hi, 3)], "tremor_hz": round(float(hz), 2)}
+    return Item(wave, label, {**voice_meta(voice), "synthetic": True, "age_proxy": True, "proxy": drawn,
+                              "transforms": [f"sox tempo {tempo:.3f} (to {words_per_s:.2f} words/s)",
+                                             f"sox pitch {cents:+.0f} cents",
+                                             f"tremor F0 {tremor_f0:.2%} amp {tremor_amp:.1%} at {hz:.1f} Hz",
+                                             f"breath noise {breath_db:.1f} dB"],
+                              "n_sentences": len(reading.texts), "transcript": " ".join(reading.texts),
+                              "assets": assets_meta(tts=[voice], texts=reading.texts)},
                 question="What is the speaker's age group?")

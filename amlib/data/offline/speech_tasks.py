@@ -1,13 +1,17 @@
 """ASR, SGR and SD items of the offline suite: TTS reading generated text, and real asterisk speech.
 
-- ASR: one voice reads generated sentences (reference = the exact text), or (every fourth item) real
-  asterisk prompts played one after another (reference = their normalised transcripts).
+- ASR: one voice reads generated sentences (reference = the exact text), or (every fourth item, where
+  the split has real English speech: the test split only) real English asterisk prompts played one
+  after another (reference = their normalised transcripts).
 - SGR: one voice of the item's gender reads generated sentences, drawn uniformly among the split's
   voices of engines that have both genders there (train: espeak-ng only, as its other voices are all
   male; test: espeak-ng, flite, festival), so no engine speaks for one gender only.
-- SD: real asterisk prompts one after another ("real"); or the same kind of sequence in which some
-  prompts are replaced by a TTS reading of the same transcript by a female voice, band-limited to the
-  recordings' 8 kHz telephone band and level-matched, so only the voice itself gives it away ("fake").
+- SD: real asterisk prompts of ONE speaker and language one after another ("real"); or the same kind
+  of sequence of the same speakers in which some prompts are replaced by a TTS reading of the same
+  transcript by a voice of that language and gender, band-limited to the recordings' 8 kHz telephone
+  band and level-matched, so only the voice itself gives it away ("fake"). The split's prompt sets
+  (speaker x language, assets.PROMPT_SETS) serve real and fake items in the same seeded rotation, so
+  the speaker tells nothing about the label; the split's real speakers are disjoint from the other's.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import numpy as np
 
 from amlib.data.audio import SAMPLE_RATE
-from amlib.data.offline.assets import Prompt, load_sound, prompts_of_split, rms
-from amlib.data.offline.items import Item, SuiteError, Window, read_aloud, sentence_stream, silence
-from amlib.data.offline.voices import SuiteVoice, content_voices, speak, voices_of
+from amlib.data.offline.assets import (
+    Prompt, PromptSet, load_sound, prompt_sets_of, prompts_of_set, prompts_of_split, rms,
+)
+from amlib.data.offline.items import Item, SuiteError, Window, assets_meta, read_aloud, sentence_stream, silence
+from amlib.data.offline.voices import SuiteVoice, content_voices, language_voices, speak, voices_of
 
 GENDERS = ("male", "female")
 SD_LABELS = ("real", "fake")
@@ -40,15 +46,17 @@ def tts_reading_item(rng: np.random.Generator, split: str, window: Window, voice
                      clear: bool = False) -> Item:
     reading = read_aloud(sentence_stream(rng, split), voice, window, rng, what=what, clear=clear)
     return Item(reading.wave, " ".join(reading.texts),
-                {**voice_meta(voice), "n_sentences": len(reading.texts), "synthetic": True})
+                {**voice_meta(voice), "n_sentences": len(reading.texts), "synthetic": True,
+                 "assets": assets_meta(tts=[voice], texts=reading.texts)})
 
 
-def prompt_sequence(rng: np.random.Generator, split: str, window: Window, what: str,
+def prompt_sequence(rng: np.random.Generator, pool: list[Prompt], window: Window, what: str,
                     clip_of=lambda slot, prompt: load_sound(prompt.path)) -> tuple[list[Prompt], list[np.ndarray]]:
-    """Distinct prompts of the split in random order until the target (with the mean pause between
+    """Distinct prompts of `pool` in random order until the target (with the mean pause between
     clips); `clip_of(slot, prompt)` gives the audio that stands for the prompt (the recording, or a
     TTS stand-in for SD's fakes). A clip that would pass max_s is skipped."""
-    pool = prompts_of_split(split)
+    if not pool:
+        raise SuiteError(f"{what}: no real-speech prompt available")
     mean_pause = int(np.mean(PROMPT_PAUSE_S) * SAMPLE_RATE)
     chosen, waves, total = [], [], 0
     for k in rng.permutation(len(pool)):
@@ -62,7 +70,7 @@ def prompt_sequence(rng: np.random.Generator, split: str, window: Window, what: 
         if total >= window.target_n:
             break
     if total < window.min_n:
-        raise SuiteError(f"{what}: the {split} split's {len(pool)} asterisk prompts give only "
+        raise SuiteError(f"{what}: the {len(pool)} asterisk prompts of {pool[0].speaker} give only "
                          f"{total / SAMPLE_RATE:.0f} s, below min_seconds={window.min_s}")
     return chosen, waves
 
@@ -84,12 +92,16 @@ def join_with_pauses(waves: list[np.ndarray], rng: np.random.Generator, window: 
 
 def asr_item(ctx, index: int, label: str | None, rng: np.random.Generator, window: Window) -> Item:
     what = f"ASR item {index}"
-    if index % REAL_ASR_EVERY == REAL_ASR_EVERY - 1:
-        prompts, waves = prompt_sequence(rng, ctx.split, window, what)
+    english = prompts_of_split(ctx.split, language="en")  # none in the train split: its ASR is all TTS
+    if index % REAL_ASR_EVERY == REAL_ASR_EVERY - 1 and english:
+        prompts, waves = prompt_sequence(rng, english, window, what)
         wave = join_with_pauses(waves, rng, window)
+        speaker = prompts[0].speaker
         return Item(wave, " ".join(_sentence(p.text) for p in prompts),
-                    {"speech": "real", "synthetic": False, "speaker": "asterisk-allison", "gender": "female",
-                     "asterisk_prompts": [p.key for p in prompts]})
+                    {"speech": "real", "synthetic": False, "speaker": speaker, "gender": "female", "language": "en",
+                     "asterisk_prompts": [p.id for p in prompts],
+                     "assets": assets_meta(real=[p.speaker for p in prompts], texts=[p.text for p in prompts],
+                                           files=[p.path for p in prompts])})
     voice = pick_voice(rng, content_voices(ctx.split))
     item = tts_reading_item(rng, ctx.split, window, voice, what, clear=True)
     item.meta["speech"] = "tts"
@@ -120,18 +132,28 @@ def band_limit_like_prompts(wave: np.ndarray) -> np.ndarray:
     return librosa.resample(low, orig_sr=8000, target_sr=SAMPLE_RATE).astype(np.float32)
 
 
+def fake_voices(pset: PromptSet, split: str) -> list[SuiteVoice]:
+    """TTS voices that imitate `pset`'s speaker: the split's voices of the speaker's language and gender."""
+    if pset.language == "en":
+        return voices_of(split, gender=pset.gender)
+    return language_voices(pset.tts_language, split, pset.gender)
+
+
 def sd_item(ctx, index: int, label: str, rng: np.random.Generator, window: Window) -> Item:
     what = f"SD item {index}"
-    meta = {"synthetic": label == "fake", "speaker": "asterisk-allison", "gender": "female"}
+    pset = ctx.balanced_voice(index, prompt_sets_of(ctx.split))  # same rotation for real and fake
+    pool = prompts_of_set(pset)
+    meta = {"synthetic": label == "fake", "speaker": pset.speaker, "gender": pset.gender, "language": pset.language}
     question = "Is this audio real or does it contain synthetic/fake segments?"
     if label == "real":
-        prompts, waves = prompt_sequence(rng, ctx.split, window, what)
-        meta["asterisk_prompts"] = [p.key for p in prompts]
+        prompts, waves = prompt_sequence(rng, pool, window, what)
+        meta["asterisk_prompts"] = [p.id for p in prompts]
+        meta["assets"] = assets_meta(real=[pset.speaker], texts=[p.text for p in prompts], files=[p.path for p in prompts])
         return Item(join_with_pauses(waves, rng, window), label, meta, question=question)
-    voice = pick_voice(rng, voices_of(ctx.split, gender="female"))
+    voice = pick_voice(rng, fake_voices(pset, ctx.split))
     period = int(round(1 / rng.uniform(*FAKE_SHARE)))  # every period-th prompt is a TTS stand-in
     offset = int(rng.integers(period))
-    level = rms(np.concatenate([load_sound(p.path) for p in prompts_of_split(ctx.split)[:50]]))
+    level = rms(np.concatenate([load_sound(p.path) for p in pool[:50]]))
 
     def clip_of(slot: int, prompt: Prompt) -> np.ndarray:
         if slot % period != offset:
@@ -139,13 +161,15 @@ def sd_item(ctx, index: int, label: str, rng: np.random.Generator, window: Windo
         fake = band_limit_like_prompts(speak(_sentence(prompt.text), voice))
         return (fake * (level / max(rms(fake), 1e-9))).astype(np.float32)
 
-    prompts, waves = prompt_sequence(rng, ctx.split, window, what, clip_of)
+    prompts, waves = prompt_sequence(rng, pool, window, what, clip_of)
     fakes = [k for k in range(len(prompts)) if k % period == offset]
     if not fakes:
         raise SuiteError(f"{what}: only {len(prompts)} prompts fit, none of them a TTS slot "
                          f"(every {period}th); raise min_seconds")
-    meta.update(voice_meta(voice), speaker="asterisk-allison+" + voice.speaker,
-                asterisk_prompts=[p.key for p in prompts], fake_prompts=[prompts[k].key for k in fakes],
+    meta.update(voice_meta(voice), speaker=pset.speaker + "+" + voice.speaker, gender=pset.gender,
+                asterisk_prompts=[p.id for p in prompts], fake_prompts=[prompts[k].id for k in fakes],
                 fake_share=round(sum(waves[k].size for k in fakes) / sum(w.size for w in waves), 3),
-                transforms=["resample 16k->8k->16k", "level matched to the recordings' RMS"])
+                transforms=["resample 16k->8k->16k", "level matched to the recordings' RMS"],
+                assets=assets_meta(real=[pset.speaker], tts=[voice], texts=[p.text for p in prompts],
+                                   files=[p.path for k, p in enumerate(prompts) if k not in fakes]))
     return Item(join_with_pauses(waves, rng, window), label, meta, question=question)

@@ -9,8 +9,11 @@ SCR (multi-hop): a story of several paragraphs; the facts the question needs sit
 of the audio (beginning, middle, end) with filler paragraphs between them, and the wrong options
 are other entities of the same kind that the story also mentions. Four question kinds:
 - final_place: where the object a character bought at the beginning was taken at the end;
-- final_holder: who had that object at the end (it changed hands twice);
+- final_holder: who had that object (named by its colour, not by its buyer) at the end (it changed
+  hands twice);
 - count: how many of some things a character had at the end (bought, gave some away, bought more);
+  the answer's rank among the four numeric options is drawn uniformly (count_distractors);
+No question names any of its options (the wrong options are never in the question's text).
 - day: on which day the person who received an object visited a place.
 SER: a passage that mentions one person, one place and one organisation among filler sentences;
 the question asks which entity of one type is mentioned; the wrong options are entities of that
@@ -23,7 +26,7 @@ import numpy as np
 
 from amlib.data.audio import SAMPLE_RATE
 from amlib.data.offline.assets import of_split
-from amlib.data.offline.items import Item, SpokenStream, SuiteError, Window, sentence_stream, silence
+from amlib.data.offline.items import Item, SpokenStream, SuiteError, Window, assets_meta, sentence_stream, silence
 from amlib.data.offline.sentences import number_words
 from amlib.data.offline.speech_tasks import pick_voice, voice_meta
 from amlib.data.offline.voices import SuiteVoice, content_prosody, content_voices, speak_many
@@ -150,6 +153,22 @@ def scr_answers(split: str) -> dict[str, list[str]]:
             "count": [number_words(n) for n in range(6, 13)], "day": list(DAYS)}
 
 
+def count_distractors(answer: int, mentioned: tuple[int, ...], rng: np.random.Generator) -> list[int]:
+    """Three wrong counts such that the answer's rank among the four options is uniform (0-3 drawn):
+    `rank` of them below the answer and 3 - rank above, preferring the story's own numbers and the
+    usual slips (the first count, before buying more, forgetting the gift), else numbers near it."""
+    rank = int(rng.integers(4))
+    below = sorted({n for n in mentioned if 1 <= n < answer}, key=lambda n: (answer - n, n))
+    above = sorted({n for n in mentioned if n > answer}, key=lambda n: (n - answer, n))
+    below += [n for n in range(answer - 1, 0, -1) if n not in below]
+    above += [n for n in range(answer + 1, answer + 10) if n not in above]
+    if len(below) < rank:
+        raise SuiteError(f"count answer {answer}: fewer than {rank} smaller numbers")
+    pick_below = [below[int(k)] for k in rng.permutation(min(len(below), 4))[:rank]] if rank else []
+    pick_above = [above[int(k)] for k in rng.permutation(4)[:3 - rank]]
+    return pick_below + pick_above
+
+
 def story(kind: str, answer: str, rng: np.random.Generator, split: str):
     """(head, middle, end blocks), question, distractors and facts of a story whose answer is `answer`."""
     names = [n for n in pool(FIRST_NAMES, split) if n != answer]
@@ -170,11 +189,13 @@ def story(kind: str, answer: str, rng: np.random.Generator, split: str):
         wrong = [p1, p2, p4]
     elif kind == "final_holder":
         c = answer
+        e = _draw(rng, [n for n in names if n not in (a, b, c, d)], 1)[0]
         head = [f"On {d1}, {a} bought {art} {adj} {obj} at {p1}.", f"{d} found {art2} {adj2} {obj2} at {p2}."]
-        mid = [f"Later, {a} gave the {adj} {obj} to {b}."]
+        mid = [f"Later, {a} gave the {adj} {obj} to {b}.", f"{e} helped {d} carry the {adj2} {obj2}."]
         end = [f"Finally, {b} gave the {adj} {obj} to {c}, who kept it.", f"{d} kept the {adj2} {obj2}."]
-        question = f"Who had the object that {a} bought at the beginning of the story at the end?"
-        wrong = [a, b, d]
+        # the question names the buyer only by role, so it names no option
+        question = f"Who had the {adj} {obj} at the end of the story?"
+        wrong = [b, d, e]
     elif kind == "count":
         things, things2 = _draw(rng, pool(COUNTABLES, split), 2)
         total = next(n for n in range(6, 13) if number_words(n) == answer)
@@ -188,7 +209,7 @@ def story(kind: str, answer: str, rng: np.random.Generator, split: str):
         end = [f"Before going home, {a} bought {number_words(n3)} more {things}.",
                f"{d} bought {number_words(int(rng.integers(2, 9)))} {things2} at {p2}."]
         question = f"How many {things} did {a} have at the end of the story?"
-        wrong = [number_words(n) for n in (n1, n1 - n2, n1 + n3)]
+        wrong = [number_words(n) for n in count_distractors(total, (n1, n1 - n2, n1 + n3, n2, n3, n1 + n2 + n3), rng)]
     elif kind == "day":
         d2 = answer
         head = [f"On {d1}, {a} gave {art} {adj} {obj} to {b} at {p1}."]
@@ -200,7 +221,7 @@ def story(kind: str, answer: str, rng: np.random.Generator, split: str):
         raise ValueError(f"unknown SCR question kind {kind!r} (known: {SCR_KINDS})")
     if len({answer, *wrong}) != 4:
         raise SuiteError(f"story of kind {kind}: options not distinct: {answer}, {wrong}")
-    facts = {"characters": [a, b, c, d], "places": [p1, p2, p3, p4], "objects": [obj, obj2], "days": [d1, d2, d3, d4]}
+    facts = {"characters": [a, b, c, d] + ([e] if kind == "final_holder" else []), "places": [p1, p2, p3, p4], "objects": [obj, obj2], "days": [d1, d2, d3, d4]}
     return [head, mid, end], question, wrong, facts
 
 
@@ -211,7 +232,8 @@ def scr_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
     filler = sentence_stream(rng, ctx.split)
     wave, texts = read_blocks([head, None, mid, None, end], filler, voice, window, rng, f"SCR item {index}")
     return Item(wave, label, {**voice_meta(voice), "question_kind": kind, "facts": facts, "synthetic": True,
-                              "transcript": " ".join(texts), "n_sentences": len(texts)},
+                              "transcript": " ".join(texts), "n_sentences": len(texts),
+                              "assets": assets_meta(tts=[voice], texts=texts)},
                 question=question, distractors=wrong)
 
 
@@ -276,5 +298,6 @@ def ser_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
     wrong = _draw(rng, candidates, 3)
     word = {"person": "person", "place": "place", "organisation": "organisation"}[asked]
     return Item(wave, answer, {**voice_meta(voice), "entity_type": asked, "mentioned": mentioned, "synthetic": True,
-                               "transcript": transcript, "n_sentences": len(texts)},
+                               "transcript": transcript, "n_sentences": len(texts),
+                               "assets": assets_meta(tts=[voice], texts=texts)},
                 question=f"Which {word} is mentioned in the audio?", distractors=wrong)

@@ -14,6 +14,13 @@ Parts: within a split, the seed drives every random choice (texts, voices drawn,
 music), so builds with seeds 0, 1, 2, ... are same-distribution parts with different content. Item
 ids carry the seed (index = seed * 100000 + i), so the manifests of parts can be concatenated.
 Items per task: per_task, rounded down to a multiple of the task's class count (what balancing keeps).
+Every random stream is salted with the split as well as the seed, so train and test builds of the
+same seed share no draw.
+
+Generator version: GENERATOR_VERSION is written into every item's meta ("generator_version"); a
+folder built by other generator code (older, or from before versioning: no field) is refused when it
+is read (`check_generator_version`, called by amlib.data.manifest.read_manifest) or reused
+(amlib.data.build.ensure_dataset), with an error naming the folder and both versions.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from amlib.data.concat import loudness_normalize
 from amlib.data.offline import music, prosody, sound_tasks, speech_tasks, stories
 from amlib.data.offline.assets import check_split
 from amlib.data.offline.items import Item, Window
@@ -38,6 +44,41 @@ from amlib.tasks import AGE_GROUPS, TASK_ORDER, get_task
 log = logging.getLogger(__name__)
 SOURCE = "offline"
 MAX_PER_PART = 100_000
+# 2: real speech split by speaker (5 prompt sets, 4 speakers), content de-duplication, ER loudness
+#    normalised with per-item prosody, MC split-dependent, SAR per-item draws, ASC files in one split
+#    only, SCR option cues removed, split in every random stream, asset meta. (1 or missing: before.)
+GENERATOR_VERSION = 2
+
+
+class GeneratorVersionError(ValueError):
+    """A built offline folder comes from other generator code than this one."""
+
+
+def check_generator_version(folder, metas) -> None:
+    """Raise GeneratorVersionError unless every item meta of an offline-suite folder carries this code's
+    GENERATOR_VERSION. `metas`: the meta dicts of the folder's offline items."""
+    found = sorted({str(m.get("generator_version", "missing")) for m in metas})
+    if found and found != [str(GENERATOR_VERSION)]:
+        raise GeneratorVersionError(
+            f"{folder}: built by offline generator version {', '.join(found)}, but this code is generator version "
+            f"{GENERATOR_VERSION}; its items are not what the current generator makes. Delete the folder and "
+            f"build it again (python -m amlib build-data --source offline ... --out {folder}).")
+
+
+def check_folder_version(folder) -> None:
+    """`check_generator_version` on the offline items of a built folder's manifest.jsonl (meta only)."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "manifest.jsonl"
+    with path.open(encoding="utf-8") as fh:
+        metas = [row.get("meta") or {} for row in map(json.loads, filter(str.strip, fh)) if row.get("source") == SOURCE]
+    check_generator_version(folder, metas)
+
+
+def split_rng(req: BuildRequest, *salt) -> np.random.Generator:
+    """req.rng salted with the split too: train and test of one seed draw different streams."""
+    return req.rng(req.split, *salt)
 
 
 @dataclass(frozen=True)
@@ -83,7 +124,7 @@ class Context:
     def balanced_voice(self, index: int, voices: list[SuiteVoice]) -> SuiteVoice:
         """The rank-th voice of a seeded order: every class walks the same voice order, so each voice
         serves every class about equally and the voice tells nothing about the class."""
-        order = self.req.rng(self.task, "voice-order").permutation(len(voices))
+        order = split_rng(self.req, self.task, "voice-order").permutation(len(voices))
         return voices[int(order[self.ranks[index] % len(voices)])]
 
 
@@ -92,7 +133,7 @@ def plan_labels(req: BuildRequest, task: str) -> list[str | None]:
     if recipe.classes is None:
         return [None] * req.per_task
     classes = recipe.classes(req.split)
-    rng = req.rng(task, "plan")
+    rng = split_rng(req, task, "plan")
     if recipe.answer_groups is not None:
         # rounds in which every answer occurs once, kinds interleaved: answers stay distinct while the
         # pool lasts and equally frequent after, so balancing by answer keeps (nearly) every item
@@ -119,23 +160,24 @@ def _ranks(labels: list[str | None]) -> list[int]:
 
 def _row(req: BuildRequest, task: str, index: int, item: Item, position: int | None, window: Window) -> dict:
     spec = get_task(task)
-    meta = {**item.meta, "target_s": round(window.target_s, 3), "seed": req.seed, "split": req.split}
+    meta = {**item.meta, "target_s": round(window.target_s, 3), "seed": req.seed, "split": req.split,
+            "generator_version": GENERATOR_VERSION}
     if spec.fixed_choices:
         choices = list(spec.fixed_choices)
         answer = spec.letters[choices.index(item.label)]
     elif spec.is_choice:
         pool = item.distractors if item.distractors is not None else RECIPES[task].classes(req.split)
         choices, answer = make_options(item.label, pool, spec.n_options, position,
-                                       req.rng(task, "options", index))
+                                       split_rng(req, task, "options", index))
     else:
         choices, answer = [], item.label
     if spec.is_choice:
         meta["label"] = item.label
-    wave = item.wave
-    if item.loudness_lufs is not None:  # ER keeps its emotion's loudness: normalise to that level here
-        wave = loudness_normalize(wave, target_lufs=item.loudness_lufs)
-    return write_item(req, task, req.seed * MAX_PER_PART + index, wave, question=item.question, choices=choices,
-                      answer=answer, source=SOURCE, meta=meta, normalize=item.loudness_lufs is None)
+    if "assets" not in meta:
+        raise ValueError(f"{task} item {index}: the builder recorded no meta['assets'] (needed by the leakage checks)")
+    # every item, ER included, is loudness-normalised to the pipeline's -23 LUFS: level carries no label
+    return write_item(req, task, req.seed * MAX_PER_PART + index, item.wave, question=item.question, choices=choices,
+                      answer=answer, source=SOURCE, meta=meta)
 
 
 def build_task(req: BuildRequest, task: str, workers: int) -> list[dict]:
@@ -143,14 +185,14 @@ def build_task(req: BuildRequest, task: str, workers: int) -> list[dict]:
     labels = plan_labels(req, task)
     ctx = Context(req, task, labels, _ranks(labels))
     spec = get_task(task)
-    positions = balanced_positions(len(labels), spec.n_options, req.rng(task, "positions")) \
+    positions = balanced_positions(len(labels), spec.n_options, split_rng(req, task, "positions")) \
         if spec.is_choice and not spec.fixed_choices else [None] * len(labels)
-    draw = req.rng(task, "durations")
+    draw = split_rng(req, task, "durations")
     windows = [Window(float(draw.uniform(req.min_seconds, req.max_seconds)), req.min_seconds, req.max_seconds)
                for _ in labels]
 
     def one(index: int) -> dict:
-        item = recipe.build(ctx, index, labels[index], req.rng(task, "item", index), windows[index])
+        item = recipe.build(ctx, index, labels[index], split_rng(req, task, "item", index), windows[index])
         return _row(req, task, index, item, positions[index], windows[index])
 
     if workers <= 1:

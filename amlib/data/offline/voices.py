@@ -85,6 +85,15 @@ def voices_of(split: str, engine: str | None = None, gender: str | None = None) 
             and (gender is None or v.gender == gender)]
 
 
+def language_voices(language: str, split: str, gender: str) -> list[SuiteVoice]:
+    """espeak-ng voices of another language (SD fakes of non-English real speakers): the language voice
+    with the split's variants of `gender`, so no variant serves both splits. Not in `all_voices`: no
+    other task uses them."""
+    check_split(split)
+    return [SuiteVoice("espeak-ng", f"{language}+{v}", gender, f"espeak-{language}+{v}", split)
+            for v in ESPEAK_VARIANTS[split][gender]]
+
+
 CONTENT_RATE = -20.0  # percent: espeak-ng's default rate is fast for read content
 UNCLEAR_FOR_CONTENT = ("en-gb-scotland+", "en-gb-x-gbclan+f")  # name prefixes, see the module docstring
 

@@ -1,0 +1,290 @@
+"""Benchmark validity of the offline suite (issue 12): train and test share no content, labels are not
+decided by a shortcut the generator left (loudness, a fixed table, a question naming an option), and
+data of older generator code or of the test split cannot be used by mistake.
+
+Content is checked ON CONTENT: sha1 of the decoded samples of every packaged file an item used
+(recomputed here, not trusted from meta), normalised texts, speakers and music-piece hashes. Every
+item must record every field it is checked on (no test passes for an item lacking the field). Missing
+Debian packages make these tests FAIL (the build raises AssetError naming the package), never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from amlib.data import read_manifest
+from amlib.data.manifest import write_manifest
+from amlib.data.offline import assets, prosody, sound_tasks, stories
+from amlib.data.offline.suite import GENERATOR_VERSION, GeneratorVersionError, build
+from amlib.data.sources.common import BuildRequest
+from amlib.tasks import AGE_GROUPS
+
+# per task: (items per split, min_s, max_s); enough items for per-class variation where it is checked
+SIZES = {"ASR": (4, 6, 12), "SCR": (4, 30, 40), "SER": (3, 18, 26), "SED": (5, 12, 18), "MC": (10, 6, 10),
+         "ASC": (5, 8, 14), "SD": (6, 16, 24), "ER": (10, 6, 10), "SAR": (10, 8, 20), "SGR": (2, 6, 10)}
+ASSET_KEYS = ("tts_speakers", "real_speakers", "texts", "files", "pieces", "generators")
+# what each task must record (non-empty) in meta["assets"]; "speaker": tts_speakers or real_speakers
+REQUIRED = {"ASR": ("speaker", "texts"), "SCR": ("tts_speakers", "texts"), "SER": ("tts_speakers", "texts"),
+            "SED": ("files", "generators"), "MC": ("pieces",), "ASC": ("files",), "SD": ("real_speakers", "texts", "files"),
+            "ER": ("tts_speakers", "texts"), "SAR": ("tts_speakers", "texts"), "SGR": ("tts_speakers", "texts")}
+
+
+@pytest.fixture(scope="session")
+def splits(tmp_path_factory):
+    """{split: {task: [Sample]}}: a small build of every task in both splits, seed 0 for both."""
+    out = {}
+    for split in assets.SPLITS:
+        root = tmp_path_factory.mktemp(f"leak-{split}")
+        rows = []
+        for task, (n, low, high) in SIZES.items():
+            rows += build(BuildRequest(out=root, tasks=(task,), per_task=n, min_seconds=low, max_seconds=high,
+                                       seed=0, split=split))
+        write_manifest(root / "manifest.jsonl", rows)
+        samples = read_manifest(root)
+        out[split] = {t: [s for s in samples if s.task == t] for t in SIZES}
+    return out
+
+
+def _items(splits, split, tasks=None):
+    return [s for t, items in splits[split].items() if tasks is None or t in tasks for s in items]
+
+
+def test_every_item_records_its_assets(splits):
+    for split in assets.SPLITS:
+        for task, items in splits[split].items():
+            assert len(items) == SIZES[task][0], (split, task)
+            for s in items:
+                a = s.meta.get("assets")
+                assert a is not None and set(ASSET_KEYS) <= set(a), (s.id, a)
+                assert s.meta["generator_version"] == GENERATOR_VERSION
+                for key in REQUIRED[task]:
+                    value = a["tts_speakers"] + a["real_speakers"] if key == "speaker" else a[key]
+                    assert value, f"{s.id}: meta.assets.{key} is empty"
+                if task == "SD" and s.meta["label"] == "fake":
+                    assert a["tts_speakers"], s.id
+                if task == "ASR" and s.meta["speech"] == "real":
+                    assert a["files"] and a["real_speakers"], s.id
+
+
+def _content(items) -> dict[str, set]:
+    """Every kind of content the items used; file hashes RECOMPUTED from the files themselves."""
+    out = {"tts_speakers": set(), "real_speakers": set(), "texts": set(), "file_paths": set(), "file_sha1": set(),
+           "pieces": set()}
+    for s in items:
+        a = s.meta["assets"]
+        out["tts_speakers"] |= set(a["tts_speakers"])
+        out["real_speakers"] |= set(a["real_speakers"])
+        out["texts"] |= {assets.text_key(t) for t in a["texts"]}
+        out["pieces"] |= set(a["pieces"])
+        for path, sha1 in a["files"].items():
+            assert assets.audio_sha1(Path(path)) == sha1, (s.id, path)  # the meta is honest
+            out["file_paths"].add(path)
+            out["file_sha1"].add(sha1)
+    return out
+
+
+def test_train_and_test_share_no_content(splits):
+    train, test = _content(_items(splits, "train")), _content(_items(splits, "test"))
+    for kind in train:
+        assert train[kind] and test[kind], kind  # each kind is really present in both splits
+        shared = train[kind] & test[kind]
+        assert not shared, f"train and test share {kind}: {sorted(shared)[:5]}"
+    # per task too, so that no task leans on another task's assets
+    for task in SIZES:
+        a, b = _content(splits["train"][task]), _content(splits["test"][task])
+        assert not any(a[k] & b[k] for k in a), task
+
+
+def test_real_speech_inventory_split_by_speaker_and_deduplicated_by_content():
+    prompts, left_out = assets.asterisk_prompts()
+    by_split = {s: [p for p in prompts if p.split == s] for s in assets.SPLITS}
+    speakers = {s: {p.speaker for p in by_split[s]} for s in assets.SPLITS}
+    assert not speakers["train"] & speakers["test"] and min(map(len, speakers.values())) >= 2
+    for s in assets.SPLITS:  # every split's speakers are fixed by PROMPT_SETS
+        assert speakers[s] == {ps.speaker for ps in assets.PROMPT_SETS if ps.split == s}
+    hashes = [p.audio_sha1 for p in prompts]
+    assert len(set(hashes)) == len(hashes), "two kept prompts are the same recording"
+    for speaker in speakers["train"] | speakers["test"]:
+        texts = [assets.text_key(p.text) for p in prompts if p.speaker == speaker]
+        assert len(set(texts)) == len(texts), speaker
+    assert not {assets.text_key(p.text) for p in by_split["train"]} & {assets.text_key(p.text) for p in by_split["test"]}
+    # the recorded hash is the content of the file
+    for p in prompts[::97]:
+        assert assets.audio_sha1(p.path) == p.audio_sha1
+    assert left_out["duplicate recording"] >= 1
+
+
+def test_sd_not_decided_by_speaker(splits):
+    for split in assets.SPLITS:
+        real = [s for s in splits[split]["SD"] if s.meta["label"] == "real"]
+        fake = [s for s in splits[split]["SD"] if s.meta["label"] == "fake"]
+        real_speakers = {tuple(s.meta["assets"]["real_speakers"]) for s in real}
+        fake_speakers = {tuple(s.meta["assets"]["real_speakers"]) for s in fake}
+        assert len(real_speakers) >= 2, (split, real_speakers)  # several real speakers per split
+        assert real_speakers == fake_speakers, split  # fakes splice the SAME speakers' recordings
+        for s in fake:
+            assert s.meta["fake_prompts"] and s.meta["assets"]["files"], s.id
+            assert len(s.meta["assets"]["files"]) < len(s.meta["asterisk_prompts"]), s.id
+
+
+def test_asr_real_speech_is_english_with_known_transcripts(splits):
+    english = {p.id: p for p in assets.prompts_of_split("test", language="en")}
+    real = [s for s in splits["test"]["ASR"] if s.meta["speech"] == "real"]
+    assert real
+    for s in real:
+        assert s.meta["language"] == "en" and all(k in english for k in s.meta["asterisk_prompts"])
+    # the train split has no real English speaker: its ASR items are all TTS
+    assert not assets.prompts_of_split("train", language="en")
+    assert all(s.meta["speech"] == "tts" for s in splits["train"]["ASR"])
+
+
+def _lufs(path) -> float:
+    import pyloudnorm
+
+    wave, sr = sf.read(str(path), dtype="float64")
+    return float(pyloudnorm.Meter(sr).integrated_loudness(wave))
+
+
+def test_er_level_carries_no_label(splits):
+    items = _items(splits, "train", ("ER",)) + _items(splits, "test", ("ER",))
+    loud = {s.id: _lufs(s.audio_path) for s in items}
+    # generator version 1 spread the emotions over -30..-16 LUFS; now every item is at -23
+    assert max(loud.values()) - min(loud.values()) < 1.0, loud
+    for s in items:
+        assert not any("LUFS" in t for t in s.meta["transforms"]), s.id
+
+
+def test_er_and_sar_draw_per_item_settings(splits):
+    for split in assets.SPLITS:
+        for task, key in (("ER", "prosody"), ("SAR", "proxy")):
+            by_label: dict[str, list[dict]] = {}
+            for s in splits[split][task]:
+                assert key in s.meta, s.id
+                by_label.setdefault(s.meta["label"], []).append(s.meta[key])
+            for label, draws in by_label.items():
+                assert len(draws) >= 2, (task, label)
+                first = "rate" if task == "ER" else "words_per_s"
+                assert len({d[first] for d in draws}) == len(draws), (split, task, label, draws)
+    for s in _items(splits, "train", ("SAR",)) + _items(splits, "test", ("SAR",)):
+        proxy, drawn = prosody.AGE_PROXIES[s.meta["label"]], s.meta["proxy"]
+        for field in ("words_per_s", "cents", "tremor_f0", "tremor_amp", "breath_db"):
+            low, high = getattr(proxy, field)
+            assert low - 1e-6 <= drawn[field] <= high + 1e-6, (s.id, field)
+    # neighbouring groups' ranges overlap: no single setting decides the group
+    for young, old in zip(AGE_GROUPS, AGE_GROUPS[1:]):
+        a, b = prosody.AGE_PROXIES[young], prosody.AGE_PROXIES[old]
+        assert a.words_per_s[0] < b.words_per_s[1] and a.cents[0] < b.cents[1]
+    for e in prosody.EMOTIONS.values():
+        assert e.rate[1] > e.rate[0] and e.pitch[1] > e.pitch[0] and e.range[1] > e.range[0]
+
+
+def test_mc_pieces_and_openings_unique_and_split_material(splits):
+    pieces, openings = [], []
+    for split in assets.SPLITS:
+        for s in splits[split]["MC"]:
+            for p in s.meta["pieces"]:
+                assert p["root"] % 2 == (0 if split == "train" else 1), (s.id, p)
+                pieces.append(p["sha1"])
+            wave, sr = sf.read(str(s.audio_path), dtype="float32")
+            openings.append(wave[: 2 * sr].tobytes())
+    assert len(set(pieces)) == len(pieces), "a music piece occurs twice"
+    assert len(set(openings)) == len(openings), "two MC items share their opening"
+
+
+def test_asc_generators_differ_by_split_and_scenes_have_files_in_both(splits):
+    for name, ranges in sound_tasks.GENERATOR_RANGES.items():
+        for key in ranges["train"]:
+            (a0, a1), (b0, b1) = ranges["train"][key], ranges["test"][key]
+            assert a1 < b0 or b1 < a0, (name, key)  # the splits' parameter ranges do not overlap
+    seen = Counter()
+    for split in assets.SPLITS:
+        for s in _items(splits, split, ("ASC", "SED")):
+            for g in s.meta["assets"]["generators"]:
+                for key, value in g["params"].items():
+                    low, high = sound_tasks.GENERATOR_RANGES[g["name"]][split][key]
+                    assert low <= value <= high, (s.id, g)
+                seen[g["name"]] += 1
+    assert seen["pink"] and seen["wind"]
+    for scene in sound_tasks.SCENES.values():  # every scene's real events have files in both splits
+        for group in scene.events:
+            for split in assets.SPLITS:
+                assert sound_tasks.group_files(group, split)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def test_scr_questions_name_no_option_and_count_rank_uniform(splits):
+    for s in splits["test"]["SCR"] + splits["train"]["SCR"]:
+        for option in s.choices:
+            assert not re.search(rf"\b{re.escape(option.lower())}\b", s.question.lower()), (s.id, option)
+    from amlib.data.offline.sentences import number_words
+
+    value = {number_words(n): n for n in range(0, 40)}
+    rng = np.random.default_rng(0)
+    ranks = Counter()
+    for i in range(600):
+        for kind, answers in stories.scr_answers("test").items():
+            answer = answers[i % len(answers)]
+            _, question, wrong, _ = stories.story(kind, answer, rng, "test")
+            for option in [answer, *wrong]:
+                assert not re.search(rf"\b{re.escape(option.lower())}\b", question.lower()), (question, option)
+            if kind == "count":
+                ranks[sorted(value[o] for o in [answer, *wrong]).index(value[answer])] += 1
+    # 600 draws: each rank 150 expected; generator version 1 had ranks 1 and 2 only
+    assert set(ranks) == {0, 1, 2, 3} and all(110 <= c <= 190 for c in ranks.values()), ranks
+
+
+def test_training_refuses_items_not_of_the_train_split(splits, tmp_path):
+    from amlib.train.loop import SplitError, load_samples
+
+    root = splits["test"]["SGR"][0].root
+    with pytest.raises(SplitError, match=r"manifest\.jsonl: item \S+-test-\d+ has split 'test'"):
+        load_samples([root])
+    assert load_samples([splits["train"]["SGR"][0].root])
+
+
+def test_readme_training_seeds_exclude_the_test_seed():
+    text = (Path(__file__).parents[1] / "data" / "README.md").read_text()
+    loop = re.search(r"for seed in ([\d ]+); do\s+python -m amlib build-data --source offline --split train", text)
+    assert loop, "data/README.md: the train-parts loop is missing"
+    seeds = {int(x) for x in loop.group(1).split()}
+    test_seed = 0  # the default test build (build-data --split test, seed 0)
+    assert test_seed not in seeds
+    assert "the test split is only evaluated, never used for a decision" in " ".join(text.lower().split())
+
+
+def _copy_folder(src: Path, dst: Path, edit) -> Path:
+    shutil.copytree(src, dst)
+    rows = [json.loads(line) for line in (dst / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    for row in rows:
+        edit(row["meta"])
+    (dst / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+def test_folders_of_other_generator_versions_are_refused(splits, tmp_path):
+    from amlib.data.build import ensure_dataset
+
+    src = splits["test"]["SGR"][0].root
+    old = _copy_folder(src, tmp_path / "old", lambda m: m.update(generator_version=1))
+    with pytest.raises(GeneratorVersionError, match=rf"{re.escape(str(old))}: built by offline generator version 1, "
+                                                    rf"but this code is generator version {GENERATOR_VERSION}"):
+        read_manifest(old)
+    missing = _copy_folder(src, tmp_path / "missing", lambda m: m.pop("generator_version"))
+    with pytest.raises(GeneratorVersionError, match="version missing"):
+        read_manifest(missing)
+    # reuse by ensure_dataset: same settings recorded, older generator -> refused, not reused
+    settings = {"tasks": ["SGR"], "per_task": 2, "min_seconds": 6, "max_seconds": 10, "seed": 0, "split": "test"}
+    (old / "build.json").write_text(json.dumps({"source": "offline", "root": None, **settings}))
+    with pytest.raises(GeneratorVersionError, match=re.escape(str(old))):
+        ensure_dataset(old, source="offline", **settings)
