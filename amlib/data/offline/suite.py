@@ -8,7 +8,7 @@ What each task is made of: speech_tasks.py (ASR, SGR, SD), stories.py (SCR, SER)
 SAR), sound_tasks.py (SED, ASC), music.py (MC); assets and the split rule: assets.py, voices.py;
 licences and what is synthetic: data/README.md.
 
-Splits: `train` and `test` use disjoint assets (voices by speaker, sound files, music tracks, asterisk
+Splits: `train` and `test` use disjoint assets (voices by speaker, real speech by speaker, whole sound files, music tracks,
 prompts, word lists, generated sentences) by fixed rules that do not depend on the seed.
 Parts: within a split, the seed drives every random choice (texts, voices drawn, event times,
 music), so builds with seeds 0, 1, 2, ... are same-distribution parts with different content. Item
