@@ -9,9 +9,9 @@ SAR), sound_tasks.py (SED, ASC), music.py (MC); assets and the split rule: asset
 licences and what is synthetic: data/README.md.
 
 Splits: `train` and `test` use disjoint assets (voices by speaker, real speech by speaker, whole sound files, music tracks,
-prompts, word lists, generated sentences) by fixed rules that do not depend on the seed.
+word lists, generated sentences) by fixed rules that do not depend on the seed.
 Parts: within a split, the seed drives every random choice (texts, voices drawn, event times,
-music), so builds with seeds 0, 1, 2, ... are same-distribution parts with different content. Item
+music), so builds with seeds 1001, 1002, ... are same-distribution parts with different content. Item
 ids carry the seed (index = seed * 100000 + i), so the manifests of parts can be concatenated.
 Items per task: per_task, rounded down to a multiple of the task's class count (what balancing keeps).
 Every random stream is salted with the split as well as the seed, so train and test builds of the
