@@ -37,6 +37,7 @@ class Generation:
     new_tokens: int
     timing: GenerationTiming
     inputs: PreparedInputs = field(repr=False)
+    efficiency: dict = field(default_factory=dict)  # what pruning / eviction did (runner row fields)
 
 
 class AudioLMAdapter(ABC):

@@ -1,0 +1,223 @@
+"""The one mechanism that installs any pruning method at decoder layer K of any adapter.
+
+During prefill, a forward pre-hook on layer K asks the method which audio tokens to keep and gathers
+the kept positions (prefix text + kept audio + suffix text, ascending) out of everything the layer
+receives that runs along the sequence: hidden states (also AltUp-stacked ones), rotary cos/sin
+(1-D, or M-RoPE's (3, B, T, d)), position ids, cache positions, per-layer inputs and the causal
+mask (rows and columns). Pre-hooks on the layers after K gather their (still full-length)
+arguments the same way. Kept tokens therefore keep their ORIGINAL positions; layers < K keep the
+full KV cache and layers >= K a cache of the kept tokens only.
+
+Decoding needs nothing from the method: generate() counts positions from the full prompt length
+(layer 0's cache is full whenever K >= 1; for K = 0 the cache reports the original length, so
+families that derive positions from it, like Qwen2.5-Omni, still continue at the original next
+position), and a materialized decode mask is cut to the kept columns for layers >= K.
+
+Methods that read layer K-1 (FastV, DART) get its attention inputs from `AttentionCapture`, which
+wraps transformers' attention dispatch (`ALL_ATTENTION_FUNCTIONS.get_interface`) for that one module
+during prefill: the query and keys after RoPE, whatever the attention implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from amlib.pruning.base import LayerAttentionInputs, PruningInputs, PruningMethod, n_keep
+
+
+class AttentionCapture:
+    """Records layer K-1's attention inputs (last query row, keys, mask row) during prefill."""
+
+    def __init__(self, attention_module: torch.nn.Module):
+        self.module = attention_module
+        self.inputs: LayerAttentionInputs | None = None
+        self._interface = None
+
+    def __enter__(self):
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        self._interface = ALL_ATTENTION_FUNCTIONS
+        original = type(ALL_ATTENTION_FUNCTIONS).get_interface.__get__(ALL_ATTENTION_FUNCTIONS)
+        capture = self
+
+        def get_interface(attn_implementation, default):
+            fn = original(attn_implementation, default)
+
+            def recording(module, query, key, value, attention_mask, *args, **kwargs):
+                if module is capture.module and query.shape[-2] > 1:  # prefill only
+                    capture.record(module, query, key, attention_mask, kwargs)
+                return fn(module, query, key, value, attention_mask, *args, **kwargs)
+
+            return recording
+
+        ALL_ATTENTION_FUNCTIONS.get_interface = get_interface
+        return self
+
+    def record(self, module, query, key, attention_mask, kwargs) -> None:
+        extra = {k: v for k, v in kwargs.items() if k not in ("dropout", "scaling")}
+        mask_row = attention_mask[..., -1:, :] if isinstance(attention_mask, torch.Tensor) else None
+        self.inputs = LayerAttentionInputs(
+            module=module, last_query=query[..., -1:, :].detach().clone(), keys=key.detach(),
+            last_mask_row=mask_row, scaling=kwargs.get("scaling", module.scaling), extra=extra)
+
+    def __exit__(self, *exc):
+        del self._interface.get_interface  # back to the class's method
+        return False
+
+
+@dataclass
+class PruningRecord:
+    """What one prefill did (read by the runner for its rows)."""
+
+    seq_len: int = 0
+    audio_tokens: int = 0
+    kept_audio_tokens: int = 0
+    kept_index: torch.Tensor | None = field(default=None, repr=False)  # sequence positions kept
+
+
+def _gather_seq(value, index: torch.Tensor, seq_len: int, name: str = ""):
+    """`value` with its sequence dimension (of size seq_len) cut to `index`; other values as they are."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_gather_seq(v, index, seq_len) for v in value)
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        return value
+    idx = index.to(value.device)
+    if name == "attention_mask":
+        if value.dim() == 4 and value.shape[-2] == seq_len and value.shape[-1] == seq_len:
+            return value.index_select(-2, idx).index_select(-1, idx)
+        if value.dim() == 2 and value.shape[-1] == seq_len:
+            return value.index_select(-1, idx)
+        return value
+    if not value.is_floating_point():  # position ids (B, T) / (3, B, T), cache positions (T,)
+        return value.index_select(-1, idx) if value.shape[-1] == seq_len else value
+    if value.dim() >= 2 and value.shape[-2] == seq_len:  # hidden states, cos/sin, per-layer inputs
+        return value.index_select(-2, idx)
+    return value
+
+
+class TokenPruner:
+    """Installs `method` at decoder layer `layer` of `adapter` (see the module docstring)."""
+
+    def __init__(self, adapter, method: PruningMethod, ratio: float, layer: int = 2):
+        self.layers = adapter.decoder_layers()
+        if not 0 <= layer < len(self.layers):
+            raise ValueError(f"pruning layer {layer} is outside the model's {len(self.layers)} decoder layers")
+        if method.needs_attention and layer < 1:
+            raise ValueError(f"{method.name} scores tokens with layer K-1's attention: layer must be >= 1, got {layer}")
+        n_keep(1, ratio)  # validates the ratio
+        self.adapter, self.method, self.ratio, self.layer = adapter, method, ratio, layer
+        self.audio_spans: list[tuple[int, int]] | None = None
+        self.record = PruningRecord()
+        self._handles: list = []
+        self._capture = None
+        self._cache_patch = None
+        self._in_prefill = False
+
+    # -- installation ---------------------------------------------------------------------------
+    def __enter__(self):
+        if self.method.needs_attention:
+            attention = getattr(self.layers[self.layer - 1], "self_attn", None)
+            if attention is None:
+                raise NotImplementedError(f"{type(self.layers[self.layer - 1]).__name__} has no self_attn: "
+                                          f"{self.method.name} cannot read layer K-1's attention")
+            self._capture = AttentionCapture(attention).__enter__()
+        self._handles.append(self.layers[0].register_forward_pre_hook(self._start, with_kwargs=True))
+        for i in range(self.layer, len(self.layers)):
+            self._handles.append(self.layers[i].register_forward_pre_hook(
+                lambda module, args, kwargs, i=i: self._gather(i, args, kwargs), with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._capture is not None:
+            self._capture.__exit__(*exc)
+        self._undo_cache_patch()
+        return False
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _start(self, module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.shape[-2] > 1:  # a new prompt: prefill
+            batch = hidden.shape[-3]
+            if batch != 1:
+                raise ValueError(f"token pruning runs at batch size 1, got {batch}")
+            if self.audio_spans is None:
+                raise RuntimeError("TokenPruner.set_audio_spans() was not called before generate()")
+            self._undo_cache_patch()
+            self.record = PruningRecord(seq_len=hidden.shape[-2])
+        self._in_prefill = hidden.shape[-2] > 1
+        return None
+
+    def _gather(self, i: int, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        rec = self.record
+        if i == self.layer and hidden.shape[-2] == rec.seq_len and rec.kept_index is None:
+            rec.kept_index = self._select(hidden, kwargs.get("past_key_values")).to(hidden.device)
+        if rec.kept_index is None or rec.kept_audio_tokens == rec.audio_tokens:
+            return None  # nothing removed (ratio 0): the layer runs exactly as without pruning
+        if not self._in_prefill:
+            return args, self._cut_decode_mask(kwargs)
+        args = tuple(_gather_seq(a, rec.kept_index, rec.seq_len) for a in args)
+        kwargs = {k: _gather_seq(v, rec.kept_index, rec.seq_len, k) for k, v in kwargs.items()}
+        return args, kwargs
+
+    def _cut_decode_mask(self, kwargs):
+        mask = kwargs.get("attention_mask")
+        rec = self.record
+        if isinstance(mask, torch.Tensor) and mask.shape[-1] >= rec.seq_len:
+            tail = torch.arange(rec.seq_len, mask.shape[-1], device=mask.device)
+            cols = torch.cat([rec.kept_index.to(mask.device), tail])
+            kwargs = {**kwargs, "attention_mask": mask.index_select(-1, cols)}
+        return kwargs
+
+    # -- selection ------------------------------------------------------------------------------
+    def set_audio_spans(self, spans: list[tuple[int, int]]) -> None:
+        if not spans:
+            raise ValueError("the prompt has no audio tokens to prune")
+        self.audio_spans = list(spans)
+
+    def _select(self, hidden: torch.Tensor, cache) -> torch.Tensor:
+        rec = self.record
+        audio = torch.cat([torch.arange(s, e) for s, e in self.audio_spans])
+        if int(audio[-1]) >= rec.seq_len:
+            raise ValueError(f"audio spans {self.audio_spans} exceed the prompt of {rec.seq_len} tokens")
+        n = n_keep(len(audio), self.ratio)
+        attention = None
+        if self.method.needs_attention:
+            attention = self._capture.inputs
+            if attention is None:
+                raise RuntimeError(f"{self.method.name}: layer {self.layer - 1}'s attention was not captured")
+        chosen = self.method.select(PruningInputs(audio, n, rec.seq_len, hidden, attention))
+        chosen = torch.as_tensor(chosen, dtype=torch.long).cpu()
+        if chosen.numel() != n or torch.unique(chosen).numel() != n or int(chosen.min()) < 0 or int(chosen.max()) >= len(audio):
+            raise RuntimeError(f"{self.method.name} returned {chosen.numel()} indices, expected {n} distinct "
+                               f"in [0, {len(audio)})")
+        keep = torch.ones(rec.seq_len, dtype=torch.bool)
+        keep[audio] = False
+        keep[audio[chosen]] = True
+        rec.audio_tokens, rec.kept_audio_tokens = len(audio), n
+        if cache is not None and n < len(audio):
+            self._patch_cache_length(cache, len(audio) - n)
+        return torch.nonzero(keep).flatten()
+
+    def _patch_cache_length(self, cache, removed: int) -> None:
+        """Make `cache.get_seq_length(i)` report positions seen (the original length) for i >= K:
+        families that place the next token at the cache length then continue at the original
+        next position. The cache tensors themselves hold the kept tokens only."""
+        original = cache.get_seq_length
+        layer = self.layer
+
+        def get_seq_length(layer_idx: int = 0):
+            return original(layer_idx) + (removed if layer_idx >= layer else 0)
+
+        cache.get_seq_length = get_seq_length
+        self._cache_patch = cache
+
+    def _undo_cache_patch(self) -> None:
+        if self._cache_patch is not None:
+            self._cache_patch.__dict__.pop("get_seq_length", None)
+            self._cache_patch = None

@@ -1,0 +1,340 @@
+"""Token pruning (amlib.pruning) on tiny random-weight instances of the real model classes.
+
+Random tiny models attend almost uniformly, so a wrong position id or a wrong kept set could leave
+their output unchanged: the oracle tests sharpen attention (q/k projections scaled) and show, in the
+test itself, that a deliberately wrong variant changes what the oracle is compared on.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from amlib.models import load_model
+from amlib.pruning import METHODS, DARTPruning, FastVPruning, FramePruning, RandomPruning, n_keep, pruning
+from amlib.pruning.base import PruningInputs
+from amlib.tasks import TASKS
+
+from conftest import noise
+
+FAMILIES = ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni", "tiny-random-phi-4-multimodal",
+            "tiny-random-voxtral", "tiny-random-gemma3n", "tiny-random-audio-flamingo-3"]
+STEPS = 4  # prefill + 3 decode steps
+
+
+def prepare(adapter, seconds: float = 6.0):
+    return adapter.build_inputs(noise(seconds), TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
+
+
+def generate_logits(adapter, prepared, steps: int = STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, logits of every step) of a forced `steps`-token greedy generate() (EOS not allowed to stop)."""
+    tensors = {k: v.to(adapter.device) for k, v in prepared.tensors.items()}
+    with torch.inference_mode():
+        out = adapter.model.generate(**tensors, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+                                     output_logits=True, return_dict_in_generate=True,
+                                     pad_token_id=adapter.pad_token_id)
+    return out.sequences[0, tensors["input_ids"].shape[1]:], torch.stack(out.logits).float()
+
+
+def sharpen(adapter, factor: float = 6.0) -> None:
+    """Scale every layer's q and k projections: attention logits x factor^2, far from uniform."""
+    with torch.no_grad():
+        for layer in adapter.decoder_layers():
+            for name in ("q_proj", "k_proj"):
+                proj = getattr(layer.self_attn, name)
+                proj.weight.mul_(factor)
+                if proj.bias is not None:
+                    proj.bias.mul_(factor)
+
+
+@pytest.fixture(scope="module")
+def adapters():
+    return {}
+
+
+def get(adapters, name, sharp=False):
+    key = (name, sharp)
+    if key not in adapters:
+        adapter = load_model(name, seed=0)
+        if sharp:
+            sharpen(adapter)
+        adapters[key] = adapter
+    return adapters[key]
+
+
+def layer_for(adapter) -> int:
+    return min(2, len(adapter.decoder_layers()) - 1)
+
+
+# -- budget and the simple methods ----------------------------------------------------------------
+
+def test_budget_is_the_papers_with_float_rounding_absorbed():
+    assert n_keep(7500, 0.9) == 750 and n_keep(7500, 0.3) == 5250 and n_keep(7500, 0.0) == 7500
+    assert n_keep(3, 0.9) == 1 and n_keep(10, 1.0) == 1
+    with pytest.raises(ValueError):
+        n_keep(10, 1.5)
+
+
+def _inputs(L=50, n=10, T=80, start=5):
+    return PruningInputs(torch.arange(start, start + L), n, T, torch.zeros(1, T, 4), None)
+
+
+def test_frame_keeps_floor_i_L_over_n():
+    kept = FramePruning().select(_inputs(L=50, n=15))
+    assert kept.tolist() == [int(np.floor(i * 50 / 15)) for i in range(15)]
+
+
+def test_random_is_reproducible_and_changes_with_the_seed():
+    a, b, c = (RandomPruning(seed=s).select(_inputs()) for s in (0, 0, 1))
+    assert torch.equal(a, b) and not torch.equal(torch.sort(a).values, torch.sort(c).values)
+    assert len(set(a.tolist())) == 10
+    # pinned: the same seed and sample give this kept set on any machine (numpy PCG64)
+    assert sorted(RandomPruning(seed=0).select(_inputs(L=20, n=4)).tolist()) == sorted(
+        np.random.default_rng([0, 20]).permutation(20)[:4].tolist())
+
+
+# -- ratio 0 is vanilla, on every family and method ---------------------------------------------------
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_ratio_zero_gives_vanilla_logits_and_output(adapters, name):
+    adapter = get(adapters, name)
+    prepared = prepare(adapter)
+    tokens, logits = generate_logits(adapter, prepared)
+    layer = layer_for(adapter)
+    for method in METHODS:
+        with pruning(adapter, method, 0.0, layer=layer) as pruner:
+            pruner.set_audio_spans(prepared.audio_spans)
+            t, lg = generate_logits(adapter, prepared)
+        assert torch.equal(t, tokens) and torch.equal(lg, logits), method
+    # and pruning really acts on this family: a high ratio changes the logits
+    with pruning(adapter, "frame", 0.9, layer=layer) as pruner:
+        pruner.set_audio_spans(prepared.audio_spans)
+        _, lg = generate_logits(adapter, prepared)
+    assert pruner.record.kept_audio_tokens == n_keep(prepared.audio_tokens, 0.9)
+    assert not torch.allclose(lg, logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_method_runs_through_adapter_generate(adapters, name):
+    adapter = get(adapters, name)
+    prepared = prepare(adapter)
+    for method in METHODS:
+        with pruning(adapter, method, 0.6, layer=layer_for(adapter)):
+            gen = adapter.generate(prepared, 3)
+        eff = gen.efficiency
+        assert eff["audio_tokens_before"] == prepared.audio_tokens
+        assert eff["audio_tokens_after"] == n_keep(prepared.audio_tokens, 0.6)
+        assert eff["kept_tokens"] == prepared.prompt_tokens - prepared.audio_tokens + eff["audio_tokens_after"]
+    assert not hasattr(adapter, "__dict__") or "generate" not in adapter.__dict__  # uninstalled
+
+
+# -- the oracle: pruning at layer 0 is a plain forward of the kept sequence at original positions ----
+
+def merged_embeddings(adapter, prepared) -> torch.Tensor:
+    """The LM's input embeddings (text + audio features) of the full prompt, from a vanilla prefill."""
+    seen = {}
+
+    def keep_input(module, args, kwargs):
+        seen.setdefault("h", (args[0] if args else kwargs["hidden_states"]).clone())
+
+    hook = adapter.decoder_layers()[0].register_forward_pre_hook(keep_input, with_kwargs=True)
+    try:
+        generate_logits(adapter, prepared, steps=1)
+    finally:
+        hook.remove()
+    return seen["h"]
+
+
+def plain_forward_logits(adapter, embeds, keep, tokens, positions_of, steps=STEPS):
+    """Logits of a plain LM forward over `embeds[:, keep]` at positions `positions_of(keep)`, then
+    one decode step per token of `tokens` at the positions that follow the ORIGINAL prompt."""
+    from transformers import DynamicCache
+
+    lm = adapter.language_model()
+    T = embeds.shape[1]
+    cache = DynamicCache(config=lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config)
+    logits = []
+    with torch.inference_mode():
+        out = lm(inputs_embeds=embeds[:, keep], position_ids=positions_of(keep), past_key_values=cache, use_cache=True)
+        logits.append(out.logits[:, -1])
+        for t in range(steps - 1):
+            pos = torch.tensor([T + t])
+            out = lm(input_ids=tokens[t].view(1, 1), position_ids=positions_of(pos), past_key_values=cache,
+                     use_cache=True, cache_position=torch.tensor([len(keep) + t]))
+            logits.append(out.logits[:, -1])
+    return torch.stack(logits).float()
+
+
+POSITIONS = {  # original positions in each family's position-id layout
+    "tiny-random-qwen2-audio": lambda idx: idx.view(1, -1),
+    "tiny-random-qwen2.5-omni": lambda idx: idx.view(1, 1, -1).expand(3, 1, -1),  # M-RoPE: 3 equal rows (audio only)
+}
+
+
+@pytest.mark.parametrize("name", sorted(POSITIONS))
+@pytest.mark.parametrize("method", ["random", "frame"])
+def test_layer0_pruning_equals_a_plain_forward_of_the_kept_tokens(adapters, name, method):
+    adapter = get(adapters, name, sharp=True)
+    prepared = prepare(adapter)
+    embeds = merged_embeddings(adapter, prepared)
+    with pruning(adapter, method, 0.7, layer=0, seed=3) as pruner:
+        pruner.set_audio_spans(prepared.audio_spans)
+        tokens, pruned = generate_logits(adapter, prepared)
+    keep = pruner.record.kept_index
+    assert len(keep) == prepared.prompt_tokens - prepared.audio_tokens + n_keep(prepared.audio_tokens, 0.7)
+    positions = POSITIONS[name]
+    oracle = plain_forward_logits(adapter, embeds, keep, tokens, positions)
+    torch.testing.assert_close(pruned, oracle, atol=2e-4, rtol=1e-4)
+    # the comparison can fail: contiguous positions instead of the original ones change the logits
+    contiguous = plain_forward_logits(adapter, embeds, keep, tokens, lambda idx: positions(_renumber(idx, keep)))
+    assert (contiguous - oracle).abs().max() > 1e-2
+    # and so does another kept set of the same size
+    other = torch.sort(torch.cat([keep[:-6], keep[-6:] - 1])).values.unique()
+    if len(other) == len(keep):
+        wrong = plain_forward_logits(adapter, embeds, other, tokens, positions)
+        assert (wrong - oracle).abs().max() > 1e-2
+
+
+def _renumber(idx: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Contiguous positions: kept token j at position j, decode steps right after the kept ones."""
+    out = idx.clone()
+    T = int(keep.max()) + 1
+    in_keep = idx < T
+    lookup = torch.full((T,), -1, dtype=torch.long)
+    lookup[keep] = torch.arange(len(keep))
+    out[in_keep] = lookup[idx[in_keep]]
+    out[~in_keep] = idx[~in_keep] - (T - len(keep))
+    return out
+
+
+# -- the oracle at layer K: two stages by hand ---------------------------------------------------------
+
+def staged_lm(lm, layers: slice, final_norm: bool):
+    """A shallow copy of a Llama/Qwen2-style causal LM that runs only `layers` (the others untouched)."""
+    part = copy.copy(lm)
+    part._modules = dict(lm._modules)  # shallow copies share the module dicts: give each its own
+    part.model = copy.copy(lm.model)
+    part.model._modules = dict(lm.model._modules)
+    part.model.layers = torch.nn.ModuleList(list(lm.model.layers)[layers])
+    if not final_norm:
+        part.model.norm = torch.nn.Identity()
+    return part
+
+
+def test_layer_k_pruning_equals_two_stages_by_hand(adapters):
+    from transformers import DynamicCache
+
+    adapter = get(adapters, "tiny-random-qwen2-audio", sharp=True)
+    lm = adapter.language_model()
+    K = 2
+    prepared = prepare(adapter)
+    embeds = merged_embeddings(adapter, prepared)
+    T = embeds.shape[1]
+    with pruning(adapter, "random", 0.7, layer=K, seed=5) as pruner:
+        pruner.set_audio_spans(prepared.audio_spans)
+        tokens, pruned = generate_logits(adapter, prepared)
+    keep = pruner.record.kept_index
+
+    def by_hand(keep):
+        low, high = staged_lm(lm, slice(0, K), final_norm=False), staged_lm(lm, slice(K, None), final_norm=True)
+        low_cache, high_cache = DynamicCache(config=lm.config), DynamicCache(config=lm.config)
+        logits = []
+        with torch.inference_mode():
+            h = low.model(inputs_embeds=embeds, position_ids=torch.arange(T).view(1, -1),
+                          past_key_values=low_cache, use_cache=True).last_hidden_state
+            # layer indices of the upper stage start at K: give its cache K empty layers in front
+            out = high(inputs_embeds=h[:, keep], position_ids=keep.view(1, -1), past_key_values=high_cache, use_cache=True)
+            logits.append(out.logits[:, -1])
+            for t in range(STEPS - 1):
+                pos = torch.tensor([[T + t]])
+                e = lm.get_input_embeddings()(tokens[t].view(1, 1))
+                h = low.model(inputs_embeds=e, position_ids=pos, past_key_values=low_cache, use_cache=True,
+                              cache_position=torch.tensor([T + t])).last_hidden_state
+                out = high(inputs_embeds=h, position_ids=pos, past_key_values=high_cache, use_cache=True,
+                           cache_position=torch.tensor([len(keep) + t]))
+                logits.append(out.logits[:, -1])
+        return torch.stack(logits).float()
+
+    oracle = by_hand(keep)
+    torch.testing.assert_close(pruned, oracle, atol=2e-4, rtol=1e-4)
+    # the comparison can fail: swapping one kept audio token for a dropped one changes the logits
+    start, end = prepared.audio_spans[0]
+    dropped = [i for i in range(start, end) if i not in set(keep.tolist())]
+    other = keep.clone()
+    other[int(torch.nonzero(keep >= start)[0])] = dropped[0]
+    assert (by_hand(torch.sort(other).values) - oracle).abs().max() > 1e-3
+
+
+# -- FastV and DART read layer K-1 ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni"])
+def test_fastv_scores_equal_the_eager_attention_row(adapters, name):
+    adapter = get(adapters, name, sharp=True)
+    prepared = prepare(adapter)
+    K = 2
+    scores = {}
+
+    class Recording(FastVPruning):
+        def select(self, inputs):
+            scores["fastv"] = self.scores(inputs)
+            scores["audio"] = inputs.audio_index
+            return super().select(inputs)
+
+    with pruning(adapter, Recording(), 0.5, layer=K) as pruner:  # under the model's SDPA attention
+        pruner.set_audio_spans(prepared.audio_spans)
+        generate_logits(adapter, prepared, steps=1)
+    model = adapter.model
+    tensors = dict(prepared.tensors)
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            out = model(**tensors, output_attentions=True)
+    finally:
+        model.set_attn_implementation("sdpa")
+    eager_row = out.attentions[K - 1][0, :, -1, :].float().mean(0)
+    torch.testing.assert_close(scores["fastv"], eager_row[scores["audio"]], atol=1e-6, rtol=1e-4)
+    assert scores["fastv"].std() > 1e-3  # sharpened: not a uniform row
+
+
+def test_dart_keeps_its_pivots_and_exactly_n(adapters):
+    adapter = get(adapters, "tiny-random-qwen2-audio", sharp=True)
+    prepared = prepare(adapter)
+    seen = {}
+
+    class Recording(DARTPruning):
+        def select(self, inputs):
+            seen["pivots"], _ = self.pivots(inputs, self.features(inputs))
+            seen["kept"] = super().select(inputs)
+            seen["keys"] = inputs.attention.keys
+            return seen["kept"]
+
+    with pruning(adapter, Recording(), 0.8, layer=2) as pruner:
+        pruner.set_audio_spans(prepared.audio_spans)
+        generate_logits(adapter, prepared, steps=1)
+    kept = set(seen["kept"].tolist())
+    assert set(seen["pivots"].tolist()) <= kept and len(kept) == n_keep(prepared.audio_tokens, 0.8)
+    # pivots are the 4 audio tokens of largest key L1 norm at layer K-1
+    start, end = prepared.audio_spans[0]
+    norms = seen["keys"][0].permute(1, 0, 2).reshape(seen["keys"].shape[2], -1)[start:end].abs().sum(-1)
+    assert set(seen["pivots"].tolist()) == set(torch.topk(norms, 4).indices.tolist())
+    assert pruner.record.kept_audio_tokens == len(kept)
+
+
+def test_clear_errors(adapters):
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    with pytest.raises(ValueError, match="unknown pruning method"):
+        with pruning(adapter, "nope", 0.5):
+            pass
+    with pytest.raises(ValueError, match="layer must be >= 1"):
+        with pruning(adapter, "fastv", 0.5, layer=0):
+            pass
+    with pytest.raises(ValueError, match="outside"):
+        with pruning(adapter, "frame", 0.5, layer=99):
+            pass
+    prepared = prepare(adapter)
+    batched = copy.copy(prepared)
+    batched.tensors = {k: torch.cat([v, v]) for k, v in prepared.tensors.items()}
+    with pytest.raises(ValueError, match="batch size 1"):
+        with pruning(adapter, "frame", 0.5):
+            adapter.generate(batched, 2)
