@@ -1,8 +1,10 @@
 """Evaluate a model on a manifest: one append-only JSONL row per sample, resumable.
 
 A row holds the prediction text, the parsed answer, correctness, prefill/decode seconds, peak
-memory, audio tokens, duration and full provenance. Re-running skips ids already finished with the
-same settings; a sample that raises is recorded with its error and the run goes on.
+memory, audio tokens, duration, the item's choices, an input fingerprint and full provenance.
+Re-running skips ids already finished with the same settings and the same inputs (the fingerprint:
+audio bytes, question, choices, answer; `check_same_inputs`); a sample that raises (unreadable,
+empty or NaN audio included) is recorded with its error and the run goes on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 
 import amlib
 from amlib.data import Sample, load_audio
+from amlib.data.manifest import input_fingerprint
 from amlib.efficiency import device_name
 from amlib.metrics import PARSER_VERSION, parse_choice
 from amlib.models.base import AudioLMAdapter
@@ -37,6 +40,20 @@ class RunConfig:
     press: str | None = None  # kvpress press name for KV eviction
     seed: int = 0
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.method not in (None, "vanilla"):
+            from amlib.pruning import DEFAULT_LAYER, make_method, n_keep
+
+            self.method = make_method(self.method).name  # validates the name
+            n_keep(1, self.ratio)  # validates the ratio
+            self.layer = DEFAULT_LAYER if self.layer is None else self.layer
+
+    def file_name(self, model: str) -> str:
+        """The predictions file of this configuration: `<model>__vanilla__seed0.jsonl`,
+        `<model>__frame-r0.9-K2__seed0.jsonl`."""
+        tag = "vanilla" if self.method in (None, "vanilla") else f"{self.method}-r{self.ratio:g}-K{self.layer}"
+        return f"{Path(model).name}__{tag}__seed{self.seed}.jsonl"
 
 
 def provenance(adapter: AudioLMAdapter, config: RunConfig) -> dict:
@@ -76,10 +93,51 @@ def _check_same_run(existing: list[dict], prov: dict, path: Path) -> None:
                 )
 
 
+def _fingerprint_or_none(sample: Sample) -> dict | None:
+    """`input_fingerprint` of the sample, or None when its audio cannot be read (an error row)."""
+    try:
+        return input_fingerprint(sample)
+    except OSError:
+        return None
+
+
+def check_same_inputs(existing: list[dict], samples: list[Sample], path: Path,
+                      retry_errors: bool = False) -> None:
+    """Refuse to resume `path` when a row was made from other inputs than the sample of its id.
+
+    Compares each existing row's "input_fingerprint" with the sample's (audio file bytes, task,
+    question, choices, answer; see `amlib.data.manifest.input_fingerprint`), hashing each audio file
+    once per check. Error rows that `retry_errors` will re-run are not compared.
+    """
+    rows = {r["id"]: r for r in existing}
+    for sample in samples:
+        row = rows.get(sample.id)
+        if row is None or (retry_errors and row.get("error")):
+            continue
+        if "input_fingerprint" not in row:
+            raise ValueError(f"{path}: row {sample.id} has no input_fingerprint (written by an older amlib), "
+                             "so it cannot be matched to its inputs; use another output file")
+        stored, current = row["input_fingerprint"], _fingerprint_or_none(sample)
+        if stored == current:
+            continue
+        stored, now = stored or {"audio_sha256": "unreadable"}, current or {"audio_sha256": "unreadable"}
+        differs = [f"{key} ({str(stored.get(key))[:12]} in the file, {str(now.get(key))[:12]} now)"
+                   for key in sorted(set(stored) | set(now)) if stored.get(key) != now.get(key)]
+        raise ValueError(f"{path}: row {sample.id} was made from other inputs than {sample.audio_path} and its "
+                         f"manifest row: {'; '.join(differs)} differ(s); use another output file"
+                         + (" (or retry_errors to re-run error rows)" if row.get("error") else ""))
+
+
 def predict_one(adapter: AudioLMAdapter, sample: Sample) -> dict:
     spec = get_task(sample.task)
     audio = load_audio(sample.audio_path)
     prepared = adapter.build_inputs(audio, spec, sample.question, sample.choices)
+    return answer_row(adapter, sample, prepared)
+
+
+def answer_row(adapter: AudioLMAdapter, sample: Sample, prepared) -> dict:
+    """Generate from already prepared inputs and make the row's result fields."""
+    spec = get_task(sample.task)
     gen = adapter.generate(prepared, max_new_tokens=spec.max_new_tokens)
     parsed = parse_choice(gen.text, spec.n_options, sample.choices) if spec.is_choice else gen.text
     return {
@@ -91,7 +149,63 @@ def predict_one(adapter: AudioLMAdapter, sample: Sample) -> dict:
         "prompt_tokens": prepared.prompt_tokens, "audio_windows": prepared.n_windows,
         # remote APIs: only the HTTP round trip is known, and a cached response costs nothing
         **{k: getattr(gen.timing, k) for k in ("round_trip_s", "cached") if hasattr(gen.timing, k)},
+        **efficiency_fields(adapter, gen),
     }
+
+
+def efficiency_fields(adapter: AudioLMAdapter, gen) -> dict:
+    """What pruning did to this prompt (audio tokens before/after, kept tokens) and the theoretical
+    LM prefill FLOPs ratio of that configuration (1.0 without pruning)."""
+    fields = dict(gen.efficiency)
+    if "kept_tokens" in fields and fields.get("prompt_tokens_before"):
+        from amlib.efficiency import pruned_prefill_flops_ratio, text_config_of
+
+        fields["prefill_flops_ratio"] = pruned_prefill_flops_ratio(
+            text_config_of(adapter.language_model()), fields["prompt_tokens_before"], fields["kept_tokens"],
+            fields["layer"])
+    return {k: v for k, v in fields.items() if k not in ("method", "ratio", "layer")}  # those are provenance
+
+
+def efficiency_context(adapter: AudioLMAdapter, config: RunConfig):
+    """The context inside which `adapter.generate` runs this configuration (token pruning, or none)."""
+    from contextlib import nullcontext
+
+    if config.method in (None, "vanilla"):
+        return nullcontext()
+    from amlib.pruning import DEFAULT_LAYER, pruning
+
+    layer = DEFAULT_LAYER if config.layer is None else config.layer
+    return pruning(adapter, config.method, config.ratio, layer=layer, seed=config.seed)
+
+
+def start_run(adapter: AudioLMAdapter, samples: list[Sample], out_path: Path, config: RunConfig,
+              retry_errors: bool = False) -> tuple[dict, list[Sample]]:
+    """(provenance, samples still to do) of one configuration's predictions file, after checking that
+    its existing rows were made with the same settings and inputs."""
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    prov = provenance(adapter, config)
+    existing = read_predictions(out_path)
+    _check_same_run(existing, prov, out_path)
+    check_same_inputs(existing, samples, out_path, retry_errors)
+    done = {r["id"] for r in existing if not (retry_errors and r["error"])}
+    return prov, [s for s in samples if s.id not in done]
+
+
+def sample_fields(sample: Sample) -> dict:
+    return {"id": sample.id, "task": sample.task, "answer": sample.answer, "duration_s": sample.duration_s,
+            "source": sample.source, "split": sample.split, "choices": sample.choices,
+            "input_fingerprint": _fingerprint_or_none(sample)}
+
+
+def error_fields(sample: Sample, err: Exception) -> dict:
+    """The result fields of a sample that raised (recorded, not hidden: the row carries the traceback)."""
+    return {"prediction": None, "parsed": None, "correct": False if get_task(sample.task).is_choice else None,
+            "error": f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"}
+
+
+def write_row(fh, row: dict) -> None:
+    fh.write(json.dumps(row) + "\n")
+    fh.flush()
 
 
 def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Path,
@@ -99,24 +213,15 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     """Run `adapter` on `samples`, appending rows to `out_path`; return all rows of the file."""
     config = config or RunConfig()
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    prov = provenance(adapter, config)
-    existing = read_predictions(out_path)
-    _check_same_run(existing, prov, out_path)
-    done = {r["id"] for r in existing if not (retry_errors and r["error"])}
-    todo = [s for s in samples if s.id not in done]
+    prov, todo = start_run(adapter, samples, out_path, config, retry_errors)
     torch.manual_seed(config.seed)
-    with out_path.open("a", encoding="utf-8") as fh:
+    with out_path.open("a", encoding="utf-8") as fh, efficiency_context(adapter, config):
         for sample in tqdm(todo, desc=f"{adapter.model_id} {config.method}", disable=not progress):
-            base = {"id": sample.id, "task": sample.task, "answer": sample.answer,
-                    "duration_s": sample.duration_s, "source": sample.source, "split": sample.split}
             try:
-                result, error = predict_one(adapter, sample), None
-            except Exception as err:  # recorded, not hidden: the row carries the traceback
-                result = {"prediction": None, "parsed": None, "correct": False if get_task(sample.task).is_choice else None}
-                error = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
-            fh.write(json.dumps({**base, **result, "error": error, "provenance": prov}) + "\n")
-            fh.flush()
+                result = {**predict_one(adapter, sample), "error": None}
+            except Exception as err:
+                result = error_fields(sample, err)
+            write_row(fh, {**sample_fields(sample), **result, "provenance": prov})
     return read_predictions(out_path)
 
 
@@ -140,8 +245,10 @@ def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | N
 
 def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, tasks: list[str] | None = None,
              limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
-             family: str | None = None, dtype: str | None = None) -> list[dict]:
+             family: str | None = None, dtype: str | None = None, method: str = "vanilla",
+             ratio: float = 0.0, layer: int | None = None) -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
+    `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`.
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
     """
@@ -154,6 +261,7 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
 
     samples = select(read_manifest(data_dir), tasks, limit)
     adapter = load_model(model, device=device, seed=seed, family=family, dtype=dtype)
-    out = Path(output_dir) / f"{Path(model).name}__vanilla__seed{seed}.jsonl"
-    rows = {r["id"]: r for r in evaluate(adapter, samples, out, RunConfig(seed=seed), progress=progress)}
+    config = RunConfig(method=method, ratio=ratio, layer=layer, seed=seed)
+    out = Path(output_dir) / config.file_name(model)
+    rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress)}
     return [rows[s.id] for s in samples]

@@ -73,3 +73,81 @@ def test_select_per_task_limit_and_unknown_task(samples):
     assert [s.id for s in select(samples, ["SGR"], limit=2)] == ["sgr0", "sgr1"]
     with pytest.raises(ValueError, match="no samples of task"):
         select(samples, ["MC"])
+
+
+# --- inputs: fingerprints, bad audio ----------------------------------------------------------
+
+import dataclasses  # noqa: E402
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from amlib.data.manifest import input_fingerprint  # noqa: E402
+
+
+def test_rows_carry_choices_and_input_fingerprint(tiny_adapter, samples, tmp_path):
+    rows = evaluate(tiny_adapter, samples[:1], tmp_path / "pred.jsonl", progress=False)
+    assert rows[0]["choices"] == ["male", "female"]
+    assert rows[0]["input_fingerprint"] == input_fingerprint(samples[0])
+
+
+def test_resume_refuses_a_file_made_from_other_audio(tiny_adapter, samples, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    evaluate(tiny_adapter, samples[:2], out, progress=False)
+    sf.write(samples[1].audio_path, np.zeros(24000, dtype=np.float32), 16000, subtype="PCM_16")
+    with pytest.raises(ValueError, match=r"pred.jsonl: row sgr1 was made from other inputs.*sgr1\.wav"
+                                         r".*audio_sha256 \(\w+ in the file, \w+ now\)"):
+        evaluate(tiny_adapter, samples, out, progress=False)
+
+
+def test_resume_refuses_a_file_made_from_another_manifest_row(tiny_adapter, samples, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    evaluate(tiny_adapter, samples[:2], out, progress=False)
+    changed = [samples[0], dataclasses.replace(samples[1], answer="A" if samples[1].answer == "B" else "B")]
+    with pytest.raises(ValueError, match=r"row sgr1 .*answer_sha256.*differ") as err:
+        evaluate(tiny_adapter, changed, out, progress=False)
+    assert "question_sha256" not in str(err.value) and "audio_sha256" not in str(err.value)
+    changed = [dataclasses.replace(samples[0], question="Who speaks?"), samples[1]]
+    with pytest.raises(ValueError, match=r"row sgr0 .*question_sha256"):
+        evaluate(tiny_adapter, changed, out, progress=False)
+    evaluate(tiny_adapter, samples, out, progress=False)  # the original inputs still resume
+
+
+def test_resume_refuses_rows_without_a_fingerprint(tiny_adapter, samples, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    evaluate(tiny_adapter, samples[:1], out, progress=False)
+    row = json.loads(out.read_text())
+    del row["input_fingerprint"]
+    out.write_text(json.dumps(row) + "\n")
+    with pytest.raises(ValueError, match="row sgr0 has no input_fingerprint"):
+        evaluate(tiny_adapter, samples, out, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["empty", "nan"])
+def test_empty_or_nan_audio_becomes_an_error_row_naming_the_file(tiny_adapter, samples, tmp_path, kind):
+    # written after the manifest was read (the manifest's duration check would catch "empty")
+    wave = np.zeros(0 if kind == "empty" else 24000, dtype=np.float32)
+    if kind == "nan":
+        wave[100] = np.nan
+    sf.write(samples[1].audio_path, wave, 16000, subtype="FLOAT")
+    rows = {r["id"]: r for r in evaluate(tiny_adapter, samples, tmp_path / "pred.jsonl", progress=False)}
+    why = "no audio samples" if kind == "empty" else "non-finite sample"
+    assert "AudioError" in rows["sgr1"]["error"] and "sgr1.wav" in rows["sgr1"]["error"]
+    assert why in rows["sgr1"]["error"]
+    assert rows["sgr1"]["prediction"] is None and rows["sgr1"]["correct"] is False
+    assert rows["sgr0"]["error"] is None and rows["sgr2"]["error"] is None
+    table = score_table(list(rows.values()))
+    assert table.loc["SGR", "errors"] == 1 and table.loc["SGR", "n"] == 3 and table.loc["SGR", "unparsed"] >= 1
+
+
+def test_score_table_names_its_parser_and_rescoring_uses_it(tiny_adapter, samples, tmp_path):
+    rows = evaluate(tiny_adapter, samples, tmp_path / "pred.jsonl", progress=False)
+    for row, text in zip(rows, ["A cat barks", "b", "The answer is a dog"]):
+        row["prediction"] = text  # answers on which the two parsers differ
+    ours, paper = score_table(rows, parser="ours"), score_table(rows, parser="paper")
+    assert ours.loc["SGR", "parser"] == "ours" and paper.loc["SGR", "parser"] == "paper"
+    assert ours.loc["SGR", "unparsed"] == 2 and paper.loc["SGR", "unparsed"] == 0
+    assert ours.loc["SGR", "f1_over"] == "label text" and "Bayesian" in ours.loc["SGR", "ci_method"]
+    assert ours.loc["ASR", "war_capped"] >= ours.loc["ASR", "score"]
+    with pytest.raises(ValueError, match="unknown parser"):
+        score_table(rows, parser="official")

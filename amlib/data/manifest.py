@@ -2,16 +2,33 @@
 
 Fields: id, task, audio (path relative to the manifest), duration_s, question, choices (option
 texts; empty for ASR), answer (the correct option LETTER, or the reference transcript for ASR),
-source, split, meta (dict). Every line is validated; an error names file, line and field.
+source, split, meta (dict). Every line is validated; an error names file, line and field:
+
+- a field outside this list is an error (never dropped silently): extra information goes in `meta`;
+- an ASR reference that is empty after WAR normalisation (e.g. "...") is an error;
+- with `check_audio` (the default) the audio file must exist and its duration, read from the file
+  header with `soundfile.info` (cheap: no samples are decoded), must agree with `duration_s` within
+  `DURATION_TOLERANCE_S` (1 s); an unreadable header is an error too. Content errors that only
+  decoding finds (NaN/Inf samples) are raised by `load_audio` and become error rows in the runner.
+
+`input_fingerprint(sample)` identifies what a prediction was made from (sha256 of the audio file's
+bytes, the task and hashes of question, choices and answer); the runner stores it in every row and
+refuses to resume a predictions file whose rows were made from other inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import soundfile as sf
+
+from amlib.metrics.war import normalize_transcript
 from amlib.tasks import TASKS
+
+DURATION_TOLERANCE_S = 1.0
 
 REQUIRED = {
     "id": str, "task": str, "audio": str, "duration_s": (int, float), "question": str,
@@ -51,6 +68,10 @@ def _check(row: dict, where: str, root: Path, check_audio: bool) -> Sample:
     def fail(field_name: str, why: str) -> ManifestError:
         return ManifestError(f"{where}: field '{field_name}': {why}")
 
+    extra = sorted(set(row) - set(REQUIRED))
+    if extra:
+        raise fail(extra[0], f"unknown field(s) {', '.join(map(repr, extra))}; known: {', '.join(REQUIRED)} "
+                             "(put extra information in 'meta')")
     for name, kind in REQUIRED.items():
         if name not in row:
             raise fail(name, "missing")
@@ -80,10 +101,45 @@ def _check(row: dict, where: str, root: Path, check_audio: bool) -> Sample:
             raise fail("choices", f"{spec.code} is open-ended: choices must be empty")
         if not row["answer"].strip():
             raise fail("answer", "empty reference transcript")
-    if check_audio and not (root / row["audio"]).is_file():
-        raise fail("audio", f"file not found: {root / row['audio']}")
+        if not normalize_transcript(row["answer"]):
+            raise fail("answer", f"reference transcript {row['answer']!r} is empty after WAR normalisation")
+    if check_audio:
+        audio = root / row["audio"]
+        if not audio.is_file():
+            raise fail("audio", f"file not found: {audio}")
+        try:
+            info = sf.info(str(audio))
+        except Exception as err:
+            raise fail("audio", f"sample {row['id']!r}: cannot read the header of {audio} ({err})") from None
+        seconds = info.frames / info.samplerate if info.samplerate else 0.0
+        if abs(seconds - row["duration_s"]) > DURATION_TOLERANCE_S:
+            raise fail("duration_s", f"sample {row['id']!r}: the manifest says {row['duration_s']:.2f} s but "
+                                     f"{audio} holds {seconds:.2f} s (tolerance {DURATION_TOLERANCE_S:g} s)")
     known = {k: row[k] for k in REQUIRED}
     return Sample(**known, root=str(root))
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def input_fingerprint(sample: Sample) -> dict[str, str]:
+    """What a prediction is made from: sha256 of the audio file bytes (read once), the task, and
+    16-hex-digit sha256 prefixes of the question, the choices (as JSON) and the answer.
+
+    Raises OSError when the audio file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(sample.audio_path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {
+        "audio_sha256": digest.hexdigest(),
+        "task": sample.task,
+        "question_sha256": _short_hash(sample.question),
+        "choices_sha256": _short_hash(json.dumps(list(sample.choices), ensure_ascii=False)),
+        "answer_sha256": _short_hash(sample.answer),
+    }
 
 
 def read_manifest(path: str | Path, check_audio: bool = True) -> list[Sample]:
