@@ -55,7 +55,7 @@ def chance_macro_f1(truth: list[str], labels: list[str], seed: int = 0, draws: i
 def _item_choices(spec: TaskSpec, row: dict, parser: str) -> list[str] | None:
     """The option texts of a prediction row; None where the scoring does not need them."""
     choices = row.get("choices")
-    if choices:
+    if isinstance(choices, (list, tuple)) and choices:  # rows without the key read back as NaN
         return list(choices)
     if spec.fixed_choices is not None:
         return list(spec.fixed_choices)

@@ -1,0 +1,57 @@
+"""Tests for amlib.report's score tables on hand-made prediction rows (no model needed)."""
+
+import numpy as np
+import pytest
+
+from amlib.report import beside_paper, score_table
+
+
+def sd_rows(n=40, answer="fake", seed=0):
+    """Balanced SD items with shuffled options; the model always answers with `answer`'s letter."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        options = ["real", "fake"] if rng.random() < 0.5 else ["fake", "real"]
+        rows.append({"id": f"sd{i}", "task": "SD", "choices": options, "error": None,
+                     "answer": "AB"[options.index(["real", "fake"][i % 2])],
+                     "prediction": "AB"[options.index(answer)]})
+    return rows
+
+
+def test_sd_is_scored_over_label_text_with_label_chance():
+    table = score_table(sd_rows())
+    assert table.loc["SD", "f1_over"] == "label text"
+    assert table.loc["SD", "score"] == pytest.approx(100 / 3)
+    assert 45.0 < table.loc["SD", "chance"] < 55.0  # a uniform guesser over the two labels
+    assert table.loc["SD", "ci_low"] < table.loc["SD", "score"] < table.loc["SD", "ci_high"]
+
+
+def test_rows_without_choices_are_refused_where_needed_and_named():
+    rows = sd_rows(4)
+    rows[2].pop("choices")
+    with pytest.raises(ValueError, match="row 'sd2' \\(SD\\) has no 'choices'"):
+        score_table(rows)
+    sgr = [{"id": "g", "task": "SGR", "answer": "B", "prediction": "female", "error": None}]
+    assert score_table(sgr).loc["SGR", "score"] == 100.0  # fixed options: the task knows them
+
+
+def test_errors_count_as_wrong_and_asr_shows_capped_beside_uncapped():
+    rows = [{"id": "x", "task": "ASR", "answer": "a b", "prediction": "a b c d e f", "choices": [], "error": None},
+            {"id": "y", "task": "ASR", "answer": "a b", "prediction": None, "choices": [], "error": "OSError"},
+            {"id": "z", "task": "ASR", "answer": "a b", "prediction": "a b", "choices": [], "error": None}]
+    table = score_table(rows)
+    assert table.loc["ASR", "score"] == pytest.approx(100 - 100 * (2.0 + 1.0 + 0.0) / 3)
+    assert table.loc["ASR", "war_capped"] == pytest.approx(100 - 100 * 2.0 / 3)
+    assert table.loc["ASR", "errors"] == 1 and table.loc["ASR", "unparsed"] == 1
+
+
+def test_beside_paper_uses_the_paper_parser():
+    rows = [{"id": f"g{i}", "task": "SGR", "answer": "AB"[i % 2], "choices": ["male", "female"],
+             "prediction": ["A cat", "b"][i % 2], "error": None} for i in range(4)]
+    with pytest.raises(ValueError, match="parser='paper'"):
+        beside_paper(score_table(rows, parser="ours"), "us")
+    table = beside_paper(rows, "us")
+    assert table.index[0] == "us [paper parser]"
+    assert table.loc["us [paper parser]", "SGR"] == 100.0  # "A cat" reads as A under the paper's rule
+    assert score_table(rows, parser="ours").loc["SGR", "score"] < 100.0
+    assert beside_paper(score_table(rows, parser="paper"), "us").equals(table)
