@@ -69,3 +69,42 @@ def device_name(device: str | torch.device = "cpu") -> str:
     import platform
 
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------------------------
+# theoretical prefill FLOPs of the language model (what token pruning can save at best)
+
+
+def _per_layer(value, layer: int):
+    return value[layer] if isinstance(value, (list, tuple)) else value
+
+
+def lm_layer_flops(text_config, tokens: int, layer: int = 0) -> float:
+    """Multiply-add FLOPs (2 per MAC) of one decoder layer's prefill over `tokens` tokens, from the
+    config: q/k/v/o projections (GQA: k and v have num_key_value_heads), causal attention (QK^T and
+    AV over t(t+1)/2 query-key pairs) and a gated MLP (gate, up, down; every family here is gated).
+    Norms, RoPE and softmax are left out (linear in t and small)."""
+    d = text_config.hidden_size
+    heads = text_config.num_attention_heads
+    kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
+    head_dim = getattr(text_config, "head_dim", None) or d // heads
+    ff = _per_layer(text_config.intermediate_size, layer)
+    t = tokens
+    projections = 2 * t * d * head_dim * (2 * heads + 2 * kv_heads)  # q, o: heads; k, v: kv_heads
+    attention = 2 * 2 * heads * head_dim * t * (t + 1) / 2
+    mlp = 3 * 2 * t * d * ff
+    return float(projections + attention + mlp)
+
+
+def pruned_prefill_flops_ratio(text_config, prompt_tokens: int, kept_tokens: int, layer: int) -> float:
+    """LM prefill FLOPs with layers >= `layer` on `kept_tokens` tokens over those of the full prompt:
+    the lower bound of the LM part's time ratio (its inverse bounds the speed-up)."""
+    n = text_config.num_hidden_layers
+    full = sum(lm_layer_flops(text_config, prompt_tokens, i) for i in range(n))
+    pruned = sum(lm_layer_flops(text_config, prompt_tokens if i < layer else kept_tokens, i) for i in range(n))
+    return pruned / full
+
+
+def text_config_of(model) -> object:
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config

@@ -166,8 +166,9 @@ def efficiency_fields(adapter: AudioLMAdapter, gen) -> dict:
     return {k: v for k, v in fields.items() if k not in ("method", "ratio", "layer")}  # those are provenance
 
 
-def efficiency_context(adapter: AudioLMAdapter, config: RunConfig):
-    """The context inside which `adapter.generate` runs this configuration (token pruning, or none)."""
+def efficiency_context(adapter: AudioLMAdapter, config: RunConfig, prefix=None):
+    """The context inside which `adapter.generate` runs this configuration (token pruning, or none).
+    `prefix`: a `amlib.sweep.SharedPrefix` whose recorded layer K-1 attention FastV/DART may read."""
     from contextlib import nullcontext
 
     if config.method in (None, "vanilla"):
@@ -175,7 +176,7 @@ def efficiency_context(adapter: AudioLMAdapter, config: RunConfig):
     from amlib.pruning import DEFAULT_LAYER, pruning
 
     layer = DEFAULT_LAYER if config.layer is None else config.layer
-    return pruning(adapter, config.method, config.ratio, layer=layer, seed=config.seed)
+    return pruning(adapter, config.method, config.ratio, layer=layer, seed=config.seed, prefix=prefix)
 
 
 def start_run(adapter: AudioLMAdapter, samples: list[Sample], out_path: Path, config: RunConfig,

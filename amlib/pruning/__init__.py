@@ -35,9 +35,12 @@ def make_method(name: str, seed: int = 0) -> PruningMethod:
 
 
 @contextmanager
-def pruning(adapter, method: str | PruningMethod, ratio: float, layer: int = DEFAULT_LAYER, seed: int = 0):
+def pruning(adapter, method: str | PruningMethod, ratio: float, layer: int = DEFAULT_LAYER, seed: int = 0,
+            prefix=None):
     """Inside the block, `adapter.generate(prepared, ...)` prunes `prepared.audio_spans` at `layer`;
-    each Generation's `efficiency` holds what the prefill kept. Yields the installed TokenPruner."""
+    each Generation's `efficiency` holds what the prefill kept. Yields the installed TokenPruner.
+    `prefix`: an `amlib.sweep.SharedPrefix` (layer K-1 may be replayed, not run: its recorded
+    attention inputs are used)."""
     if not hasattr(adapter, "decoder_layers"):
         raise NotImplementedError(f"{type(adapter).__name__} exposes no decoder layers: token pruning cannot apply")
     try:
@@ -46,7 +49,7 @@ def pruning(adapter, method: str | PruningMethod, ratio: float, layer: int = DEF
         raise NotImplementedError(f"{getattr(adapter, 'family', type(adapter).__name__)}: token pruning needs the "
                                   f"language model's decoder layers, which this model does not expose ({err})") from None
     method = make_method(method, seed) if isinstance(method, str) else method
-    pruner = TokenPruner(adapter, method, ratio, layer)
+    pruner = TokenPruner(adapter, method, ratio, layer, prefix=prefix)
     generate = adapter.generate
 
     def pruned_generate(prepared, max_new_tokens, **kwargs):
@@ -59,12 +62,16 @@ def pruning(adapter, method: str | PruningMethod, ratio: float, layer: int = DEF
             prompt_tokens_before=rec.seq_len)
         return gen
 
+    own = adapter.__dict__.get("generate")  # an instance-level generate (a wrapper) to restore
     with pruner:
         adapter.generate = pruned_generate
         try:
             yield pruner
         finally:
-            del adapter.generate  # the class's method again
+            if own is None:
+                del adapter.generate  # the class's method again
+            else:
+                adapter.generate = own
 
 
 __all__ = ["METHODS", "DARTPruning", "FastVPruning", "FramePruning", "PruningInputs", "PruningMethod",

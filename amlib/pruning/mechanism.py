@@ -100,7 +100,7 @@ def _gather_seq(value, index: torch.Tensor, seq_len: int, name: str = ""):
 class TokenPruner:
     """Installs `method` at decoder layer `layer` of `adapter` (see the module docstring)."""
 
-    def __init__(self, adapter, method: PruningMethod, ratio: float, layer: int = 2):
+    def __init__(self, adapter, method: PruningMethod, ratio: float, layer: int = 2, prefix=None):
         self.layers = adapter.decoder_layers()
         if not 0 <= layer < len(self.layers):
             raise ValueError(f"pruning layer {layer} is outside the model's {len(self.layers)} decoder layers")
@@ -108,6 +108,9 @@ class TokenPruner:
             raise ValueError(f"{method.name} scores tokens with layer K-1's attention: layer must be >= 1, got {layer}")
         n_keep(1, ratio)  # validates the ratio
         self.adapter, self.method, self.ratio, self.layer = adapter, method, ratio, layer
+        if prefix is not None and prefix.layer != layer:
+            raise ValueError(f"the shared prefix ends at layer {prefix.layer}, pruning is at layer {layer}")
+        self.prefix = prefix
         self.audio_spans: list[tuple[int, int]] | None = None
         self.record = PruningRecord()
         self._handles: list = []
@@ -117,7 +120,7 @@ class TokenPruner:
 
     # -- installation ---------------------------------------------------------------------------
     def __enter__(self):
-        if self.method.needs_attention:
+        if self.method.needs_attention and self.prefix is None:
             attention = getattr(self.layers[self.layer - 1], "self_attn", None)
             if attention is None:
                 raise NotImplementedError(f"{type(self.layers[self.layer - 1]).__name__} has no self_attn: "
@@ -188,7 +191,7 @@ class TokenPruner:
         n = n_keep(len(audio), self.ratio)
         attention = None
         if self.method.needs_attention:
-            attention = self._capture.inputs
+            attention = (self.prefix.attention if self.prefix is not None else self._capture.inputs)
             if attention is None:
                 raise RuntimeError(f"{self.method.name}: layer {self.layer - 1}'s attention was not captured")
         chosen = self.method.select(PruningInputs(audio, n, rec.seq_len, hidden, attention))

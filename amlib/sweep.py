@@ -1,0 +1,179 @@
+"""A grid of configurations (vanilla + pruning methods x ratios) evaluated sample by sample, with the
+work every configuration shares done ONCE per sample.
+
+All pruning configurations of a grid prune at the same layer K, so for one sample they agree on
+everything before layer K: the audio encoder's output, the hidden states entering layer K, the KV
+cache of layers < K, and layer K-1's attention inputs that FastV and DART score with. `SharedPrefix`
+records these during the sample's first prefill and replays them in every later one (the encoder's
+and the layers' forward are replaced by the recorded results, the recorded keys and values are
+written into the new cache), so each configuration only computes layers >= K. Decoding cannot be
+shared and runs per configuration. Every configuration writes its own predictions file, with rows
+identical to a separate `evaluate` run's (timings aside, and `shared_prefix` saying whether the row
+recorded or replayed the prefix); each file resumes on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from amlib.data import Sample, load_audio
+from amlib.models.base import AudioLMAdapter
+from amlib.pruning import DEFAULT_LAYER
+from amlib.pruning.mechanism import AttentionCapture
+from amlib.runner import (RunConfig, answer_row, efficiency_context, error_fields, read_predictions,
+                          sample_fields, start_run, write_row)
+from amlib.tasks import get_task
+
+
+def audio_encoder(adapter: AudioLMAdapter) -> torch.nn.Module | None:
+    """The module that turns audio features into encoder states (replayed by SharedPrefix)."""
+    model = adapter.model
+    for owner in (model, getattr(model, "model", None)):
+        module = getattr(owner, "audio_tower", None) if owner is not None else None
+        if isinstance(module, torch.nn.Module):
+            return module
+    return None
+
+
+class SharedPrefix:
+    """Records the encoder, layers < `layer` and layer `layer`-1's attention inputs on the first
+    prefill inside the block; replays them on every later prefill (see the module docstring)."""
+
+    def __init__(self, adapter: AudioLMAdapter, layer: int = DEFAULT_LAYER):
+        self.adapter, self.layer = adapter, layer
+        self.layers = adapter.decoder_layers()
+        self.encoder = audio_encoder(adapter)
+        self.encoder_outputs: list = []
+        self.layer_outputs: dict[int, torch.Tensor] = {}
+        self.layer_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.capture = AttentionCapture(self.layers[layer - 1].self_attn) if layer >= 1 else None
+        self.recorded = False
+        self.prefix_seconds = 0.0  # wall time of the recording prefill up to layer K
+        self._stack = ExitStack()
+
+    @property
+    def attention(self):
+        return self.capture.inputs if self.capture is not None else None
+
+    def __enter__(self):
+        if self.capture is not None:
+            self._stack.enter_context(self.capture)
+        if self.encoder is not None:
+            self._replace_forward(self.encoder, self._encoder_forward(self.encoder.forward))
+        for i in range(self.layer):
+            self._replace_forward(self.layers[i], self._layer_forward(i, self.layers[i].forward))
+        return self
+
+    def __exit__(self, *exc):
+        self._stack.close()
+        return False
+
+    def _replace_forward(self, module, forward) -> None:
+        module.forward = forward
+        self._stack.callback(module.__dict__.pop, "forward", None)
+
+    def _encoder_forward(self, original):
+        calls = iter(())
+
+        def forward(*args, **kwargs):
+            nonlocal calls
+            if not self.recorded:
+                out = original(*args, **kwargs)
+                self.encoder_outputs.append(out)
+                return out
+            if not hasattr(forward, "replay"):
+                forward.replay = iter(self.encoder_outputs)
+            try:
+                return next(forward.replay)
+            except StopIteration:
+                raise RuntimeError("the encoder was called more often than while recording") from None
+
+        self._encoder_reset = lambda: forward.__dict__.pop("replay", None)
+        return forward
+
+    def _layer_forward(self, i: int, original):
+        def forward(hidden_states, *args, **kwargs):
+            prefill = hidden_states.shape[-2] > 1
+            if not prefill:
+                return original(hidden_states, *args, **kwargs)
+            if not self.recorded:
+                start = time.perf_counter()
+                out = original(hidden_states, *args, **kwargs)
+                cache = kwargs.get("past_key_values")
+                idx = self.layers[i].self_attn.layer_idx
+                self.layer_kv[i] = (cache.layers[idx].keys.clone(), cache.layers[idx].values.clone())
+                self.layer_outputs[i] = out.clone() if isinstance(out, torch.Tensor) else out
+                self.prefix_seconds += time.perf_counter() - start
+                if i == self.layer - 1:
+                    self.recorded = True
+                return out
+            if i == 0 and hasattr(self, "_encoder_reset"):
+                self._encoder_reset()
+            keys, values = self.layer_kv[i]
+            kwargs["past_key_values"].update(keys, values, self.layers[i].self_attn.layer_idx)
+            return self.layer_outputs[i]
+
+        return forward
+
+
+def sweep_configs(methods: list[str], ratios: list[float], layer: int = DEFAULT_LAYER, seed: int = 0,
+                  vanilla: bool = True) -> list[RunConfig]:
+    """The grid: vanilla (optional) + every method at every ratio, all at `layer`."""
+    configs = [RunConfig(seed=seed)] if vanilla else []
+    configs += [RunConfig(method=m, ratio=r, layer=layer, seed=seed) for m in methods for r in ratios]
+    return configs
+
+
+def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path, configs: list[RunConfig],
+              progress: bool = True) -> dict[str, list[dict]]:
+    """Evaluate every configuration on every sample, sharing each sample's prefix (encoder + layers
+    < K) across configurations. Returns {file name: rows of that configuration's file}."""
+    layers = {c.layer for c in configs if c.method not in (None, "vanilla")}
+    if len(layers) > 1:
+        raise ValueError(f"one sweep prunes at one layer; got layers {sorted(layers)} (run one sweep per layer)")
+    layer = layers.pop() if layers else DEFAULT_LAYER
+    output_dir = Path(output_dir)
+    runs = []
+    for config in configs:
+        path = output_dir / config.file_name(adapter.model_id)
+        prov, todo = start_run(adapter, samples, path, config)
+        runs.append((config, path, prov, {s.id for s in todo}))
+    pending = [s for s in samples if any(s.id in todo for *_, todo in runs)]
+    handles = {path: path.open("a", encoding="utf-8") for _, path, _, _ in runs}
+    try:
+        for sample in tqdm(pending, desc=f"{adapter.model_id} sweep x{len(configs)}", disable=not progress):
+            _sweep_sample(adapter, sample, runs, handles, layer)
+    finally:
+        for fh in handles.values():
+            fh.close()
+    return {path.name: read_predictions(path) for _, path, _, _ in runs}
+
+
+def _sweep_sample(adapter, sample, runs, handles, layer) -> None:
+    try:
+        audio = load_audio(sample.audio_path)
+        prepared = adapter.build_inputs(audio, get_task(sample.task), sample.question, sample.choices)
+    except Exception as err:  # every configuration records the failure
+        for config, path, prov, todo in runs:
+            if sample.id in todo:
+                write_row(handles[path], {**sample_fields(sample), **error_fields(sample, err), "provenance": prov})
+        return
+    with SharedPrefix(adapter, layer) as prefix:
+        for config, path, prov, todo in runs:
+            if sample.id not in todo:
+                continue
+            torch.manual_seed(config.seed)
+            replayed = prefix.recorded
+            try:
+                with efficiency_context(adapter, config, prefix=prefix):
+                    result = {**answer_row(adapter, sample, prepared), "error": None}
+                result["shared_prefix"] = "replayed" if replayed else "recorded"
+                result["shared_prefix_s"] = prefix.prefix_seconds
+            except Exception as err:
+                result = error_fields(sample, err)
+            write_row(handles[path], {**sample_fields(sample), **result, "provenance": prov})
