@@ -43,9 +43,12 @@ def test_pitch_of_tones():
 
 def test_centroid_and_onset_rate():
     assert audio_features(tone(3000, 3))["centroid_hz"] > 2 * audio_features(tone(500, 3))["centroid_hz"]
-    slow, fast = audio_features(bursts(1.0, 10))["onset_rate_hz"], audio_features(bursts(4.0, 10))["onset_rate_hz"]
-    assert slow == pytest.approx(1.0, abs=0.3)
-    assert fast == pytest.approx(4.0, abs=0.8)
+    slow, fast = audio_features(bursts(1.0, 10)), audio_features(bursts(4.0, 10))
+    assert slow["onset_rate_hz"] == pytest.approx(1.0, abs=0.3)
+    assert fast["onset_rate_hz"] == pytest.approx(4.0, abs=0.8)
+    assert slow["syllable_rate_hz"] == pytest.approx(1.0, abs=0.3)
+    assert fast["syllable_rate_hz"] == pytest.approx(4.0, abs=0.8)
+    assert audio_features(tone(1000, 5))["syllable_rate_hz"] < 0.5  # a steady tone has no nuclei
 
 
 def test_long_items_are_analysed_in_windows():
@@ -65,6 +68,9 @@ def test_cache_is_keyed_by_audio_content(tmp_path):
     again = FeatureCache(tmp_path / "cache.json")
     assert again.features(tmp_path / "a.wav") == first and again.hits == 1
     assert len(json.loads((tmp_path / "cache.json").read_text())) == 1
+    key = next(iter(again.data))
+    del again.data[key]["syllable_rate_hz"]  # an entry cached before that feature existed
+    assert again.features(tmp_path / "a.wav") == first  # completed without recomputing the rest
 
 
 def test_wilson():
@@ -87,7 +93,8 @@ def synthetic_er(n: int, seed: int, split_offset: int = 0) -> list[ProbeItem]:
         choices = picked[:pos] + [label] + picked[pos:]
         feats = {"loudness_lufs": -30 + 3 * EMOTIONS.index(label) + rng.normal(0, 0.3),
                  "duration_s": float(rng.uniform(30, 90)), "f0_median_hz": float(rng.uniform(90, 250)),
-                 "onset_rate_hz": float(rng.uniform(2, 5)), "centroid_hz": float(rng.uniform(800, 2500))}
+                 "onset_rate_hz": float(rng.uniform(2, 5)),
+                 "syllable_rate_hz": float(rng.uniform(2, 5)), "centroid_hz": float(rng.uniform(800, 2500))}
         items.append(ProbeItem("ER", split_offset + i, "What emotion does the speaker express?", choices,
                                "ABCD"[pos], feats))
     return items
@@ -110,7 +117,7 @@ def test_planted_loudness_shortcut_is_flagged_and_noise_is_not():
     assert by["loudness"]["accuracy"] > 0.9 and by["loudness"]["flagged"]
     assert not by["loudness"]["legitimate"]
     assert by["shortcut audio"]["flagged"] and not by["legit audio"]["beats_chance"]
-    for probe in ("pitch", "duration", "rate", "centroid", "position", "letter", "text: options", "text: question"):
+    for probe in ("pitch", "duration", "onsets", "syllables", "centroid", "position", "letter", "text: options", "text: question"):
         assert not by[probe]["beats_chance"], (probe, by[probe])
     assert by["pitch"]["chance"] == pytest.approx(0.2)
     listed = flags(rows)
@@ -129,7 +136,8 @@ def test_legitimate_cue_beats_chance_without_a_flag():
             label = ["male", "female"][j % 2]
             f0 = rng.normal(110 if label == "male" else 200, 10)
             feats = {"loudness_lufs": -23.0, "duration_s": float(rng.uniform(30, 90)), "f0_median_hz": f0,
-                     "onset_rate_hz": float(rng.uniform(2, 5)), "centroid_hz": float(rng.uniform(800, 2500))}
+                     "onset_rate_hz": float(rng.uniform(2, 5)),
+                 "syllable_rate_hz": float(rng.uniform(2, 5)), "centroid_hz": float(rng.uniform(800, 2500))}
             out.append(ProbeItem("SGR", seed_off + i, "Is this a male or female voice?", ["male", "female"],
                                  "AB"[j % 2], feats))
         return out

@@ -8,16 +8,19 @@ and scored on its TEST split, per task, on one cue at a time:
 | loudness | integrated loudness of the whole item (EBU R128, LUFS, pyloudnorm) |
 | duration | the item's length in seconds |
 | pitch | median F0 (librosa.yin, 60-400 Hz) over the loud frames of the analysed windows |
-| rate | onset rate (librosa onsets per second) of the analysed windows: a speaking-rate / event-rate proxy |
+| onsets | onset rate (librosa onsets per second) of the analysed windows: an event-rate proxy; on speech it
+  also follows the voice's spectral dynamics, not only the speaking rate |
+| syllables | syllable-nucleus rate: peaks (>= 3 dB prominence, >= 100 ms apart, within 25 dB of the loudest)
+  of the smoothed 300-3000 Hz energy envelope per second of the analysed windows: a speaking-rate proxy |
 | centroid | mean spectral centroid of the loud frames of the analysed windows |
-| legit audio / shortcut audio | the five features above together, split into those legitimate for the task and the others |
+| legit audio / shortcut audio | the six features above together, split into those legitimate for the task and the others |
 | position | the item's index within its task (index mod the class count, one-hot, and the relative index) |
 | letter | the answer-letter prior: always answer the letter most often correct in train |
 | text: options | question and options without audio: per option, whether it is named in the question, word overlap, its letter, its numeric rank among numeric options, its length, and how often that option text was the answer in train (leave-one-out); a logistic regression picks one option |
 | text: question | the question's words (bag of words) -> the label (label-set tasks only) |
 
 Audio analysed: every file is read at 16 kHz mono; loudness and duration use the whole file; pitch,
-rate and centroid use at most `WINDOWS` windows of `WINDOW_S` seconds spread evenly over the item
+onsets, syllables and centroid use at most `WINDOWS` windows of `WINDOW_S` seconds spread evenly over the item
 (60 s of a 90-300 s item) to keep the probe fast. Features are cached per file in a JSON file keyed
 by the SHA-1 of the audio bytes (and `FEATURE_VERSION`), so a re-run on the same audio is instant.
 
@@ -56,13 +59,14 @@ FMIN, FMAX = 60.0, 400.0
 FRAME, HOP = 1024, 256
 F0_HOP = 512  # yin on every second frame position: half the cost
 
-AUDIO_FEATURES = ("loudness_lufs", "duration_s", "f0_median_hz", "onset_rate_hz", "centroid_hz")
+AUDIO_FEATURES = ("loudness_lufs", "duration_s", "f0_median_hz", "onset_rate_hz", "syllable_rate_hz", "centroid_hz")
 # probe name -> the feature columns it sees (audio probes)
 AUDIO_PROBES = {
     "loudness": ("loudness_lufs",),
     "duration": ("duration_s",),
     "pitch": ("f0_median_hz",),
-    "rate": ("onset_rate_hz",),
+    "onsets": ("onset_rate_hz",),
+    "syllables": ("syllable_rate_hz",),
     "centroid": ("centroid_hz",),
 }
 # the audio features together, split by what is legitimate for the task (LEGITIMATE)
@@ -78,20 +82,26 @@ LEGITIMATE: dict[str, dict[str, str]] = {
     "SGR": {"pitch": "voice pitch is the main audible gender cue",
             "centroid": "formant / timbre differences between voices"},
     "ER": {"pitch": "pitch level and range are emotional prosody",
-           "rate": "speaking rate and pauses are emotional prosody",
+           "syllables": "speaking rate is emotional prosody",
+           "onsets": "speaking rate and pauses are emotional prosody",
            "centroid": "vocal effort (spectral tilt, voice quality) is part of emotional arousal"},
     "SAR": {"pitch": "the age proxies lower the pitch with age",
-            "rate": "the age proxies slow the speaking rate with age",
+            "syllables": "the age proxies slow the speaking rate with age",
+            "onsets": "the age proxies slow the speaking rate with age",
             "centroid": "breathiness (voice quality) grows with age"},
     "SD": {"pitch": "the fake passages are another voice: an audible property of the item",
-           "rate": "the fake passages are another voice: an audible property of the item",
+           "syllables": "the fake passages are another voice: an audible property of the item",
+           "onsets": "the fake passages are another voice: an audible property of the item",
            "centroid": "synthesis and band-limiting artefacts are spectral"},
-    "SED": {"rate": "the event's temporal texture (onsets) is what is detected",
+    "SED": {"onsets": "the event's temporal texture is what is detected",
+            "syllables": "the event's temporal texture is what is detected",
             "centroid": "the event's spectrum is what is detected"},
-    "ASC": {"rate": "event density belongs to the scene",
+    "ASC": {"onsets": "event density belongs to the scene",
+            "syllables": "event density belongs to the scene",
             "centroid": "the scene's spectrum belongs to the scene",
             "pitch": "tonal sources (music, birds, engines) belong to the scene"},
-    "MC": {"rate": "tempo and rhythm define the genres",
+    "MC": {"onsets": "tempo and rhythm define the genres",
+           "syllables": "tempo and rhythm define the genres",
            "centroid": "instrumentation defines the genres",
            "pitch": "register and instrumentation define the genres"},
     "SCR": {}, "SER": {},
@@ -124,7 +134,7 @@ def combined_features(task: str, probe: str) -> tuple[str, ...]:
 
 
 def audio_features(wave: np.ndarray, sr: int = SR) -> dict[str, float]:
-    """The five trivial audio features of one mono waveform (see the module docstring)."""
+    """The six trivial audio features of one mono waveform (see the module docstring)."""
     import librosa
     import pyloudnorm
 
@@ -154,7 +164,23 @@ def audio_features(wave: np.ndarray, sr: int = SR) -> dict[str, float]:
     m = min(len(cent), len(loud_frames))
     centroid = float(np.mean(cent[:m][loud_frames[:m]])) if loud_frames[:m].any() else 0.0
     return {"loudness_lufs": round(loud, 3), "duration_s": round(duration, 3), "f0_median_hz": round(f0_median, 2),
-            "onset_rate_hz": round(float(rate), 4), "centroid_hz": round(centroid, 1)}
+            "onset_rate_hz": round(float(rate), 4), "syllable_rate_hz": syllable_rate(part),
+            "centroid_hz": round(centroid, 1)}
+
+
+def syllable_rate(part: np.ndarray) -> float:
+    """Syllable nuclei per second (see the module docstring) of an already analysed part at 16 kHz."""
+    import librosa
+    from scipy.signal import find_peaks
+
+    if len(part) < 512:
+        return 0.0
+    power = np.abs(librosa.stft(np.asarray(part, np.float32), n_fft=512, hop_length=160)) ** 2  # 10 ms hop
+    freqs = librosa.fft_frequencies(sr=SR, n_fft=512)
+    band = power[(freqs >= 300) & (freqs <= 3000)].sum(axis=0)
+    env = 10 * np.log10(np.convolve(band, np.ones(5) / 5, mode="same") + 1e-12)  # 50 ms smoothing
+    peaks, _ = find_peaks(env, prominence=3.0, distance=10, height=env.max() - 25.0)
+    return round(len(peaks) / (len(part) / SR), 4)
 
 
 def analysed_part(wave: np.ndarray, windows: int = WINDOWS, window_s: float = WINDOW_S) -> np.ndarray:
@@ -181,12 +207,22 @@ class FeatureCache:
 
         raw = Path(audio_path).read_bytes()
         key = f"v{FEATURE_VERSION}:{hashlib.sha1(raw).hexdigest()}"
-        if key in self.data:
+        entry = self.data.get(key)
+        if entry is not None and all(f in entry for f in AUDIO_FEATURES):
             self.hits += 1
-            return self.data[key]
-        self.misses += 1
+            return entry
         wave, sr = sf.read(str(audio_path), dtype="float32", always_2d=True)
-        self.data[key] = audio_features(wave.mean(axis=1), sr)
+        wave = wave.mean(axis=1)
+        if entry is not None and set(entry) == set(AUDIO_FEATURES) - {"syllable_rate_hz"}:
+            # an entry cached before the syllable rate existed: add only that feature
+            import librosa
+
+            wave = librosa.resample(wave, orig_sr=sr, target_sr=SR) if sr != SR else wave
+            entry["syllable_rate_hz"] = syllable_rate(analysed_part(wave.astype(np.float64)))
+            self.hits += 1
+            return entry
+        self.misses += 1
+        self.data[key] = audio_features(wave, sr)
         return self.data[key]
 
     def save(self) -> None:
