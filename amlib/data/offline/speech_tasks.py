@@ -5,7 +5,10 @@
   after another (reference = their normalised transcripts).
 - SGR: one voice of the item's gender reads generated sentences, drawn uniformly among the split's
   voices of engines that have both genders there (train: espeak-ng only, as its other voices are all
-  male; test: espeak-ng, flite, festival), so no engine speaks for one gender only.
+  male; test: espeak-ng, flite, festival), so no engine speaks for one gender only; each item's
+  speaking rate is then scaled by a factor drawn from SGR_TEMPO (sox tempo, the same range for both
+  genders; generator version 3: before it, the onset rate of the fixed per-voice delivery told the
+  gender to 82 % in the shortcut probe).
 - SD: real asterisk prompts of ONE speaker and language one after another ("real"); or the same kind
   of sequence of the same speakers in which some prompts are replaced by a TTS reading of the same
   transcript by a voice of that language and gender, band-limited to the recordings' 8 kHz telephone
@@ -30,6 +33,7 @@ SD_LABELS = ("real", "fake")
 PROMPT_PAUSE_S = (0.4, 0.9)
 REAL_ASR_EVERY = 4  # every fourth ASR item is real speech
 FAKE_SHARE = (0.25, 0.4)  # share of prompts replaced by TTS in a "fake" SD item
+SGR_TEMPO = (0.8, 1.25)  # per-item speaking-rate factor (log-uniform), the same for both genders
 
 
 def voice_meta(voice: SuiteVoice) -> dict:
@@ -113,11 +117,45 @@ def _sentence(text: str) -> str:
     return text if text[-1] in ".?!" else text + "."
 
 
+def sox_tempo(wave: np.ndarray, tempo: float) -> np.ndarray:
+    """sox's WSOLA `tempo` (speaking rate times `tempo`, pitch unchanged)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from amlib.data.offline.assets import require_binary
+
+    sox = require_binary("sox")
+    with tempfile.TemporaryDirectory(prefix="amlib-sox-") as tmp:
+        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        sf.write(str(src), wave, SAMPLE_RATE, subtype="FLOAT")
+        cmd = [sox, "-q", str(src), str(dst), "tempo", "-s", f"{tempo:.4f}", "rate", str(SAMPLE_RATE)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SuiteError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
+        out, _ = sf.read(str(dst), dtype="float32")
+    return out
+
+
 def sgr_item(ctx, index: int, label: str, rng: np.random.Generator, window: Window) -> Item:
     engines = sorted({v.engine for v in voices_of(ctx.split)
                       if all(voices_of(ctx.split, v.engine, g) for g in GENDERS)})
     voice = pick_voice(rng, [v for v in voices_of(ctx.split, gender=label) if v.engine in engines])
-    item = tts_reading_item(rng, ctx.split, window, voice, f"SGR item {index}")
+    # speaking rate drawn per item from ONE range for both genders (log-uniform, SGR_TEMPO), applied
+    # with sox tempo (pitch unchanged): the rate, and what follows it (onset rate), varies within
+    # every voice instead of being fixed per voice
+    tempo = float(np.exp(rng.uniform(*np.log(SGR_TEMPO))))
+    margin = 0.25  # s kept free on both sides of the window for WSOLA's rounding
+    if window.max_s - window.min_s <= 2 * margin:
+        raise SuiteError(f"SGR item {index}: the window [{window.min_s}, {window.max_s}] s is too narrow")
+    native = Window(min(max(window.target_s, window.min_s + margin), window.max_s - margin) * tempo,
+                    (window.min_s + margin) * tempo, (window.max_s - margin) * tempo)
+    item = tts_reading_item(rng, ctx.split, native, voice, f"SGR item {index}")
+    item.wave = window.check(sox_tempo(item.wave, tempo), f"SGR item {index}")
+    item.meta["tempo"] = round(tempo, 4)
+    item.meta["transforms"] = [f"sox tempo {tempo:.3f}"]
     item.meta["transcript"] = item.label
     item.label = label
     item.question = "Is this a male or female voice?"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from amlib.data.offline import music, prosody, sound_tasks, speech_tasks, stories
+from amlib.data.offline import level, music, prosody, sound_tasks, speech_tasks, stories
 from amlib.data.offline.assets import check_split
 from amlib.data.offline.items import Item, Window
 from amlib.data.offline.voices import SuiteVoice
@@ -47,7 +47,9 @@ MAX_PER_PART = 100_000
 # 2: real speech split by speaker (5 prompt sets, 4 speakers), content de-duplication, ER loudness
 #    normalised with per-item prosody, MC split-dependent, SAR per-item draws, ASC files in one split
 #    only, SCR option cues removed, split in every random stream, asset meta. (1 or missing: before.)
-GENERATOR_VERSION = 2
+# 3: every item limited and levelled to -23 LUFS before writing (level.py: write_item's peak ceiling
+#    no longer turns impulsive SED/ASC classes down), SGR speaking rate drawn per item (sox tempo)
+GENERATOR_VERSION = 3
 
 
 class GeneratorVersionError(ValueError):
@@ -175,8 +177,10 @@ def _row(req: BuildRequest, task: str, index: int, item: Item, position: int | N
         meta["label"] = item.label
     if "assets" not in meta:
         raise ValueError(f"{task} item {index}: the builder recorded no meta['assets'] (needed by the leakage checks)")
-    # every item, ER included, is loudness-normalised to the pipeline's -23 LUFS: level carries no label
-    return write_item(req, task, req.seed * MAX_PER_PART + index, item.wave, question=item.question, choices=choices,
+    # every item, ER included, reaches the pipeline's -23 LUFS with its peaks limited below write_item's
+    # ceiling (level.to_target), so write_item's normalisation cannot turn it down: level carries no label
+    wave, meta["level"] = level.to_target(item.wave)
+    return write_item(req, task, req.seed * MAX_PER_PART + index, wave, question=item.question, choices=choices,
                       answer=answer, source=SOURCE, meta=meta)
 
 
