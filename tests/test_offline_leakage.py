@@ -162,6 +162,68 @@ def test_er_level_carries_no_label(splits):
         assert not any("LUFS" in t for t in s.meta["transforms"]), s.id
 
 
+def _peak_dbfs(path) -> float:
+    wave, _ = sf.read(str(path), dtype="float64")
+    return float(20 * np.log10(max(np.abs(wave).max(), 1e-12)))
+
+
+@pytest.mark.parametrize("task", ["SED", "ASC"])
+def test_level_carries_no_sound_class(splits, task):
+    """Integrated loudness per class, both splits: every item within 1 LU of -23 LUFS, the class means
+    within 1 LU of each other, no peak above write_item's -1 dBFS ceiling and none pinned AT it (the
+    ceiling turning an item down is what made impulsive classes quiet). Generator version 2 ended
+    gunshot, wolf and office items 7-12 LU below the target at exactly -1.0 dBFS."""
+    from amlib.data.offline import level
+
+    by_class: dict[str, list[float]] = {}
+    for s in _items(splits, "train", (task,)) + _items(splits, "test", (task,)):
+        loud, peak = _lufs(s.audio_path), _peak_dbfs(s.audio_path)
+        assert abs(loud - level.TARGET_LUFS) < 1.0, (s.id, s.meta["label"], loud, peak)
+        assert peak <= level.CEILING_DBFS + 0.01, (s.id, peak)
+        assert peak < level.CEILING_DBFS - 0.5, f"{s.id}: peak {peak:.2f} dBFS at write_item's ceiling"
+        by_class.setdefault(s.meta["label"], []).append(loud)
+    assert len(by_class) == 5, by_class
+    means = {label: float(np.mean(v)) for label, v in by_class.items()}
+    assert max(means.values()) - min(means.values()) < 1.0, means
+
+
+def test_limiter_reaches_the_target_where_the_ceiling_would_not():
+    """An impulsive item (loud clicks over a quiet bed): loudness_normalize alone ends far below -23 LUFS
+    (the v2 path); level.to_target lands on it with its peaks under LIMIT_DBFS, and write_item's
+    normalisation afterwards keeps it there."""
+    from amlib.data.concat import loudness_normalize
+    from amlib.data.offline import level
+
+    rng = np.random.default_rng(0)
+    sr = 16_000
+    wave = (0.003 * rng.standard_normal(30 * sr)).astype(np.float32)
+    for at in range(sr, 29 * sr, 5 * sr):
+        wave[at:at + 400] += (0.8 * rng.standard_normal(400) * np.exp(-np.arange(400) / 60)).astype(np.float32)
+    meter = __import__("pyloudnorm").Meter(sr)
+    old = meter.integrated_loudness(loudness_normalize(wave).astype(np.float64))
+    assert old < level.TARGET_LUFS - 3.0, old  # the ceiling turned it down
+    out, report = level.to_target(wave)
+    assert abs(meter.integrated_loudness(out.astype(np.float64)) - level.TARGET_LUFS) < 0.1, report
+    assert 20 * np.log10(np.abs(out).max()) <= level.LIMIT_DBFS + 1e-6 and report["limiter_max_gr_db"] > 0
+    final = loudness_normalize(out)
+    assert abs(meter.integrated_loudness(final.astype(np.float64)) - level.TARGET_LUFS) < 0.1
+    assert 20 * np.log10(np.abs(final).max()) < level.CEILING_DBFS
+    quiet = (0.05 * rng.standard_normal(sr * 5)).astype(np.float32)  # peaks fit: only scaled, no limiting
+    out, report = level.to_target(quiet)
+    assert report["limiter_max_gr_db"] == 0.0 and np.allclose(out / quiet, out[0] / quiet[0], rtol=1e-4)
+
+
+def test_sgr_speaking_rate_drawn_per_item_from_one_range(splits):
+    from amlib.data.offline import speech_tasks
+
+    low, high = speech_tasks.SGR_TEMPO
+    for split in assets.SPLITS:
+        tempos = [s.meta["tempo"] for s in splits[split]["SGR"]]
+        assert all(low <= t <= high for t in tempos) and len(set(tempos)) == len(tempos), (split, tempos)
+    # one range for both genders, and it is wide against the per-voice onset-rate gap (~10 %)
+    assert high / low > 1.4
+
+
 def test_er_and_sar_draw_per_item_settings(splits):
     for split in assets.SPLITS:
         for task, key in (("ER", "prosody"), ("SAR", "proxy")):
