@@ -117,6 +117,7 @@ class TokenPruner:
         self._capture = None
         self._cache_patch = None
         self._in_prefill = False
+        self._gathered: dict = {}
 
     # -- installation ---------------------------------------------------------------------------
     def __enter__(self):
@@ -152,6 +153,7 @@ class TokenPruner:
                 raise RuntimeError("TokenPruner.set_audio_spans() was not called before generate()")
             self._undo_cache_patch()
             self.record = PruningRecord(seq_len=hidden.shape[-2])
+            self._gathered = {}
         self._in_prefill = hidden.shape[-2] > 1
         return None
 
@@ -164,8 +166,18 @@ class TokenPruner:
             return None  # nothing removed (ratio 0): the layer runs exactly as without pruning
         if not self._in_prefill:
             return args, self._cut_decode_mask(kwargs)
-        args = tuple(_gather_seq(a, rec.kept_index, rec.seq_len) for a in args)
-        kwargs = {k: _gather_seq(v, rec.kept_index, rec.seq_len, k) for k, v in kwargs.items()}
+        # every layer receives the same position/mask objects: gather each once per prefill
+        memo = self._gathered
+
+        def gather(value, name=""):
+            key = (id(value), name)
+            if key not in memo:
+                memo[key] = (value, _gather_seq(value, rec.kept_index, rec.seq_len, name))  # keeps value alive
+            return memo[key][1]
+
+        args = (args[0],) + tuple(gather(a) for a in args[1:]) if i > self.layer else tuple(
+            _gather_seq(a, rec.kept_index, rec.seq_len) for a in args)
+        kwargs = {k: gather(v, k) for k, v in kwargs.items()}
         return args, kwargs
 
     def _cut_decode_mask(self, kwargs):
