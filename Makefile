@@ -15,6 +15,9 @@ BOOK_BUILD := -p per_task 20 -p min_seconds 90.0 -p max_seconds 300.0 -p seed 0
 BOOK_MODEL := amlib-reference-whisper-tiny-smollm2
 BOOK_LIMIT := None
 BOOK_RESULTS := ../results/baseline
+# The pruning page: all four methods at 0.3/0.6/0.9 on a subset that fits the book's CPU budget
+# (vanilla rows are reused from the baseline run: same folder, same file).
+BOOK_PRUNING := -p tasks '["SGR", "ER", "SD", "MC"]' -p limit 3 -p output_dir $(BOOK_RESULTS)
 
 .PHONY: setup book test notebooks clean
 
@@ -38,6 +41,8 @@ notebooks: $(STAMP)
 		-p model $(BOOK_MODEL) -p output_dir $(BOOK_RESULTS)
 	$(PAPERMILL) notebooks/00_reference_model.ipynb $(EXECUTED)/00_reference_model.ipynb \
 		-p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p tasks None -p limit $(BOOK_LIMIT) -p output_dir $(BOOK_RESULTS)
+	$(PAPERMILL) notebooks/04_pruning.ipynb $(EXECUTED)/04_pruning.ipynb \
+		-p data_source offline -p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p model $(BOOK_MODEL) $(BOOK_PRUNING)
 	$(PAPERMILL) notebooks/08_encoding_granularity.ipynb $(EXECUTED)/08_encoding_granularity.ipynb
 
 book: notebooks

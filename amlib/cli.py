@@ -1,4 +1,4 @@
-"""Command line: `python -m amlib build-data ...`, `python -m amlib eval ...`, `python -m amlib score ...`."""
+"""Command line: `python -m amlib build-data | eval | sweep | score | train-reference ...`."""
 
 from __future__ import annotations
 
@@ -48,15 +48,48 @@ def _eval(args) -> None:
     from amlib.runner import run_eval
 
     rows = run_eval(args.model, args.data, args.out, tasks=args.tasks, limit=args.limit,
-                    seed=args.seed, device=args.device, family=args.family, dtype=args.dtype)
-    print(score_table(rows, seed=args.seed).round(2).to_string())
+                    seed=args.seed, device=args.device, family=args.family, dtype=args.dtype,
+                    method=args.method, ratio=args.ratio, layer=args.layer)
+    print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
+
+
+def _sweep(args) -> None:
+    from amlib.data import read_manifest
+    from amlib.models import load_model
+    from amlib.report import score_table
+    from amlib.runner import select
+    from amlib.sweep import run_sweep, sweep_configs
+
+    samples = select(read_manifest(args.data), args.tasks, args.limit)
+    adapter = load_model(args.model, device=args.device, seed=args.seed, family=args.family, dtype=args.dtype)
+    configs = sweep_configs(args.methods, args.ratios, layer=args.layer, seed=args.seed, vanilla=not args.no_vanilla)
+    files = run_sweep(adapter, samples, args.out, configs)
+    wanted = {s.id for s in samples}
+    for name, rows in files.items():
+        print(f"\n{name}")
+        print(score_table([r for r in rows if r["id"] in wanted], seed=args.seed, parser=args.parser).round(2).to_string())
 
 
 def _score(args) -> None:
     from amlib.report import score_table
     from amlib.runner import read_predictions
 
-    print(score_table(read_predictions(args.predictions), seed=args.seed).round(2).to_string())
+    print(score_table(read_predictions(args.predictions), seed=args.seed, parser=args.parser).round(2).to_string())
+
+
+def _model_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="hub id, local directory or tiny-random-qwen2-audio")
+    p.add_argument("--data", type=Path, required=True, help="folder with manifest.jsonl")
+    p.add_argument("--out", type=Path, required=True, help="folder for predictions JSONL")
+    p.add_argument("--tasks", nargs="*", default=None)
+    p.add_argument("--limit", type=int, default=None, help="samples per task")
+    p.add_argument("--seed", type=int, default=0, help="model seed (tiny models) and Random pruning's seed")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the checkpoint's)")
+    p.add_argument("--family", default=None,
+                   help="for models without a transformers config: aero-1-audio, baichuan-omni-1.5, "
+                        "audio-flamingo-2, gpt-4o-audio, gemini")
+    p.add_argument("--parser", default="ours", choices=["ours", "paper"], help="answer parser of the printed table")
 
 
 def _task_weights(pairs: list[str] | None) -> dict[str, float] | None:
@@ -112,22 +145,25 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("--split", default="test")
     build.set_defaults(func=_build_data)
 
-    ev = sub.add_parser("eval", help="evaluate a model on a manifest (resumable)")
-    ev.add_argument("--model", required=True, help="hub id, local directory or tiny-random-qwen2-audio")
-    ev.add_argument("--data", type=Path, required=True, help="folder with manifest.jsonl")
-    ev.add_argument("--out", type=Path, required=True, help="folder for predictions JSONL")
-    ev.add_argument("--tasks", nargs="*", default=None)
-    ev.add_argument("--limit", type=int, default=None, help="samples per task")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--device", default="cpu")
-    ev.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the checkpoint's)")
-    ev.add_argument("--family", default=None,
-                    help="for models without a transformers config: aero-1-audio, baichuan-omni-1.5, "
-                         "audio-flamingo-2, gpt-4o-audio, gemini")
+    ev = sub.add_parser("eval", help="evaluate a model on a manifest (resumable), optionally with token pruning")
+    _model_arguments(ev)
+    ev.add_argument("--method", default="vanilla", help="vanilla or a token pruning method: random, fastv, dart, frame")
+    ev.add_argument("--ratio", type=float, default=0.0, help="share of audio tokens pruned (0.9: keep 10 %%)")
+    ev.add_argument("--layer", type=int, default=None, help="decoder layer K where pruning happens (default 2)")
     ev.set_defaults(func=_eval)
+
+    sw = sub.add_parser("sweep", help="a grid of pruning methods x ratios (+ vanilla), encoder and layers < K "
+                                      "computed once per sample; one predictions file per configuration")
+    _model_arguments(sw)
+    sw.add_argument("--methods", nargs="+", default=["random", "fastv", "dart", "frame"])
+    sw.add_argument("--ratios", nargs="+", type=float, default=[0.3, 0.6, 0.9])
+    sw.add_argument("--layer", type=int, default=2)
+    sw.add_argument("--no-vanilla", action="store_true", help="leave the unpruned configuration out")
+    sw.set_defaults(func=_sweep)
 
     sc = sub.add_parser("score", help="score a predictions JSONL")
     sc.add_argument("predictions", type=Path)
+    sc.add_argument("--parser", default="ours", choices=["ours", "paper"])
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(func=_score)
 

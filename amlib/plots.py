@@ -61,3 +61,76 @@ def composition_figure(counts: pd.Series, title: str = "Task composition") -> pl
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+METHOD_COLORS = {"vanilla": "#333333", "random": "#8172b3", "fastv": "#dd8452", "dart": "#55a868", "frame": "#4c72b0"}
+
+
+def latency_tradeoff_figure(scores: pd.DataFrame, title: str = "Score vs prefill latency") -> plt.Figure:
+    """The paper's Figures 5, 10 and 11: per task, score against mean prefill seconds; one line per
+    method through its ratios, vanilla as a black star."""
+    tasks = list(dict.fromkeys(scores["task"]))
+    cols = min(4, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        part = scores[scores["task"] == task]
+        for method, m in part.groupby("method"):
+            m = m.sort_values("prefill_s")
+            if method == "vanilla":
+                ax.scatter(m["prefill_s"], m["score"], marker="*", s=120, color=METHOD_COLORS["vanilla"], label="vanilla", zorder=3)
+            else:
+                ax.plot(m["prefill_s"], m["score"], "o-", color=METHOD_COLORS.get(method), label=method, ms=4)
+        ax.set_title(task)
+        ax.set_xlabel("prefill (s)")
+        ax.set_ylabel("score")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def speedup_figure(speedups: pd.DataFrame, title: str = "Prefill speed-up over vanilla") -> plt.Figure:
+    """The paper's Figures 6, 12 and 13: prefill speed-up (vanilla / method) per method and ratio,
+    `speedups` with columns method, ratio, speedup (and optionally bound: the LM FLOP bound)."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ratios = sorted(speedups["ratio"].unique())
+    methods = [m for m in METHOD_COLORS if m in set(speedups["method"]) and m != "vanilla"]
+    width = 0.8 / max(1, len(methods))
+    for j, method in enumerate(methods):
+        part = speedups[speedups["method"] == method].set_index("ratio").reindex(ratios)
+        ax.bar([i + j * width for i in range(len(ratios))], part["speedup"], width, color=METHOD_COLORS[method], label=method)
+    if "bound" in speedups:
+        bound = speedups.groupby("ratio")["bound"].first().reindex(ratios)
+        ax.scatter([i + 0.4 - width / 2 for i in range(len(ratios))], bound, marker="_", s=900, color="#c44e52",
+                   label="LM FLOP bound", zorder=3)
+    ax.axhline(1.0, color="#999999", lw=0.8)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(ratios))], [f"{r:g}" for r in ratios])
+    ax.set_xlabel("pruning ratio")
+    ax.set_ylabel("speed-up (x)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def capability_radar(caps: pd.DataFrame, title: str = "Six capabilities") -> plt.Figure:
+    """The paper's Figure 9: one polygon per method over the capabilities (0-100)."""
+    import numpy as np
+
+    labels = list(caps.columns)
+    angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(5, 5), subplot_kw={"polar": True})
+    for method, row in caps.iterrows():
+        values = row.tolist()
+        ax.plot(angles + angles[:1], values + values[:1], color=METHOD_COLORS.get(method), label=method)
+        ax.fill(angles + angles[:1], values + values[:1], color=METHOD_COLORS.get(method), alpha=0.08)
+    ax.set_xticks(angles, [label.replace(" ", "\n") for label in labels], fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize=7)
+    fig.tight_layout()
+    return fig

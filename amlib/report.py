@@ -160,3 +160,77 @@ def benchmarks_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """The paper's Table 1 with our row appended."""
     paper = paper_table("table1_benchmarks")
     return pd.concat([paper, pd.DataFrame([benchmark_row(frame, name)])], ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# token pruning (paper §4.1: Table 4, Figures 5, 6, 9-13)
+
+CAPABILITIES = {  # the paper's six-degree view (Figure 9): capability -> tasks averaged
+    "Speech Understanding": ("SER", "SCR"), "Speaker Recognition": ("SAR", "SGR"),
+    "Emotion Recognition": ("ER",), "Authenticity Recognition": ("SD",), "ASR": ("ASR",),
+    "Multi-Domain Classification": ("SED", "MC"),
+}
+
+
+def configuration_of(rows: list[dict]) -> tuple[str, float]:
+    """(method, ratio) of a predictions file's rows (one configuration per file)."""
+    configs = {(r["provenance"]["method"], float(r["provenance"]["ratio"] or 0.0)) for r in rows}
+    if len(configs) != 1:
+        raise ValueError(f"rows of several configurations mixed: {sorted(configs)}")
+    return configs.pop()
+
+
+def pruning_scores(runs: list[list[dict]], seed: int = 0, parser: str = "ours") -> pd.DataFrame:
+    """Long table, one row per (method, ratio, task): score and CI, n, chance, mean prefill/decode
+    seconds, kept audio tokens, the theoretical LM FLOPs ratio. `runs`: each configuration's rows."""
+    out = []
+    for rows in runs:
+        method, ratio = configuration_of(rows)
+        scores = score_table(rows, seed=seed, parser=parser)
+        frame = pd.DataFrame(rows)
+        for task, s in scores.iterrows():
+            part = frame[(frame["task"] == task) & frame["error"].isna()]
+            out.append({"method": method, "ratio": ratio, "task": task, "score": s["score"], "ci_low": s["ci_low"],
+                        "ci_high": s["ci_high"], "n": int(s["n"]), "errors": int(s["errors"]), "chance": s["chance"],
+                        "prefill_s": part["prefill_s"].mean(), "decode_s": part["decode_s"].mean(),
+                        "audio_tokens": part["audio_tokens"].mean(),
+                        "kept_audio_tokens": part["audio_tokens_after"].mean() if "audio_tokens_after" in part else part["audio_tokens"].mean(),
+                        "flops_ratio": part["prefill_flops_ratio"].mean() if "prefill_flops_ratio" in part else 1.0,
+                        "parser": parser})
+    table = pd.DataFrame(out)
+    table["flops_ratio"] = table["flops_ratio"].fillna(1.0)
+    return table.sort_values(["ratio", "method", "task"], key=lambda c: c.map(_method_rank) if c.name == "method" else c)
+
+
+def _method_rank(method: str) -> int:
+    order = ["vanilla", "random", "fastv", "dart", "frame"]
+    return order.index(method) if method in order else len(order)
+
+
+def pruning_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Table 4's layout: rows (method, ratio), tasks as columns (paper order), and their average."""
+    wide = scores.pivot_table(index=["method", "ratio"], columns="task", values="score")
+    wide = wide[[t for t in TASK_ORDER if t in wide.columns]]
+    wide["Avg"] = wide.mean(axis=1)
+    order = sorted(wide.index, key=lambda mr: (mr[1], _method_rank(mr[0])))
+    return wide.loc[order]
+
+
+def paper_pruning_table(model: str = "Qwen2.5-Omni-3B") -> pd.DataFrame:
+    """The paper's Table 4 rows of one model, in `pruning_table`'s layout."""
+    table = paper_table("table4_pruning")
+    if model not in set(table["model"]):
+        raise ValueError(f"no {model!r} in the paper's Table 4; it has {sorted(set(table['model']))}")
+    part = table[table["model"] == model].drop(columns="model").set_index(["method", "ratio"])
+    return part.loc[sorted(part.index, key=lambda mr: (mr[1], _method_rank(mr[0])))]
+
+
+def capability_scores(wide: pd.DataFrame, best_over_ratios: bool = True) -> pd.DataFrame:
+    """Figure 9's six capabilities per method: means of the listed tasks' scores; with
+    `best_over_ratios`, each method's best ratio per capability (as the paper reports), vanilla as is."""
+    caps = pd.DataFrame({cap: wide[[t for t in tasks if t in wide.columns]].mean(axis=1)
+                         for cap, tasks in CAPABILITIES.items() if any(t in wide.columns for t in tasks)})
+    if best_over_ratios:
+        caps = caps.groupby(level="method").max()
+        caps = caps.loc[sorted(caps.index, key=_method_rank)]
+    return caps

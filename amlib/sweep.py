@@ -9,7 +9,9 @@ and the layers' forward are replaced by the recorded results, the recorded keys 
 written into the new cache), so each configuration only computes layers >= K. Decoding cannot be
 shared and runs per configuration. Every configuration writes its own predictions file, with rows
 identical to a separate `evaluate` run's (timings aside, and `shared_prefix` saying whether the row
-recorded or replayed the prefix); each file resumes on its own.
+recorded or replayed the prefix); each file resumes on its own. Timing: `prefill_measured_s` is what
+the row's prefill took; `prefill_s` adds, for a replayed row, the recorded cost of the shared part
+(`shared_prefix_s`: encoder + layers < K), so that it estimates the configuration's own prefill.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from amlib.pruning.mechanism import AttentionCapture
 from amlib.runner import (RunConfig, answer_row, efficiency_context, error_fields, read_predictions,
                           sample_fields, start_run, write_row)
 from amlib.tasks import get_task
+
+
+def _now() -> float:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def audio_encoder(adapter: AudioLMAdapter) -> torch.nn.Module | None:
@@ -83,7 +91,9 @@ class SharedPrefix:
         def forward(*args, **kwargs):
             nonlocal calls
             if not self.recorded:
+                start = _now()
                 out = original(*args, **kwargs)
+                self.prefix_seconds += _now() - start
                 self.encoder_outputs.append(out)
                 return out
             if not hasattr(forward, "replay"):
@@ -102,13 +112,13 @@ class SharedPrefix:
             if not prefill:
                 return original(hidden_states, *args, **kwargs)
             if not self.recorded:
-                start = time.perf_counter()
+                start = _now()
                 out = original(hidden_states, *args, **kwargs)
                 cache = kwargs.get("past_key_values")
                 idx = self.layers[i].self_attn.layer_idx
                 self.layer_kv[i] = (cache.layers[idx].keys.clone(), cache.layers[idx].values.clone())
                 self.layer_outputs[i] = out.clone() if isinstance(out, torch.Tensor) else out
-                self.prefix_seconds += time.perf_counter() - start
+                self.prefix_seconds += _now() - start
                 if i == self.layer - 1:
                     self.recorded = True
                 return out
@@ -174,6 +184,11 @@ def _sweep_sample(adapter, sample, runs, handles, layer) -> None:
                     result = {**answer_row(adapter, sample, prepared), "error": None}
                 result["shared_prefix"] = "replayed" if replayed else "recorded"
                 result["shared_prefix_s"] = prefix.prefix_seconds
+                # a replayed prefill skipped the shared part: add its recorded cost, so prefill_s
+                # stands for what this configuration costs on its own (measured part beside it)
+                result["prefill_measured_s"] = result["prefill_s"]
+                if replayed:
+                    result["prefill_s"] = result["prefill_s"] + prefix.prefix_seconds
             except Exception as err:
                 result = error_fields(sample, err)
             write_row(handles[path], {**sample_fields(sample), **result, "provenance": prov})

@@ -338,3 +338,55 @@ def test_clear_errors(adapters):
     with pytest.raises(ValueError, match="batch size 1"):
         with pruning(adapter, "frame", 0.5):
             adapter.generate(batched, 2)
+
+
+# -- runner, CLI and the FLOP bound ------------------------------------------------------------------
+
+def test_runner_rows_record_the_pruning_configuration(tmp_path):
+    from amlib.data import read_manifest
+    from amlib.runner import RunConfig, evaluate
+
+    from conftest import make_item, write_rows
+
+    write_rows(tmp_path / "manifest.jsonl", [make_item(tmp_path, "x", seconds=6.0)])
+    samples = read_manifest(tmp_path)
+    adapter = load_model("tiny-random-qwen2-audio", seed=0)
+    config = RunConfig(method="frame", ratio=0.9, seed=4)
+    assert config.layer == 2 and config.file_name("m") == "m__frame-r0.9-K2__seed4.jsonl"
+    (row,) = evaluate(adapter, samples, tmp_path / "out.jsonl", config, progress=False)
+    assert row["error"] is None
+    prov = row["provenance"]
+    assert (prov["method"], prov["ratio"], prov["layer"], prov["seed"]) == ("frame", 0.9, 2, 4)
+    assert row["audio_tokens_before"] == row["audio_tokens"] and row["audio_tokens_after"] == n_keep(row["audio_tokens"], 0.9)
+    assert row["kept_tokens"] == row["prompt_tokens"] - row["audio_tokens"] + row["audio_tokens_after"]
+    assert 0 < row["prefill_flops_ratio"] < 1 and row["prefill_s"] > 0 and row["peak_memory_mb"] > 0
+    with pytest.raises(ValueError, match="unknown pruning method"):
+        RunConfig(method="fastvv", ratio=0.5)
+
+
+def test_cli_eval_with_pruning(tmp_path, capsys):
+    from amlib.cli import main
+
+    from conftest import make_item, write_rows
+
+    write_rows(tmp_path / "manifest.jsonl", [make_item(tmp_path, "x", seconds=5.0)])
+    main(["eval", "--model", "tiny-random-qwen2-audio", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+          "--method", "fastv", "--ratio", "0.6", "--layer", "1"])
+    assert (tmp_path / "o" / "tiny-random-qwen2-audio__fastv-r0.6-K1__seed0.jsonl").is_file()
+    assert "SGR" in capsys.readouterr().out
+
+
+def test_flops_ratio_by_hand():
+    from types import SimpleNamespace
+
+    from amlib.efficiency import lm_layer_flops, pruned_prefill_flops_ratio
+
+    cfg = SimpleNamespace(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, head_dim=4,
+                          intermediate_size=16, num_hidden_layers=3)
+    t = 10
+    # q, o: 2*t*8*8 each; k, v: 2*t*8*4 each; attention 2*2*2*4*t(t+1)/2; MLP 3*2*t*8*16
+    expected = 2 * 2 * t * 8 * 8 + 2 * 2 * t * 8 * 4 + 2 * 2 * 8 * t * (t + 1) / 2 + 3 * 2 * t * 8 * 16
+    assert lm_layer_flops(cfg, t) == expected
+    ratio = pruned_prefill_flops_ratio(cfg, 10, 4, layer=1)
+    assert ratio == pytest.approx((lm_layer_flops(cfg, 10) + 2 * lm_layer_flops(cfg, 4)) / (3 * lm_layer_flops(cfg, 10)))
+    assert pruned_prefill_flops_ratio(cfg, 10, 10, layer=1) == 1.0
