@@ -17,7 +17,7 @@ BOOK_LIMIT := None
 BOOK_RESULTS := ../results/baseline
 # The pruning page: all four methods at 0.3/0.6/0.9 on a subset that fits the book's CPU budget
 # (vanilla rows are reused from the baseline run: same folder, same file).
-BOOK_PRUNING := -p tasks '["SGR", "ER", "SD", "MC"]' -p limit 3 -p output_dir $(BOOK_RESULTS)
+BOOK_PRUNING := -y "tasks: [SGR, ER, SD, MC]" -p limit 3 -p output_dir $(BOOK_RESULTS)
 
 .PHONY: setup book test notebooks clean
 
