@@ -130,8 +130,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=300.0)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--decode-tokens", type=int, default=0, help="also time this many forced decode steps")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.model == "reference":
         model, bare, tensors, spans, name = reference_inputs(args.seconds, args.device, args.dtype)
     else:
