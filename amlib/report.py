@@ -234,3 +234,15 @@ def capability_scores(wide: pd.DataFrame, best_over_ratios: bool = True) -> pd.D
         caps = caps.groupby(level="method").max()
         caps = caps.loc[sorted(caps.index, key=_method_rank)]
     return caps
+
+
+def pruning_speedups(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, ratio): mean prefill seconds over the tasks of `pruning_scores`, the speed-up over
+    vanilla's and the LM FLOP bound (1 / mean FLOPs ratio) it is set against (Figures 6, 12, 13)."""
+    per = scores.groupby(["method", "ratio"]).agg(prefill_s=("prefill_s", "mean"), flops=("flops_ratio", "mean")).reset_index()
+    vanilla = per.loc[per["method"] == "vanilla", "prefill_s"]
+    if vanilla.empty:
+        raise ValueError("no vanilla configuration among the scores: speed-ups need its prefill time")
+    per["speedup"] = vanilla.iloc[0] / per["prefill_s"]
+    per["bound"] = 1 / per["flops"]
+    return per

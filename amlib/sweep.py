@@ -86,10 +86,7 @@ class SharedPrefix:
         self._stack.callback(module.__dict__.pop, "forward", None)
 
     def _encoder_forward(self, original):
-        calls = iter(())
-
         def forward(*args, **kwargs):
-            nonlocal calls
             if not self.recorded:
                 start = _now()
                 out = original(*args, **kwargs)

@@ -390,3 +390,19 @@ def test_flops_ratio_by_hand():
     ratio = pruned_prefill_flops_ratio(cfg, 10, 4, layer=1)
     assert ratio == pytest.approx((lm_layer_flops(cfg, 10) + 2 * lm_layer_flops(cfg, 4)) / (3 * lm_layer_flops(cfg, 10)))
     assert pruned_prefill_flops_ratio(cfg, 10, 10, layer=1) == 1.0
+
+
+def test_pruning_speedups_against_vanilla_and_the_bound():
+    import pandas as pd
+
+    from amlib.report import pruning_speedups
+
+    scores = pd.DataFrame([
+        {"method": "vanilla", "ratio": 0.0, "task": "SGR", "prefill_s": 4.0, "flops_ratio": 1.0},
+        {"method": "vanilla", "ratio": 0.0, "task": "ER", "prefill_s": 6.0, "flops_ratio": 1.0},
+        {"method": "frame", "ratio": 0.9, "task": "SGR", "prefill_s": 1.0, "flops_ratio": 0.2},
+        {"method": "frame", "ratio": 0.9, "task": "ER", "prefill_s": 1.5, "flops_ratio": 0.3}])
+    frame = pruning_speedups(scores).set_index("method").loc["frame"]
+    assert frame["speedup"] == pytest.approx(5.0 / 1.25) and frame["bound"] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="no vanilla"):
+        pruning_speedups(scores[scores["method"] == "frame"])
