@@ -25,30 +25,40 @@ def n_keep(n_audio: int, ratio: float) -> int:
 
 @dataclass
 class LayerAttentionInputs:
-    """Layer K-1's attention inputs during prefill, as its attention function received them:
-    the LAST prompt token's query (B, heads, 1, d) and every token's key (B, kv_heads, T, d), both
-    after RoPE, plus what the family's eager attention needs to turn them into weights."""
+    """A layer's attention inputs during prefill, as its attention function received them: the LAST
+    prompt tokens' queries (B, heads, r, d; r = 1 for pruning) and every token's key (B, kv_heads, T, d),
+    both after RoPE, plus what the family's eager attention needs to turn them into weights."""
 
     module: torch.nn.Module
     last_query: torch.Tensor
     keys: torch.Tensor
-    last_mask_row: torch.Tensor | None  # (B, 1, 1, T) additive/boolean mask row of the last query, or None
+    last_mask_row: torch.Tensor | None  # (B, 1, r, T) additive/boolean mask rows of those queries, or None
     scaling: float
     extra: dict  # other keyword arguments of the attention call (sliding_window, softcap, ...)
 
-    def last_row_weights(self) -> torch.Tensor:
-        """Attention weights of the last query over all T keys, (heads, T), float32 — computed by
-        the family's own eager attention function on that one query row, so it equals the eager
-        attention weights' last row whatever implementation (SDPA, flash, eager) ran the layer."""
+    def rows_weights(self) -> torch.Tensor:
+        """Attention weights of the last r queries over all T keys, (B, heads, r, T), computed by the
+        family's own eager attention function on those rows only: they equal the eager attention
+        weights' last r rows whatever implementation (SDPA, flash, eager) ran the layer. Without a
+        mask (SDPA's causal fast path) the rows get the causal mask SDPA applied."""
         eager = eager_attention_function(self.module)
-        mask = self.last_mask_row
+        query, mask = self.last_query, self.last_mask_row
+        rows, total = query.shape[-2], self.keys.shape[-2]
+        if mask is None and rows > 1:
+            seen = torch.arange(total, device=query.device)[None, :] <= torch.arange(
+                total - rows, total, device=query.device)[:, None]
+            mask = seen[None, None]
         if mask is not None and mask.dtype == torch.bool:  # SDPA's boolean mask -> eager's additive one
-            mask = torch.zeros(mask.shape, dtype=self.last_query.dtype, device=mask.device).masked_fill(
-                ~mask, torch.finfo(self.last_query.dtype).min)
+            mask = torch.zeros(mask.shape, dtype=query.dtype, device=mask.device).masked_fill(
+                ~mask, torch.finfo(query.dtype).min)
         value = torch.zeros_like(self.keys[..., :1]).expand(*self.keys.shape[:-1], 1)  # weights only
-        _, weights = eager(self.module, self.last_query, self.keys, value, mask, scaling=self.scaling,
-                           dropout=0.0, **self.extra)
-        return weights[0, :, -1, :].float()
+        _, weights = eager(self.module, query, self.keys, value, mask, scaling=self.scaling, dropout=0.0,
+                           **self.extra)
+        return weights
+
+    def last_row_weights(self) -> torch.Tensor:
+        """Attention weights of the last query over all T keys, (heads, T), float32."""
+        return self.rows_weights()[0, :, -1, :].float()
 
 
 def eager_attention_function(module: torch.nn.Module):

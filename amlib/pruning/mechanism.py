@@ -28,25 +28,36 @@ from amlib.pruning.base import LayerAttentionInputs, PruningInputs, PruningMetho
 
 
 class AttentionCapture:
-    """Records layer K-1's attention inputs (last query row, keys, mask row) during prefill."""
+    """Records attention inputs during prefill: the last `rows` query rows, the keys and the mask rows
+    of each module in `modules` (pruning: layer K-1's last row; eviction: every layer's window).
+    `inputs` is the record of the single module; `by_module` holds one per module (pop to free)."""
 
-    def __init__(self, attention_module: torch.nn.Module):
-        self.module = attention_module
-        self.inputs: LayerAttentionInputs | None = None
+    def __init__(self, modules, rows: int = 1):
+        self.modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
+        self.rows = rows
+        self.by_module: dict[torch.nn.Module, LayerAttentionInputs] = {}
         self._interface = None
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.modules[0]
+
+    @property
+    def inputs(self) -> LayerAttentionInputs | None:
+        return self.by_module.get(self.modules[0])
 
     def __enter__(self):
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
         self._interface = ALL_ATTENTION_FUNCTIONS
         original = type(ALL_ATTENTION_FUNCTIONS).get_interface.__get__(ALL_ATTENTION_FUNCTIONS)
-        capture = self
+        capture, watched = self, {id(m) for m in self.modules}
 
         def get_interface(attn_implementation, default):
             fn = original(attn_implementation, default)
 
             def recording(module, query, key, value, attention_mask, *args, **kwargs):
-                if module is capture.module and query.shape[-2] > 1:  # prefill only
+                if id(module) in watched and query.shape[-2] > 1:  # prefill only
                     capture.record(module, query, key, attention_mask, kwargs)
                 return fn(module, query, key, value, attention_mask, *args, **kwargs)
 
@@ -56,11 +67,12 @@ class AttentionCapture:
         return self
 
     def record(self, module, query, key, attention_mask, kwargs) -> None:
+        rows = min(self.rows, query.shape[-2])
         extra = {k: v for k, v in kwargs.items() if k not in ("dropout", "scaling")}
-        mask_row = attention_mask[..., -1:, :] if isinstance(attention_mask, torch.Tensor) else None
-        self.inputs = LayerAttentionInputs(
-            module=module, last_query=query[..., -1:, :].detach().clone(), keys=key.detach(),
-            last_mask_row=mask_row, scaling=kwargs.get("scaling", module.scaling), extra=extra)
+        mask_rows = attention_mask[..., -rows:, :] if isinstance(attention_mask, torch.Tensor) else None
+        self.by_module[module] = LayerAttentionInputs(
+            module=module, last_query=query[..., -rows:, :].detach().clone(), keys=key.detach(),
+            last_mask_row=mask_rows, scaling=kwargs.get("scaling", module.scaling), extra=extra)
 
     def __exit__(self, *exc):
         del self._interface.get_interface  # back to the class's method

@@ -1,0 +1,200 @@
+"""Greedy generation with a compressed KV cache, at the ORIGINAL positions, under two protocols.
+
+* `query_aware` (the paper's): the whole prompt, question included, is prefilled and compressed.
+  The first answer token comes out of that prefill, whose attention still saw every token: eviction
+  can only act from the second generated token on (single-letter answers barely move).
+* `query_agnostic` (kvpress's own): the context (everything up to the last audio token: system
+  prompt, instruction, audio) is prefilled and compressed; the question and options are then fed
+  against the compressed cache, and the answer decoded. Every answer token sees the evicted cache.
+
+Positions: after eviction the cache is shorter than the prompt, and transformers 5.2's Qwen2.5-Omni
+`generate()` would place the next token at the cache length (shifted back by the evicted count).
+Here every token after the prefill gets an explicit position id: the prefill's largest position + 1,
++ 2, ... (per M-RoPE axis on Qwen2.5-Omni, whose text positions continue from the audio's). At ratio 0
+the output is vanilla's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import resource
+import time
+
+import torch
+
+from amlib.efficiency import GenerationTiming
+from amlib.eviction.install import PressInstallation, text_model_of
+from amlib.models.base import Generation, PreparedInputs
+
+PROTOCOLS = ("query_aware", "query_agnostic")
+PROMPT_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # tensors that run along the prompt
+
+
+def context_end(prepared: PreparedInputs) -> int:
+    """Where the query-agnostic context ends: after the last audio token."""
+    if not prepared.audio_spans:
+        raise ValueError("the prompt has no audio tokens: no context to compress before the question")
+    return max(end for _, end in prepared.audio_spans)
+
+
+def prompt_part(tensors: dict, end: int) -> dict:
+    """The model inputs for the prompt's first `end` tokens (audio features unchanged)."""
+    length = tensors["input_ids"].shape[-1]
+    part = {}
+    for key, value in tensors.items():
+        if key in PROMPT_KEYS:
+            part[key] = value[..., :end]
+        elif isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[-1] == length and \
+                not value.is_floating_point():
+            raise ValueError(f"input {key!r} runs along the prompt ({tuple(value.shape)}) and amlib does not "
+                             "know how to cut it for the query-agnostic protocol")
+        else:
+            part[key] = value
+    return part
+
+
+class PositionProbe:
+    """Records the position ids the language model used in its next forward (the prefill)."""
+
+    def __init__(self, text_model: torch.nn.Module):
+        self.positions: torch.Tensor | None = None
+        self.handle = text_model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        length = embeds.shape[-2] if embeds is not None else kwargs["input_ids"].shape[-1]
+        positions = kwargs.get("position_ids")
+        if positions is None:
+            start = kwargs.get("cache_position")
+            start = int(start[0]) if start is not None else 0
+            positions = torch.arange(start, start + length)[None]
+        self.positions = positions.detach()
+        self.handle.remove()  # the prefill's positions only
+
+    def next_positions(self, count: int, offset: int = 0) -> torch.Tensor:
+        """Positions of `count` tokens following the recorded forward (+ offset), shaped like its ids."""
+        first = int(self.positions.max()) + 1 + offset
+        steps = torch.arange(first, first + count, device=self.positions.device)
+        return steps.expand(*self.positions.shape[:-1], count).clone()
+
+
+def cache_lengths(cache) -> list[int]:
+    return [layer.keys.shape[-2] for layer in cache.layers if getattr(layer, "keys", None) is not None
+            and layer.keys.dim() == 4]
+
+
+def cache_bytes(cache) -> int:
+    return sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
+               for layer in cache.layers if getattr(layer, "keys", None) is not None and layer.keys.dim() == 4)
+
+
+def _sync(device: torch.device):
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def _forward_kwargs(model) -> dict:
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+
+def _new_cache(adapter):
+    from transformers import DynamicCache
+
+    config = adapter.language_model().config
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return DynamicCache(config=config)
+
+
+def _feed(model, ids: torch.Tensor, positions: torch.Tensor, cache, extra: dict, one_by_one: bool):
+    """Forward `ids` after the cache at `positions`; token by token when the layers' caches differ in
+    length (a multi-token mask is built for one length)."""
+    if not one_by_one:  # an explicit all-ones mask over cache + chunk: no packed-sequence guess from positions
+        mask = torch.ones(1, cache.get_seq_length() + ids.shape[-1], dtype=torch.long, device=ids.device)
+        return model(input_ids=ids, position_ids=positions, attention_mask=mask, past_key_values=cache,
+                     use_cache=True, **extra)
+    out = None
+    for t in range(ids.shape[-1]):
+        out = model(input_ids=ids[..., t:t + 1], position_ids=positions[..., t:t + 1], past_key_values=cache,
+                    use_cache=True, **extra)
+    return out
+
+
+def stop_ids(adapter) -> set[int]:
+    eos = adapter.model.generation_config.eos_token_id
+    eos = eos if isinstance(eos, (list, tuple)) else [eos]
+    return {int(e) for e in eos if e is not None}
+
+
+@torch.inference_mode()
+def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, installation: PressInstallation,
+                     protocol: str = "query_aware") -> Generation:
+    """Greedy decoding of `prepared` with `installation`'s press compressing the prefill's cache."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    model, device = adapter.model, adapter.device
+    tensors = {k: v.to(device) for k, v in prepared.tensors.items()}
+    if tensors["input_ids"].shape[0] != 1:
+        raise ValueError("KV eviction runs at batch size 1")
+    length = tensors["input_ids"].shape[-1]
+    end = length if protocol == "query_aware" else context_end(prepared)
+    extra, sync, stops = _forward_kwargs(model), _sync(device), stop_ids(adapter)
+    probe = PositionProbe(text_model_of(adapter))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        sync()
+        start = time.perf_counter()
+        cache = _new_cache(adapter)
+        installation.start_prefill()
+        try:
+            out = model(**prompt_part(tensors, end), past_key_values=cache, use_cache=True, **extra)
+        finally:
+            installation.armed = False
+        kept = cache_lengths(cache)
+        fields = eviction_fields(installation, cache, end, length - end)
+        offset = 0
+        if end < length:  # query-agnostic: the question against the compressed cache
+            question = tensors["input_ids"][..., end:]
+            out = _feed(model, question, probe.next_positions(length - end), cache, extra,
+                        one_by_one=len(set(kept)) > 1)
+            offset = length - end
+        token = out.logits[:, -1].argmax(-1)
+        sync()
+        first = time.perf_counter()
+        new = [token]
+        for step in range(1, max_new_tokens):
+            if int(token) in stops:
+                break
+            out = model(input_ids=token[:, None], position_ids=probe.next_positions(1, offset + step - 1),
+                        past_key_values=cache, use_cache=True, **extra)
+            token = out.logits[:, -1].argmax(-1)
+            new.append(token)
+        sync()
+        end_time = time.perf_counter()
+    finally:
+        probe.handle.remove()
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    else:
+        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
+    ids = torch.stack(new, dim=-1)[0]
+    text = adapter.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    timing = GenerationTiming(first - start, end_time - first, peak, kind)
+    return Generation(text=text, new_tokens=int(ids.numel()), timing=timing, inputs=prepared, efficiency=fields)
+
+
+def eviction_fields(installation: PressInstallation, cache, prefilled: int, question_tokens: int) -> dict:
+    """What the prefill's compression did: cache bytes and tokens per layer before and after."""
+    kept = cache_lengths(cache)
+    after = cache_bytes(cache)
+    before_extra = sum(rec.bytes_before for rec in installation.layers.values())
+    compressed_now = sum(cache.layers[i].keys.numel() * cache.layers[i].keys.element_size()
+                         + cache.layers[i].values.numel() * cache.layers[i].values.element_size()
+                         for i in installation.layers)
+    before = after - compressed_now + before_extra
+    return {
+        "press": installation.spec.name, "prefilled_tokens": prefilled, "question_tokens_after": question_tokens,
+        "kv_bytes": after, "kv_bytes_uncompressed": before,
+        "kv_tokens_per_layer": kept, "kv_compression": 1.0 - after / before if before else 0.0,
+        "press_s": installation.press_seconds,
+        "layers_not_compressed": {str(i): why for i, why in installation.skipped.items()},
+    }
