@@ -49,7 +49,8 @@ def _eval(args) -> None:
 
     rows = run_eval(args.model, args.data, args.out, tasks=args.tasks, limit=args.limit,
                     seed=args.seed, device=args.device, family=args.family, dtype=args.dtype,
-                    method=args.method, ratio=args.ratio, layer=args.layer)
+                    method=args.method, ratio=args.ratio, layer=args.layer, press=args.press,
+                    protocol=args.protocol)
     print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
 
 
@@ -145,11 +146,18 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("--split", default="test")
     build.set_defaults(func=_build_data)
 
-    ev = sub.add_parser("eval", help="evaluate a model on a manifest (resumable), optionally with token pruning")
+    ev = sub.add_parser("eval", help="evaluate a model on a manifest (resumable), optionally with token pruning "
+                                     "or KV-cache eviction")
     _model_arguments(ev)
     ev.add_argument("--method", default="vanilla", help="vanilla or a token pruning method: random, fastv, dart, frame")
-    ev.add_argument("--ratio", type=float, default=0.0, help="share of audio tokens pruned (0.9: keep 10 %%)")
+    ev.add_argument("--ratio", type=float, default=0.0,
+                    help="pruning: share of audio tokens pruned (0.9: keep 10 %%); eviction: share of KV pairs evicted")
     ev.add_argument("--layer", type=int, default=None, help="decoder layer K where pruning happens (default 2)")
+    ev.add_argument("--press", default=None, help="KV-cache eviction with this kvpress press: random, knorm, tova, "
+                                                  "snapkv, streaming_llm, expected_attention, keydiff, pyramidkv")
+    ev.add_argument("--protocol", default=None, choices=["query_aware", "query_agnostic"],
+                    help="eviction: compress the whole prompt (query_aware, the paper's; default) or the audio "
+                         "context before the question (query_agnostic)")
     ev.set_defaults(func=_eval)
 
     sw = sub.add_parser("sweep", help="a grid of pruning methods x ratios (+ vanilla), encoder and layers < K "

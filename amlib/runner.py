@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import traceback
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,22 +27,37 @@ from amlib.models.base import AudioLMAdapter
 from amlib.tasks import PROMPT_VERSION, get_task
 
 # Settings that must match for a resumed file to be continued rather than mixed.
-RUN_KEYS = ("model", "model_revision", "method", "ratio", "layer", "press", "seed",
+RUN_KEYS = ("model", "model_revision", "method", "ratio", "layer", "press", "protocol", "seed",
             "prompt_version", "parser_version")
 
 
 @dataclass
 class RunConfig:
-    """What identifies a run besides the model: the efficiency method and its settings."""
+    """What identifies a run besides the model: the efficiency method and its settings
+    (token pruning: method, ratio, layer; KV eviction: press, ratio, protocol)."""
 
     method: str = "vanilla"  # token pruning method, or "vanilla"
     ratio: float = 0.0
     layer: int | None = None
     press: str | None = None  # kvpress press name for KV eviction
+    protocol: str | None = None  # eviction: query_aware (the paper's) or query_agnostic
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if self.press is not None:
+            from amlib.eviction import PROTOCOLS, press_spec
+
+            if self.method not in (None, "vanilla"):
+                raise ValueError("a run prunes tokens (method) or evicts KV pairs (press), not both")
+            self.press = press_spec(self.press).name  # validates the name
+            self.protocol = self.protocol or "query_aware"
+            if self.protocol not in PROTOCOLS:
+                raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+            if not 0.0 <= self.ratio < 1.0:
+                raise ValueError(f"compression ratio must be in [0, 1), got {self.ratio}")
+        elif self.protocol is not None:
+            raise ValueError("protocol applies to KV eviction only: name a press")
         if self.method not in (None, "vanilla"):
             from amlib.pruning import DEFAULT_LAYER, make_method, n_keep
 
@@ -51,15 +67,18 @@ class RunConfig:
 
     def file_name(self, model: str) -> str:
         """The predictions file of this configuration: `<model>__vanilla__seed0.jsonl`,
-        `<model>__frame-r0.9-K2__seed0.jsonl`."""
-        tag = "vanilla" if self.method in (None, "vanilla") else f"{self.method}-r{self.ratio:g}-K{self.layer}"
+        `<model>__frame-r0.9-K2__seed0.jsonl`, `<model>__snapkv-r0.5-query_aware__seed0.jsonl`."""
+        if self.press is not None:
+            tag = f"{self.press}-r{self.ratio:g}-{self.protocol}"
+        else:
+            tag = "vanilla" if self.method in (None, "vanilla") else f"{self.method}-r{self.ratio:g}-K{self.layer}"
         return f"{Path(model).name}__{tag}__seed{self.seed}.jsonl"
 
 
 def provenance(adapter: AudioLMAdapter, config: RunConfig) -> dict:
     return {
         **adapter.provenance(), "method": config.method, "ratio": config.ratio, "layer": config.layer,
-        "press": config.press, "seed": config.seed, "prompt_version": PROMPT_VERSION,
+        "press": config.press, "protocol": config.protocol, "seed": config.seed, "prompt_version": PROMPT_VERSION,
         "parser_version": PARSER_VERSION, "amlib_version": amlib.__version__,
         "device": device_name(adapter.device), "torch": torch.__version__, **config.extra,
     }
@@ -163,14 +182,18 @@ def efficiency_fields(adapter: AudioLMAdapter, gen) -> dict:
         fields["prefill_flops_ratio"] = pruned_prefill_flops_ratio(
             text_config_of(adapter.language_model()), fields["prompt_tokens_before"], fields["kept_tokens"],
             fields["layer"])
-    return {k: v for k, v in fields.items() if k not in ("method", "ratio", "layer")}  # those are provenance
+    return {k: v for k, v in fields.items() if k not in ("method", "ratio", "layer", "press", "protocol")}  # provenance
 
 
 def efficiency_context(adapter: AudioLMAdapter, config: RunConfig, prefix=None):
-    """The context inside which `adapter.generate` runs this configuration (token pruning, or none).
-    `prefix`: a `amlib.sweep.SharedPrefix` whose recorded layer K-1 attention FastV/DART may read."""
+    """The context inside which `adapter.generate` runs this configuration (token pruning, KV eviction
+    or none). `prefix`: a `amlib.sweep.SharedPrefix` whose recorded layer K-1 attention FastV/DART may read."""
     from contextlib import nullcontext
 
+    if config.press is not None:
+        from amlib.eviction import eviction
+
+        return eviction(adapter, config.press, config.ratio, protocol=config.protocol, seed=config.seed)
     if config.method in (None, "vanilla"):
         return nullcontext()
     from amlib.pruning import DEFAULT_LAYER, pruning
@@ -216,8 +239,15 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     out_path = Path(out_path)
     prov, todo = start_run(adapter, samples, out_path, config, retry_errors)
     torch.manual_seed(config.seed)
-    with out_path.open("a", encoding="utf-8") as fh, efficiency_context(adapter, config):
-        for sample in tqdm(todo, desc=f"{adapter.model_id} {config.method}", disable=not progress):
+    with out_path.open("a", encoding="utf-8") as fh, ExitStack() as stack:
+        try:
+            stack.enter_context(efficiency_context(adapter, config))
+        except Exception as err:  # the configuration cannot run on this model: every row says why
+            for sample in todo:
+                write_row(fh, {**sample_fields(sample), **error_fields(sample, err), "provenance": prov})
+            return read_predictions(out_path)
+        label = config.press or config.method
+        for sample in tqdm(todo, desc=f"{adapter.model_id} {label}", disable=not progress):
             try:
                 result = {**predict_one(adapter, sample), "error": None}
             except Exception as err:
@@ -247,9 +277,11 @@ def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | N
 def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, tasks: list[str] | None = None,
              limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
              family: str | None = None, dtype: str | None = None, method: str = "vanilla",
-             ratio: float = 0.0, layer: int | None = None) -> list[dict]:
+             ratio: float = 0.0, layer: int | None = None, press: str | None = None,
+             protocol: str | None = None) -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
-    `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`.
+    `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`;
+    `press`/`ratio`/`protocol`: KV-cache eviction (amlib.eviction.PRESSES).
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
     """
@@ -262,7 +294,7 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
 
     samples = select(read_manifest(data_dir), tasks, limit)
     adapter = load_model(model, device=device, seed=seed, family=family, dtype=dtype)
-    config = RunConfig(method=method, ratio=ratio, layer=layer, seed=seed)
+    config = RunConfig(method=method, ratio=ratio, layer=layer, press=press, protocol=protocol, seed=seed)
     out = Path(output_dir) / config.file_name(model)
     rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress)}
     return [rows[s.id] for s in samples]

@@ -126,8 +126,10 @@ def stop_ids(adapter) -> set[int]:
 
 @torch.inference_mode()
 def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, installation: PressInstallation,
-                     protocol: str = "query_aware") -> Generation:
-    """Greedy decoding of `prepared` with `installation`'s press compressing the prefill's cache."""
+                     protocol: str = "query_aware", logits_out: list | None = None) -> Generation:
+    """Greedy decoding of `prepared` with `installation`'s press compressing the prefill's cache.
+    `logits_out`: a list that receives each step's last-position logits (float32, for tests)."""
+    logits_out = [] if logits_out is None else logits_out
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     model, device = adapter.model, adapter.device
@@ -158,6 +160,7 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
                         one_by_one=len(set(kept)) > 1)
             offset = length - end
         token = out.logits[:, -1].argmax(-1)
+        logits_out.append(out.logits[0, -1].float())
         sync()
         first = time.perf_counter()
         new = [token]
@@ -167,6 +170,7 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
             out = model(input_ids=token[:, None], position_ids=probe.next_positions(1, offset + step - 1),
                         past_key_values=cache, use_cache=True, **extra)
             token = out.logits[:, -1].argmax(-1)
+            logits_out.append(out.logits[0, -1].float())
             new.append(token)
         sync()
         end_time = time.perf_counter()

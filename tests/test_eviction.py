@@ -1,0 +1,356 @@
+"""KV-cache eviction (amlib.eviction) on tiny random-weight instances of the real model classes.
+
+The oracle tests sharpen attention (q/k projections scaled), since near-uniform random attention
+could hide a wrong position or a wrong kept set, and show in the test itself that a deliberately
+wrong variant (shifted positions, a compressed question, kvpress's own 1-D query path) differs.
+"""
+
+import json
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+import kvpress
+from amlib.eviction import PAPER_PRESSES, PRESSES, context_end, eviction, evicted_generate, merge_mrope
+from amlib.eviction.install import PressInstallation
+from amlib.eviction.presses import PRESS_SPECS, make_press
+from amlib.models import load_model
+from amlib.runner import RunConfig, evaluate, read_predictions
+from amlib.tasks import TASKS
+
+from conftest import noise, write_rows, make_item
+from test_pruning import FAMILIES
+
+
+def sharpen(adapter, factor: float = 6.0) -> None:
+    """Scale every layer's query and key projections (also a fused qkv's q and k rows): attention
+    logits x factor^2, far from uniform."""
+    with torch.no_grad():
+        for layer in adapter.decoder_layers():
+            attn = layer.self_attn
+            if hasattr(attn, "qkv_proj"):
+                rows = attn.config.num_attention_heads * attn.head_dim + attn.num_key_value_heads * attn.head_dim
+                attn.qkv_proj.weight[:rows].mul_(factor)
+                continue
+            for name in ("q_proj", "k_proj"):
+                proj = getattr(attn, name)
+                proj.weight.mul_(factor)
+                if proj.bias is not None:
+                    proj.bias.mul_(factor)
+
+RUNNABLE = [p for p in PRESSES if PRESS_SPECS[p].unavailable is None]
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def adapters():
+    return {}
+
+
+def get(adapters, name, sharp=False, attn="sdpa"):
+    key = (name, sharp, attn)
+    if key not in adapters:
+        adapter = load_model(name, seed=0)
+        if attn != "sdpa":
+            adapter.model.set_attn_implementation(attn)
+        if sharp:
+            sharpen(adapter)
+        adapters[key] = adapter
+    return adapters[key]
+
+
+def prepare(adapter, seconds: float = 6.0):
+    return adapter.build_inputs(noise(seconds), TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
+
+
+def expected_failure(adapter, press: str) -> str | None:
+    """Why `press` may not run on this family (None: it must run)."""
+    if press == "expected_attention" and adapter.family in ("gemma3n", "phi4-multimodal"):
+        return "projects queries itself"
+    return None
+
+
+# -- ratio 0 is vanilla; every press compresses every layer it may ---------------------------------
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_ratio_zero_is_vanilla_and_every_press_compresses_its_layers(adapters, name):
+    adapter = get(adapters, name)
+    prepared = prepare(adapter)
+    vanilla = adapter.generate(prepared, max_new_tokens=3)
+    for protocol in ("query_aware", "query_agnostic"):
+        prefilled = prepared.prompt_tokens if protocol == "query_aware" else context_end(prepared)
+        for press in RUNNABLE:
+            reason = expected_failure(adapter, press)
+            if reason:
+                with pytest.raises(NotImplementedError, match=reason):
+                    with eviction(adapter, press, 0.0, protocol=protocol):
+                        pass
+                continue
+            with eviction(adapter, press, 0.0, protocol=protocol):
+                gen = adapter.generate(prepared, max_new_tokens=3)
+            assert (gen.text, gen.new_tokens) == (vanilla.text, vanilla.new_tokens), (press, protocol)
+            assert gen.efficiency["kv_compression"] == 0.0
+            if protocol == "query_agnostic" and press not in ("knorm", "snapkv"):
+                continue  # the cache lengths depend on the protocol only through the prefilled length
+            with eviction(adapter, press, 0.5, protocol=protocol) as inst:
+                gen = adapter.generate(prepared, max_new_tokens=1)
+            fx = gen.efficiency
+            assert fx["prefilled_tokens"] == prefilled and fx["protocol"] == protocol and fx["ratio"] == 0.5
+            kept = fx["kv_tokens_per_layer"]
+            assert len(kept) == len(adapter.decoder_layers()) - sum(
+                "KV sharing" in why for why in inst.skipped.values())
+            for i, n in enumerate(kept):
+                attention = adapter.decoder_layers()[i].self_attn
+                if i in inst.skipped:
+                    expected = prefilled
+                elif press == "pyramidkv":  # a pyramid of per-layer budgets
+                    expected = inst.press.get_layer_budget(attention, prefilled)
+                else:
+                    expected = int(prefilled * 0.5)
+                assert n == expected, (press, protocol, i, kept)
+            if not inst.skipped and press != "pyramidkv":
+                assert fx["kv_bytes"] / fx["kv_bytes_uncompressed"] == pytest.approx(int(prefilled * 0.5) / prefilled)
+
+
+def test_gemma3n_leaves_its_sliding_and_kv_shared_layers_alone(adapters):
+    adapter = get(adapters, "tiny-random-gemma3n")
+    with eviction(adapter, "knorm", 0.5) as inst:
+        adapter.generate(prepare(adapter), max_new_tokens=2)
+    layers = adapter.decoder_layers()
+    for i, layer in enumerate(layers):
+        attn = layer.self_attn
+        if attn.is_kv_shared_layer:
+            assert "KV sharing" in inst.skipped[i]
+        elif attn.sliding_window:
+            assert "sliding" in inst.skipped[i]
+        else:
+            assert i not in inst.skipped
+    assert len(inst.skipped) < len(layers)
+
+
+# -- positions after eviction: an independent oracle -------------------------------------------------
+
+def _positions(adapter, value: int) -> torch.Tensor:
+    pos = torch.tensor([[value]])
+    return pos[None].expand(3, 1, 1) if adapter.family == "qwen2.5-omni" else pos
+
+
+def masked_vanilla(adapter, prepared, protocol: str, evicted: range, steps: int, shift: int = 0):
+    """Greedy tokens and logits of the UNcompressed model in which every token after the compressed
+    prefill is kept from attending to the `evicted` prompt columns by a 2-D attention mask, at
+    positions (original + 0) - shift. StreamingLLM's eviction must equal shift = 0."""
+    model = adapter.model
+    tensors = {k: v for k, v in prepared.tensors.items()}
+    length = tensors["input_ids"].shape[-1]
+    end = length if protocol == "query_aware" else context_end(prepared)
+    cache = DynamicCache(config=adapter.language_model().config.get_text_config())
+    part = {k: (v[..., :end] if k in ("input_ids", "attention_mask") else v) for k, v in tensors.items()}
+    logits = []
+    with torch.inference_mode():
+        out = model(**part, past_key_values=cache, use_cache=True)
+        seen = end
+
+        def mask(extra):
+            m = torch.ones(1, seen + extra, dtype=torch.long)
+            m[0, list(evicted)] = 0
+            return m
+
+        if end < length:
+            q = tensors["input_ids"][..., end:]
+            pos = torch.arange(end, length)[None] - shift
+            pos = pos[None].expand(3, 1, -1) if adapter.family == "qwen2.5-omni" else pos
+            out = model(input_ids=q, position_ids=pos, attention_mask=mask(q.shape[-1]), past_key_values=cache,
+                        use_cache=True)
+            seen = length
+        token = out.logits[:, -1].argmax(-1)
+        tokens, logits = [token], [out.logits[0, -1].float()]
+        for t in range(steps - 1):
+            out = model(input_ids=token[:, None], position_ids=_positions(adapter, length + t - shift),
+                        attention_mask=mask(1), past_key_values=cache, use_cache=True)
+            seen += 1
+            token = out.logits[:, -1].argmax(-1)
+            tokens.append(token)
+            logits.append(out.logits[0, -1].float())
+    return torch.cat(tokens), torch.stack(logits)
+
+
+def evicted_logits(adapter, prepared, press, ratio, protocol, steps=STEPS):
+    spec = PRESS_SPECS[press]
+    inst = PressInstallation(adapter, make_press(press, ratio), spec)
+    logits = []
+    with inst:
+        gen = evicted_generate(adapter, prepared, steps, inst, protocol, logits_out=logits)
+    return gen, torch.stack(logits)
+
+
+@pytest.mark.parametrize("protocol", ["query_aware", "query_agnostic"])
+@pytest.mark.parametrize("name", ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni"])
+def test_decoding_after_eviction_is_at_the_original_positions(adapters, name, protocol):
+    adapter = get(adapters, name, sharp=True)
+    prepared = prepare(adapter)
+    ratio = 0.6
+    gen, logits = evicted_logits(adapter, prepared, "streaming_llm", ratio, protocol)
+    prefilled = gen.efficiency["prefilled_tokens"]
+    n_pruned = prefilled - int(prefilled * (1 - ratio))
+    evicted = range(4, 4 + n_pruned)  # StreamingLLM: 4 sinks, then the oldest tokens go
+    _, oracle = masked_vanilla(adapter, prepared, protocol, evicted, STEPS)
+    torch.testing.assert_close(logits, oracle, rtol=1e-4, atol=1e-4)
+    # the wrong variant transformers 5.2's Qwen2.5-Omni generate() takes: positions shifted back
+    _, shifted = masked_vanilla(adapter, prepared, protocol, evicted, STEPS, shift=n_pruned)
+    first_decoded = 1 if protocol == "query_aware" else 0  # query-aware: token 1 comes from the prefill
+    assert not torch.allclose(shifted[first_decoded:], logits[first_decoded:], atol=1e-3)
+
+
+def test_query_agnostic_question_attends_to_the_compressed_cache_uncompressed(adapters):
+    adapter = get(adapters, "tiny-random-qwen2-audio", sharp=True)
+    prepared = prepare(adapter)
+    agnostic, logits = evicted_logits(adapter, prepared, "knorm", 0.5, "query_agnostic")
+    context = context_end(prepared)
+    question = prepared.prompt_tokens - context
+    assert agnostic.efficiency["prefilled_tokens"] == context and question > 5
+    assert set(agnostic.efficiency["kv_tokens_per_layer"]) == {int(context * 0.5)}
+    # the question compressed too (the query-aware protocol) gives other logits from the first token on
+    aware, aware_logits = evicted_logits(adapter, prepared, "knorm", 0.5, "query_aware")
+    assert set(aware.efficiency["kv_tokens_per_layer"]) == {int(prepared.prompt_tokens * 0.5)}
+    assert not torch.allclose(aware_logits[0], logits[0], atol=1e-3)
+    # and the paper's protocol cannot move the first answer token: it comes from the full prefill
+    vanilla = adapter.generate(prepared, max_new_tokens=1)
+    with eviction(adapter, "knorm", 0.9, protocol="query_aware"):
+        first = adapter.generate(prepared, max_new_tokens=1)
+    assert first.text == vanilla.text
+
+
+def test_presses_compress_at_prefill_only(adapters):
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    prepared = prepare(adapter)
+    inst = PressInstallation(adapter, make_press("snapkv", 0.5), PRESS_SPECS["snapkv"])
+    caches = []
+    original = DynamicCache.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        caches.append(self)
+
+    with inst, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DynamicCache, "__init__", remember)
+        gen = evicted_generate(adapter, prepared, 6, inst, "query_agnostic")
+    kept = int(context_end(prepared) * 0.5)
+    question = prepared.prompt_tokens - context_end(prepared)
+    # after decoding: the compressed context + every question and answer token but the last answer's
+    assert {layer.keys.shape[-2] for layer in caches[-1].layers} == {kept + question + gen.new_tokens - 1}
+
+
+# -- exact attention rows: SDPA keeps what eager keeps, on M-RoPE too ---------------------------------
+
+def kept_sets(adapter, prepared, press: str, ratio: float = 0.5) -> list[torch.Tensor]:
+    """Each layer's kept (head, position) index set under `press`."""
+    spec = PRESS_SPECS[press]
+    pr = make_press(press, ratio)
+    sets = []
+    score = pr.score
+
+    def recording(module, hidden_states, keys, *args, **kwargs):
+        scores = score(module, hidden_states, keys, *args, **kwargs)
+        n = int(keys.shape[2] * (1 - ratio))
+        sets.append(torch.sort(scores.topk(n, dim=-1).indices, dim=-1).values)
+        return scores
+
+    pr.score = recording
+    inst = PressInstallation(adapter, pr, spec)
+    with inst:
+        evicted_generate(adapter, prepared, 1, inst, "query_aware")
+    return sets
+
+
+@pytest.mark.parametrize("press", ["snapkv", "tova"])
+@pytest.mark.parametrize("name", ["tiny-random-qwen2.5-omni", "tiny-random-phi-4-multimodal", "tiny-random-qwen2-audio"])
+def test_sdpa_keeps_exactly_the_keys_eager_keeps(adapters, name, press):
+    sdpa, eager = get(adapters, name, sharp=True), get(adapters, name, sharp=True, attn="eager")
+    prepared = prepare(sdpa)
+    a, b = kept_sets(sdpa, prepared, press), kept_sets(eager, prepared, press)
+    assert len(a) == len(b) == len(sdpa.decoder_layers())
+    for layer, (x, y) in enumerate(zip(a, b)):
+        assert torch.equal(x, y), f"{press} layer {layer}"
+
+
+def test_kvpress_own_query_path_fails_on_m_rope(adapters):
+    """Why amlib computes the rows: kvpress's own SnapKV under SDPA (no attention weights) rotates
+    queries with 1-D RoPE and breaks on Qwen2.5-Omni's (3, B, T, d) tables."""
+    adapter = get(adapters, "tiny-random-qwen2.5-omni")
+    tensors = dict(prepare(adapter).tensors)
+    with pytest.raises(RuntimeError):
+        with torch.inference_mode(), kvpress.SnapKVPress(compression_ratio=0.5)(adapter.language_model()):
+            adapter.model(**tensors, past_key_values=DynamicCache(config=adapter.model.config.get_text_config()),
+                          use_cache=True)
+
+
+def test_merged_mrope_table_is_what_the_attention_applies():
+    from transformers.models.qwen2_5_omni.modeling_qwen2_5_omni import apply_multimodal_rotary_pos_emb, rotate_half
+
+    g = torch.Generator().manual_seed(0)
+    section = [2, 3, 3]
+    cos, sin = torch.randn(3, 1, 7, 16, generator=g), torch.randn(3, 1, 7, 16, generator=g)
+    q, k = torch.randn(1, 2, 7, 16, generator=g), torch.randn(1, 2, 7, 16, generator=g)
+    q_ref, _ = apply_multimodal_rotary_pos_emb(q, k, cos, sin, section)
+    c, s = merge_mrope(cos, section)[:, None], merge_mrope(sin, section)[:, None]
+    torch.testing.assert_close(q * c + rotate_half(q) * s, q_ref)
+    # a wrong merge (one axis for the whole head, as 1-D RoPE code reads it) differs
+    assert not torch.allclose(q * cos[0][:, None] + rotate_half(q) * sin[0][:, None], q_ref)
+
+
+# -- errors, runner, CLI -----------------------------------------------------------------------------
+
+def test_clear_errors(adapters):
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    with pytest.raises(ValueError, match="unknown press"):
+        make_press("h2o", 0.5)
+    with pytest.raises(NotImplementedError, match="surrogate"):
+        make_press("kvzap", 0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        make_press("knorm", 1.0)
+    with pytest.raises(ValueError, match="protocol"):
+        with eviction(adapter, "knorm", 0.5, protocol="both"):
+            pass
+    with pytest.raises(ValueError, match="not both"):
+        RunConfig(method="frame", ratio=0.5, press="knorm")
+    assert set(PAPER_PRESSES) == {"random", "knorm", "tova", "snapkv"}
+    assert PRESS_SPECS["snapkv"].build(0.5, 0).window_size == 64 and PRESS_SPECS["snapkv"].build(0.5, 0).kernel_size == 5
+
+
+def test_runner_rows_record_eviction_and_a_failing_press_does_not_stop_the_run(tmp_path, adapters):
+    root = tmp_path / "data"
+    items = [make_item(root, f"s{i}", seconds=4.0) for i in range(2)]
+    write_rows(root / "manifest.jsonl", items)
+    from amlib.data import read_manifest
+
+    samples = read_manifest(root)
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    config = RunConfig(press="snapkv", ratio=0.5, protocol="query_agnostic")
+    out = tmp_path / "out" / config.file_name(adapter.model_id)
+    assert out.name == "tiny-random-qwen2-audio__snapkv-r0.5-query_agnostic__seed0.jsonl"
+    rows = evaluate(adapter, samples, out, config, progress=False)
+    assert len(rows) == 2 and all(r["error"] is None for r in rows)
+    for r in rows:
+        assert r["provenance"]["press"] == "snapkv" and r["provenance"]["protocol"] == "query_agnostic"
+        assert r["provenance"]["ratio"] == 0.5 and r["kv_bytes"] < r["kv_bytes_uncompressed"]
+        assert r["kv_tokens_per_layer"] and r["prefilled_tokens"] < r["prompt_tokens"]
+    # a press that cannot run on the family: every row records why, the run ends normally
+    gemma = get(adapters, "tiny-random-gemma3n")
+    bad = RunConfig(press="expected_attention", ratio=0.5)
+    rows = evaluate(gemma, samples, tmp_path / "out" / bad.file_name(gemma.model_id), bad, progress=False)
+    assert len(rows) == 2 and all("q_norm" in r["error"] for r in rows)
+
+
+def test_cli_eval_with_a_press(tmp_path, capsys):
+    from amlib.cli import main
+
+    root = tmp_path / "data"
+    write_rows(root / "manifest.jsonl", [make_item(root, "s0", seconds=4.0)])
+    main(["eval", "--model", "tiny-random-qwen2-audio", "--data", str(root), "--out", str(tmp_path / "out"),
+          "--press", "snapkv", "--ratio", "0.5", "--protocol", "query_agnostic"])
+    path = tmp_path / "out" / "tiny-random-qwen2-audio__snapkv-r0.5-query_agnostic__seed0.jsonl"
+    row = json.loads(path.read_text().splitlines()[0])
+    assert row["provenance"]["press"] == "snapkv" and row["error"] is None and row["kv_compression"] > 0.4
+    assert "SGR" in capsys.readouterr().out
+    assert len(read_predictions(path)) == 1
