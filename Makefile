@@ -18,6 +18,9 @@ BOOK_RESULTS := ../results/baseline
 # The pruning page: all four methods at 0.3/0.6/0.9 on a subset that fits the book's CPU budget
 # (vanilla rows are reused from the baseline run: same folder, same file).
 BOOK_PRUNING := -y "tasks: [SGR, ER, SD, MC]" -p limit 3 -p output_dir $(BOOK_RESULTS)
+# The eviction page: the paper's four presses at 0.5 and 0.9 under both protocols, on a subset that
+# fits the book's CPU budget (vanilla rows reused from the baseline run).
+BOOK_EVICTION := -y "tasks: [SGR, MC]" -y "ratio: [0.5, 0.9]" -p limit 2 -p output_dir $(BOOK_RESULTS)
 
 .PHONY: setup book test notebooks clean
 
@@ -43,6 +46,8 @@ notebooks: $(STAMP)
 		-p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p tasks None -p limit $(BOOK_LIMIT) -p output_dir $(BOOK_RESULTS)
 	$(PAPERMILL) notebooks/04_pruning.ipynb $(EXECUTED)/04_pruning.ipynb \
 		-p data_source offline -p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p model $(BOOK_MODEL) $(BOOK_PRUNING)
+	$(PAPERMILL) notebooks/05_eviction.ipynb $(EXECUTED)/05_eviction.ipynb \
+		-p data_source offline -p data_dir $(BOOK_DATA) $(BOOK_BUILD) -p model $(BOOK_MODEL) $(BOOK_EVICTION)
 	$(PAPERMILL) notebooks/08_encoding_granularity.ipynb $(EXECUTED)/08_encoding_granularity.ipynb
 
 book: notebooks

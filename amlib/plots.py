@@ -134,3 +134,22 @@ def capability_radar(caps: pd.DataFrame, title: str = "Six capabilities") -> plt
     ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def eviction_memory_figure(memory: pd.DataFrame, value: str = "kv_mb", title: str = "KV cache after prefill",
+                           ylabel: str = "KV cache (MB)") -> plt.Figure:
+    """Figure 7: `value` (KV-cache MB, or peak memory) per press against the compression ratio,
+    vanilla as a dashed line. `memory`: rows with press, ratio and `value` (one protocol)."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    vanilla = memory[memory["press"] == "vanilla"]
+    for press, part in memory[memory["press"] != "vanilla"].groupby("press"):
+        part = part.sort_values("ratio")
+        ax.plot(part["ratio"], part[value], "o-", label=press)
+    if not vanilla.empty:
+        ax.axhline(float(vanilla[value].iloc[0]), color="grey", linestyle="--", label="vanilla")
+    ax.set_xlabel("compression ratio (share of KV pairs evicted)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

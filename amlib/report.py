@@ -246,3 +246,98 @@ def pruning_speedups(scores: pd.DataFrame) -> pd.DataFrame:
     per["speedup"] = vanilla.iloc[0] / per["prefill_s"]
     per["bound"] = 1 / per["flops"]
     return per
+
+
+# ---------------------------------------------------------------------------------------------
+# KV-cache eviction (paper §4.2: Table 7, Figure 7)
+
+def eviction_configuration_of(rows: list[dict]) -> tuple[str, float, str]:
+    """(press, ratio, protocol) of a predictions file's rows; a vanilla file is ("vanilla", 0.0, "none")."""
+    configs = {(r["provenance"].get("press") or "vanilla", float(r["provenance"]["ratio"] or 0.0),
+                r["provenance"].get("protocol") or "none") for r in rows}
+    if len(configs) != 1:
+        raise ValueError(f"rows of several configurations mixed: {sorted(configs)}")
+    return configs.pop()
+
+
+def eviction_scores(runs: list[list[dict]], seed: int = 0, parser: str = "ours") -> pd.DataFrame:
+    """Long table, one row per (press, ratio, protocol, task): score and CI, n, chance, mean prefill /
+    decode seconds, peak memory, KV-cache bytes after prefill and the compression achieved."""
+    out = []
+    for rows in runs:
+        press, ratio, protocol = eviction_configuration_of(rows)
+        scores = score_table(rows, seed=seed, parser=parser)
+        frame = pd.DataFrame(rows)
+        for task, s in scores.iterrows():
+            part = frame[(frame["task"] == task) & frame["error"].isna()]
+            kv = part["kv_bytes"].mean() if "kv_bytes" in part else np.nan
+            out.append({"press": press, "ratio": ratio, "protocol": protocol, "task": task, "score": s["score"],
+                        "ci_low": s["ci_low"], "ci_high": s["ci_high"], "n": int(s["n"]), "errors": int(s["errors"]),
+                        "chance": s["chance"], "prefill_s": part["prefill_s"].mean(),
+                        "decode_s": part["decode_s"].mean(), "new_tokens": part["new_tokens"].mean(),
+                        "peak_memory_mb": part["peak_memory_mb"].mean(),
+                        "kv_mb": kv / 2**20 if not pd.isna(kv) else np.nan,
+                        "kv_compression": part["kv_compression"].mean() if "kv_compression" in part else 0.0,
+                        "parser": parser})
+    table = pd.DataFrame(out)
+    table["kv_compression"] = table["kv_compression"].fillna(0.0)
+    return table.sort_values(["protocol", "ratio", "press", "task"]).reset_index(drop=True)
+
+
+def eviction_table(scores: pd.DataFrame, protocol: str = "query_aware") -> pd.DataFrame:
+    """Table 7's layout for one protocol: rows (press, ratio) with vanilla first, tasks as columns."""
+    part = scores[scores["protocol"].isin([protocol, "none"])]
+    wide = part.pivot_table(index=["press", "ratio"], columns="task", values="score")
+    wide = wide[[t for t in TASK_ORDER if t in wide.columns]]
+    wide["Avg"] = wide.mean(axis=1)
+    return wide.loc[sorted(wide.index, key=lambda pr: (pr[0] != "vanilla", pr[0], pr[1]))]
+
+
+def paper_eviction_table() -> pd.DataFrame:
+    """The paper's Table 7 (Qwen2.5-Omni-3B, its query-aware protocol), in `eviction_table`'s layout."""
+    table = paper_table("table7_eviction_qwen25omni3b").set_index(["press", "ratio"])
+    return table.loc[sorted(table.index, key=lambda pr: (pr[0] != "vanilla", pr[0], pr[1]))]
+
+
+def protocol_comparison(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per (press, ratio, task): the score under each protocol and the query-agnostic minus
+    query-aware difference, with both intervals; only configurations run under both protocols."""
+    keys = ["press", "ratio", "task"]
+    cols = ["score", "ci_low", "ci_high", "n"]
+    aware = scores[scores["protocol"] == "query_aware"].set_index(keys)[cols]
+    agnostic = scores[scores["protocol"] == "query_agnostic"].set_index(keys)[cols]
+    both = aware.join(agnostic, lsuffix="_aware", rsuffix="_agnostic", how="inner")
+    both["agnostic_minus_aware"] = both["score_agnostic"] - both["score_aware"]
+    return both.reset_index()
+
+
+def eviction_memory(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per (press, ratio, protocol): mean KV-cache MB after prefill, compression achieved, peak memory,
+    prefill and decode seconds over every task of `eviction_scores` (Figure 7's numbers)."""
+    return scores.groupby(["protocol", "press", "ratio"]).agg(
+        kv_mb=("kv_mb", "mean"), kv_compression=("kv_compression", "mean"),
+        peak_memory_mb=("peak_memory_mb", "mean"), prefill_s=("prefill_s", "mean"),
+        decode_s=("decode_s", "mean")).reset_index()
+
+
+def agreement_with_vanilla(runs: list[list[dict]]) -> pd.DataFrame:
+    """Per (press, ratio, protocol, task): the share (%) of items whose answer text is exactly
+    vanilla's, and of choice items whose parsed choice is. Under the paper's query-aware protocol
+    the first answer token comes from the uncompressed prefill, so short answers rarely change."""
+    vanilla = next((rows for rows in runs if eviction_configuration_of(rows)[0] == "vanilla"), None)
+    if vanilla is None:
+        raise ValueError("no vanilla run among the runs: agreement needs its answers")
+    ref = {r["id"]: r for r in vanilla if not r.get("error")}
+    out = []
+    for rows in runs:
+        press, ratio, protocol = eviction_configuration_of(rows)
+        if press == "vanilla":
+            continue
+        frame = pd.DataFrame([{"task": r["task"], "same_text": r["prediction"] == ref[r["id"]]["prediction"],
+                               "same_choice": r["parsed"] == ref[r["id"]]["parsed"]}
+                              for r in rows if not r.get("error") and r["id"] in ref])
+        for task, part in frame.groupby("task"):
+            out.append({"press": press, "ratio": ratio, "protocol": protocol, "task": task, "n": len(part),
+                        "same_text_pct": 100 * part["same_text"].mean(),
+                        "same_answer_pct": 100 * part["same_choice"].mean()})
+    return pd.DataFrame(out)

@@ -189,3 +189,23 @@ def _sweep_sample(adapter, sample, runs, handles, layer) -> None:
             except Exception as err:
                 result = error_fields(sample, err)
             write_row(handles[path], {**sample_fields(sample), **result, "provenance": prov})
+
+
+def eviction_configs(presses: list[str], ratios: list[float], protocols: list[str], seed: int = 0,
+                     vanilla: bool = True) -> list[RunConfig]:
+    """Vanilla (optional) + every press x ratio x protocol, as RunConfigs (validated)."""
+    configs = [RunConfig(seed=seed)] if vanilla else []
+    return configs + [RunConfig(press=p, ratio=float(r), protocol=proto, seed=seed)
+                      for proto in protocols for p in presses for r in ratios]
+
+
+def run_configs(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path,
+                configs: list[RunConfig], progress: bool = False) -> dict[str, list[dict]]:
+    """Each configuration over `samples` with the resumable runner (one file per configuration);
+    {file name: its rows}. A press evicts from layer 0 on, so nothing of the prefill can be shared."""
+    from amlib.runner import evaluate
+
+    return {config.file_name(adapter.model_id): evaluate(adapter, samples, Path(output_dir) /
+                                                         config.file_name(adapter.model_id), config,
+                                                         progress=progress)
+            for config in configs}
