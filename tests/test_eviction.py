@@ -354,3 +354,25 @@ def test_cli_eval_with_a_press(tmp_path, capsys):
     assert row["provenance"]["press"] == "snapkv" and row["error"] is None and row["kv_compression"] > 0.4
     assert "SGR" in capsys.readouterr().out
     assert len(read_predictions(path)) == 1
+
+
+def test_question_over_layers_of_different_lengths_in_one_forward_equals_token_by_token(adapters):
+    adapter = get(adapters, "tiny-random-qwen2-audio", sharp=True)
+    prepared = prepare(adapter)
+    results = []
+    for one_forward in (True, False):
+        inst = PressInstallation(adapter, make_press("pyramidkv", 0.5), PRESS_SPECS["pyramidkv"],
+                                 question_in_one_forward=one_forward)
+        logits = []
+        with inst:
+            gen = evicted_generate(adapter, prepared, STEPS, inst, "query_agnostic", logits_out=logits)
+        assert len(set(gen.efficiency["kv_tokens_per_layer"])) > 1  # a pyramid: lengths differ by layer
+        results.append(torch.stack(logits))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-4)
+    # and the per-layer masks matter: the model's own mask (built for one length) would not even fit
+    eager = get(adapters, "tiny-random-qwen2-audio", sharp=True, attn="eager")
+    inst = PressInstallation(eager, make_press("pyramidkv", 0.5), PRESS_SPECS["pyramidkv"])
+    logits = []
+    with inst:
+        evicted_generate(eager, prepared, STEPS, inst, "query_agnostic", logits_out=logits)
+    torch.testing.assert_close(torch.stack(logits), results[0], rtol=1e-3, atol=1e-3)

@@ -104,11 +104,14 @@ def _new_cache(adapter):
     return DynamicCache(config=config)
 
 
-def _feed(model, ids: torch.Tensor, positions: torch.Tensor, cache, extra: dict, one_by_one: bool):
-    """Forward `ids` after the cache at `positions`; token by token when the layers' caches differ in
-    length (a multi-token mask is built for one length)."""
-    if not one_by_one:  # an explicit all-ones mask over cache + chunk: no packed-sequence guess from positions
-        mask = torch.ones(1, cache.get_seq_length() + ids.shape[-1], dtype=torch.long, device=ids.device)
+def _feed(model, ids: torch.Tensor, positions: torch.Tensor, cache, extra: dict, token_by_token: bool):
+    """Forward the question `ids` after the compressed cache at `positions`: in one forward (with an
+    explicit all-ones mask when every layer's cache has one length, so no packed sequence is guessed
+    from the positions), or token by token."""
+    if not token_by_token:
+        lengths = set(cache_lengths(cache))
+        mask = None if len(lengths) > 1 else torch.ones(1, lengths.pop() + ids.shape[-1], dtype=torch.long,
+                                                        device=ids.device)
         return model(input_ids=ids, position_ids=positions, attention_mask=mask, past_key_values=cache,
                      use_cache=True, **extra)
     out = None
@@ -116,6 +119,31 @@ def _feed(model, ids: torch.Tensor, positions: torch.Tensor, cache, extra: dict,
         out = model(input_ids=ids[..., t:t + 1], position_ids=positions[..., t:t + 1], past_key_values=cache,
                     use_cache=True, **extra)
     return out
+
+
+def _layer_mask(cache):
+    """A pre-hook giving an attention module a mask over ITS cache + the new tokens (causal among them),
+    for caches whose length differs by layer (PyramidKV): the model builds its mask for one length."""
+
+    def hook(module, args, kwargs):
+        if "attention_mask" not in kwargs or "hidden_states" not in kwargs:
+            raise NotImplementedError(f"{type(module).__name__} receives its mask positionally: no per-layer mask")
+        incoming, hidden = kwargs["attention_mask"], kwargs["hidden_states"]
+        q = hidden.shape[-2]
+        if incoming is None and q == 1:  # SDPA decoding step: no mask needed
+            return None
+        past = cache.layers[module.layer_idx].keys.shape[-2]
+        seen = torch.ones(q, past + q, dtype=torch.bool, device=hidden.device)
+        seen[:, past:] = torch.ones(q, q, dtype=torch.bool, device=hidden.device).tril()
+        if incoming is not None and incoming.dtype != torch.bool:  # eager: additive
+            mask = torch.zeros(seen.shape, dtype=incoming.dtype, device=hidden.device).masked_fill(
+                ~seen, torch.finfo(incoming.dtype).min)
+        else:
+            mask = seen
+        kwargs["attention_mask"] = mask[None, None]
+        return args, kwargs
+
+    return hook
 
 
 def stop_ids(adapter) -> set[int]:
@@ -151,27 +179,36 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
             out = model(**prompt_part(tensors, end), past_key_values=cache, use_cache=True, **extra)
         finally:
             installation.armed = False
-        kept = cache_lengths(cache)
         fields = eviction_fields(installation, cache, end, length - end)
         offset = 0
-        if end < length:  # query-agnostic: the question against the compressed cache
-            question = tensors["input_ids"][..., end:]
-            out = _feed(model, question, probe.next_positions(length - end), cache, extra,
-                        one_by_one=len(set(kept)) > 1)
-            offset = length - end
-        token = out.logits[:, -1].argmax(-1)
-        logits_out.append(out.logits[0, -1].float())
-        sync()
-        first = time.perf_counter()
-        new = [token]
-        for step in range(1, max_new_tokens):
-            if int(token) in stops:
-                break
-            out = model(input_ids=token[:, None], position_ids=probe.next_positions(1, offset + step - 1),
-                        past_key_values=cache, use_cache=True, **extra)
+        # caches of different lengths by layer: each compressed layer gets its own mask (where layers
+        # were left alone their masks are the model's, so the question goes token by token instead)
+        uneven = len(set(cache_lengths(cache))) > 1
+        own_masks = uneven and installation.question_in_one_forward and not installation.skipped
+        handles = [a.register_forward_pre_hook(_layer_mask(cache), with_kwargs=True)
+                   for a in installation.attentions] if own_masks else []
+        try:
+            if end < length:  # query-agnostic: the question against the compressed cache
+                question = tensors["input_ids"][..., end:]
+                out = _feed(model, question, probe.next_positions(length - end), cache, extra,
+                            token_by_token=uneven and not own_masks)
+                offset = length - end
             token = out.logits[:, -1].argmax(-1)
             logits_out.append(out.logits[0, -1].float())
-            new.append(token)
+            sync()
+            first = time.perf_counter()
+            new = [token]
+            for step in range(1, max_new_tokens):
+                if int(token) in stops:
+                    break
+                out = model(input_ids=token[:, None], position_ids=probe.next_positions(1, offset + step - 1),
+                            past_key_values=cache, use_cache=True, **extra)
+                token = out.logits[:, -1].argmax(-1)
+                logits_out.append(out.logits[0, -1].float())
+                new.append(token)
+        finally:
+            for handle in handles:
+                handle.remove()
         sync()
         end_time = time.perf_counter()
     finally:

@@ -117,6 +117,9 @@ class PressInstallation:
     press_seconds: float = 0.0  # time spent in the press's hook during the last prefill
     layers: dict[int, LayerRecord] = field(default_factory=dict)  # cache layer idx -> before compression
     skipped: dict[int, str] = field(default_factory=dict)  # decoder layer -> why the press leaves it
+    # query-agnostic question over caches of different lengths: one forward with per-layer masks
+    # (False: token by token; also where layers were left alone, whose masks the model builds)
+    question_in_one_forward: bool = True
 
     def __post_init__(self):
         self.attentions = []
