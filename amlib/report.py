@@ -341,3 +341,38 @@ def agreement_with_vanilla(runs: list[list[dict]]) -> pd.DataFrame:
                         "same_text_pct": 100 * part["same_text"].mean(),
                         "same_answer_pct": 100 * part["same_choice"].mean()})
     return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# ASR error analysis (paper Tables 9-10)
+
+def configuration_label(rows: list[dict]) -> str:
+    """A run's configuration as text: "vanilla", "frame 0.9 (K2)", "snapkv 0.5 query_agnostic"."""
+    prov = rows[0]["provenance"]
+    if prov.get("press"):
+        return f"{prov['press']} {float(prov['ratio']):g} {prov.get('protocol')}"
+    if prov.get("method") not in (None, "vanilla"):
+        return f"{prov['method']} {float(prov['ratio']):g} (K{prov.get('layer')})"
+    return "vanilla"
+
+
+def asr_error_table(runs: list[list[dict]], k: int = 8) -> pd.DataFrame:
+    """Per configuration, over its ASR rows without errors: n, corpus WER split into substitution /
+    deletion / insertion rates (% of reference words), answers caught in a repetition loop, answers
+    cut off by the token budget (new tokens = the task's max_new_tokens), and the k most frequent
+    insertions, deletions and substitutions (the paper's Tables 9-10)."""
+    from amlib.metrics.asr_errors import error_patterns, repetition_loop
+
+    budget = get_task("ASR").max_new_tokens
+    out = []
+    for rows in runs:
+        asr = [r for r in rows if r["task"] == "ASR" and not r.get("error")]
+        if not asr:
+            continue
+        patterns = error_patterns([r["answer"] for r in asr], [r["prediction"] for r in asr])
+        out.append({"configuration": configuration_label(rows), "n": len(asr), **patterns.rates(),
+                    "loops": sum(repetition_loop(r["prediction"]) is not None for r in asr),
+                    "truncated": sum((r.get("new_tokens") or 0) >= budget for r in asr),
+                    "insertions": patterns.top("insertions", k), "deletions": patterns.top("deletions", k),
+                    "substitutions": patterns.top("substitutions", k)})
+    return pd.DataFrame(out)
