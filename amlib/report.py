@@ -376,3 +376,39 @@ def asr_error_table(runs: list[list[dict]], k: int = 8) -> pd.DataFrame:
                     "insertions": patterns.top("insertions", k), "deletions": patterns.top("deletions", k),
                     "substitutions": patterns.top("substitutions", k)})
     return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# the random baseline (paper Table 6)
+
+def random_baseline(samples, guessers: int = 100, seed: int = 0) -> pd.DataFrame:
+    """Table 6 on this run's data: `guessers` seeded uniform random guessers per choice task (each
+    item's answer letter drawn among its options), scored like the models (macro-F1 over letters, or
+    over label text for SD/SGR/SAR); mean and standard deviation of accuracy and macro-F1 (0-100)."""
+    from amlib.metrics.classification import to_label_text
+
+    rng = np.random.default_rng(seed)
+    out = []
+    by_task: dict[str, list] = {}
+    for s in samples:
+        by_task.setdefault(s.task, []).append(s)
+    for task in [t for t in TASK_ORDER if t in by_task]:
+        spec = get_task(task)
+        if not spec.is_choice:
+            continue
+        items = by_task[task]
+        truth = [s.answer for s in items]
+        choices = [list(s.choices) for s in items]
+        acc, f1 = [], []
+        for _ in range(guessers):
+            guess = [spec.letters[i] for i in rng.integers(0, spec.n_options, size=len(items))]
+            acc.append(100 * np.mean([g == t for g, t in zip(guess, truth)]))
+            if task in LABEL_TEXT_TASKS:
+                t_lab, g_lab, labels = to_label_text(spec, truth, guess, choices)
+                f1.append(macro_f1(t_lab, g_lab, labels))
+            else:
+                f1.append(macro_f1(truth, guess, list(spec.letters)))
+        out.append({"task": task, "labels": spec.n_options, "n": len(items), "guessers": guessers,
+                    "acc_mean": float(np.mean(acc)), "acc_sd": float(np.std(acc)),
+                    "macro_f1_mean": float(np.mean(f1)), "macro_f1_sd": float(np.std(f1))})
+    return pd.DataFrame(out)

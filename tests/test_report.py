@@ -55,3 +55,22 @@ def test_beside_paper_uses_the_paper_parser():
     assert table.loc["us [paper parser]", "SGR"] == 100.0  # "A cat" reads as A under the paper's rule
     assert score_table(rows, parser="ours").loc["SGR", "score"] < 100.0
     assert beside_paper(score_table(rows, parser="paper"), "us").equals(table)
+
+
+def test_random_baseline_is_at_chance_and_reproducible():
+    from types import SimpleNamespace
+
+    from amlib.report import random_baseline
+
+    samples = [SimpleNamespace(task="MC", answer="ABCD"[i % 4], choices=["rock", "jazz", "pop", "folk"])
+               for i in range(200)]
+    samples += [SimpleNamespace(task="SGR", answer="AB"[i % 2], choices=["male", "female"]) for i in range(200)]
+    samples += [SimpleNamespace(task="ASR", answer="words", choices=[]) for _ in range(3)]
+    table = random_baseline(samples, guessers=100, seed=0).set_index("task")
+    assert list(table.index) == ["MC", "SGR"]  # ASR has no options
+    assert table.loc["MC", "acc_mean"] == pytest.approx(25, abs=1.5)
+    assert table.loc["SGR", "macro_f1_mean"] == pytest.approx(50, abs=2)
+    assert table.loc["MC", "acc_sd"] > 0
+    again = random_baseline(samples, guessers=100, seed=0)
+    assert again.equals(random_baseline(samples, guessers=100, seed=0))
+    assert not again.equals(random_baseline(samples, guessers=100, seed=1))
