@@ -151,3 +151,13 @@ def test_score_table_names_its_parser_and_rescoring_uses_it(tiny_adapter, sample
     assert ours.loc["ASR", "war_capped"] >= ours.loc["ASR", "score"]
     with pytest.raises(ValueError, match="unknown parser"):
         score_table(rows, parser="official")
+
+
+def test_built_in_models_take_the_requested_dtype():
+    from amlib.models import load_model
+
+    adapter = load_model("tiny-random-qwen2-audio", dtype="bfloat16")
+    assert adapter.provenance()["dtype"] == "bfloat16"
+    assert load_model("tiny-random-qwen2-audio").provenance()["dtype"] == "float32"
+    with pytest.raises(ValueError, match="unknown dtype"):
+        load_model("tiny-random-qwen2-audio", dtype="bf17")

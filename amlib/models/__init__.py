@@ -28,11 +28,11 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
     from amlib.models.tiny_registry import TINY_MODELS, load_tiny
 
     if name_or_path in TINY_MODELS:
-        return load_tiny(name_or_path, device=device, seed=seed)
+        return _cast(load_tiny(name_or_path, device=device, seed=seed), dtype)
     if name_or_path == REFERENCE_MODEL:  # with the weights trained by this project (committed)
-        return load_reference_adapter(device=device, weights=COMMITTED_WEIGHTS)
+        return _cast(load_reference_adapter(device=device, weights=COMMITTED_WEIGHTS), dtype)
     if (Path(name_or_path) / PROJECTOR_FILE).is_file():  # a folder of trained reference weights
-        return load_reference_adapter(device=device, weights=name_or_path)
+        return _cast(load_reference_adapter(device=device, weights=name_or_path), dtype)
     from transformers import AutoConfig
 
     kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
@@ -40,6 +40,18 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
     return adapter_class(model_type).from_pretrained(
         name_or_path, device=device, dtype=dtype, attn_implementation=attn_implementation, **kwargs
     )
+
+
+def _cast(adapter: AudioLMAdapter, dtype: str | None) -> AudioLMAdapter:
+    """The built-in models are built in float32; `dtype` (e.g. "bfloat16") casts their weights."""
+    if dtype not in (None, "auto"):
+        import torch
+
+        target = getattr(torch, dtype, None)
+        if not isinstance(target, torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r}; e.g. float32, bfloat16, float16")
+        adapter.model.to(target)
+    return adapter
 
 
 __all__ = ["AudioLMAdapter", "FAMILIES", "NAMED_FAMILIES", "Generation", "PreparedInputs", "TINY_QWEN2_AUDIO", "load_model"]
