@@ -412,3 +412,34 @@ def random_baseline(samples, guessers: int = 100, seed: int = 0) -> pd.DataFrame
                     "acc_mean": float(np.mean(acc)), "acc_sd": float(np.std(acc)),
                     "macro_f1_mean": float(np.mean(f1)), "macro_f1_sd": float(np.std(f1))})
     return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# two runs of the same items (e.g. float32 vs bfloat16)
+
+def compare_runs(rows_a: list[dict], rows_b: list[dict], labels: tuple[str, str] = ("a", "b"), seed: int = 0,
+                 parser: str = "ours") -> pd.DataFrame:
+    """Per task, on the items both runs answered without error: each run's score with its 95 %
+    interval, whether the two intervals overlap, the share of identical answers, and the mean
+    prefill / decode seconds of each (their ratio b/a is a speed-up only if both ran alike)."""
+    ok_a = {r["id"]: r for r in rows_a if not r.get("error")}
+    ok_b = {r["id"]: r for r in rows_b if not r.get("error")}
+    common = [i for i in ok_a if i in ok_b]
+    if not common:
+        raise ValueError("the two runs have no item in common without an error")
+    a, b = [ok_a[i] for i in common], [ok_b[i] for i in common]
+    sa, sb = score_table(a, seed=seed, parser=parser), score_table(b, seed=seed, parser=parser)
+    fa, fb = pd.DataFrame(a), pd.DataFrame(b)
+    la, lb = labels
+    out = pd.DataFrame({
+        f"score_{la}": sa["score"], f"ci_{la}": sa["ci_low"].round(1).astype(str) + "-" + sa["ci_high"].round(1).astype(str),
+        f"score_{lb}": sb["score"], f"ci_{lb}": sb["ci_low"].round(1).astype(str) + "-" + sb["ci_high"].round(1).astype(str),
+        "intervals_overlap": (sa["ci_low"] <= sb["ci_high"]) & (sb["ci_low"] <= sa["ci_high"]),
+        "n": sa["n"],
+    })
+    same = (fa["prediction"] == fb["prediction"]).groupby(fa["task"]).mean() * 100
+    out["same_answer_pct"] = same.reindex(out.index)
+    for label, frame in ((la, fa), (lb, fb)):
+        out[f"prefill_s_{label}"] = frame.groupby("task")["prefill_s"].mean().reindex(out.index)
+        out[f"decode_s_{label}"] = frame.groupby("task")["decode_s"].mean().reindex(out.index)
+    return out

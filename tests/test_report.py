@@ -74,3 +74,24 @@ def test_random_baseline_is_at_chance_and_reproducible():
     again = random_baseline(samples, guessers=100, seed=0)
     assert again.equals(random_baseline(samples, guessers=100, seed=0))
     assert not again.equals(random_baseline(samples, guessers=100, seed=1))
+
+
+def test_compare_runs_on_common_items():
+    from amlib.report import compare_runs
+
+    def row(i, pred, prefill, error=None):
+        return {"id": f"SGR-{i}", "task": "SGR", "answer": "AB"[i % 2], "prediction": pred, "error": error,
+                "choices": ["male", "female"], "prefill_s": prefill, "decode_s": 0.1, "new_tokens": 1,
+                "provenance": {"method": "vanilla", "ratio": 0.0}}
+
+    a = [row(i, "AB"[i % 2], 2.0) for i in range(20)]
+    b = [row(i, "AB"[i % 2] if i < 18 else "AB"[(i + 1) % 2], 1.0) for i in range(20)] + [row(99, "A", 1.0)]
+    b[0] = row(0, None, 1.0, error="RuntimeError: x")  # an error in b: item 0 left out of both
+    table = compare_runs(a, b, labels=("fp32", "bf16"))
+    assert table.loc["SGR", "n"] == 19
+    assert table.loc["SGR", "same_answer_pct"] == pytest.approx(100 * 17 / 19)
+    assert table.loc["SGR", "score_fp32"] == 100 and table.loc["SGR", "score_bf16"] < 100
+    assert bool(table.loc["SGR", "intervals_overlap"])
+    assert table.loc["SGR", "prefill_s_fp32"] == 2.0 and table.loc["SGR", "prefill_s_bf16"] == 1.0
+    with pytest.raises(ValueError, match="no item in common"):
+        compare_runs(a[:1], [row(5, "A", 1.0)])
