@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="pruning: share of audio tokens pruned (0.9: keep 10 %%); eviction: share of KV pairs evicted")
     ev.add_argument("--layer", type=int, default=None, help="decoder layer K where pruning happens (default 2)")
     ev.add_argument("--press", default=None, help="KV-cache eviction with this kvpress press: random, knorm, tova, "
-                                                  "snapkv, streaming_llm, expected_attention, keydiff, pyramidkv")
+                                                  "snapkv, streaming_llm, expected_attention, keydiff, pyramidkv, lagkv, cur")
     ev.add_argument("--protocol", default=None, choices=["query_aware", "query_agnostic"],
                     help="eviction: compress the whole prompt (query_aware, the paper's; default) or the audio "
                          "context before the question (query_agnostic)")

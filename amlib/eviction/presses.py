@@ -42,6 +42,11 @@ _SPECS = [
     PressSpec("pyramidkv", lambda r, seed: kvpress.PyramidKVPress(compression_ratio=r, window_size=SNAPKV_WINDOW,
                                                                   kernel_size=SNAPKV_KERNEL),
               attention_rows=SNAPKV_WINDOW),
+    PressSpec("lagkv", lambda r, seed: kvpress.LagKVPress(compression_ratio=r, n_sink=4, lag_size=128)),
+    PressSpec("cur", lambda r, seed: kvpress.CURPress(compression_ratio=r)),
+    PressSpec("kvzip", lambda r, seed: kvpress.KVzipPress(compression_ratio=r),
+              unavailable="KVzip scores KV pairs by re-feeding the context's input ids to reconstruct it; an audio "
+                          "LM's context is audio features merged into embeddings, which input ids cannot replay"),
     PressSpec("kvzap", lambda r, seed: kvpress.KVzapPress(compression_ratio=r),
               unavailable="KVzap scores KV pairs with a small surrogate network trained per text LLM and downloaded "
                           "from the hub as nvidia/KVzap-<type>-<model name>; none is trained for an audio LM's decoder "
