@@ -34,7 +34,7 @@ class _StepClock(LogitsProcessor):
         return scores
 
 
-def _sync_for(device: torch.device):
+def sync_for(device: torch.device):
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
@@ -42,7 +42,7 @@ def _sync_for(device: torch.device):
 
 def timed_generate(model, tensors: dict, **generate_kwargs):
     device = tensors["input_ids"].device
-    sync = _sync_for(device)
+    sync = sync_for(device)
     clock = _StepClock(sync)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -52,11 +52,15 @@ def timed_generate(model, tensors: dict, **generate_kwargs):
     sync()
     end = time.perf_counter()
     first = clock.stamps[0] if clock.stamps else end
+    return out, GenerationTiming(first - start, end - first, *peak_memory(device))
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """(MB, kind) since the last `torch.cuda.reset_peak_memory_stats` on CUDA; on a CPU the
+    process-wide high-water mark: an upper bound for this call, not a per-call figure."""
     if device.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    else:  # the process-wide high-water mark: an upper bound for this call, not a per-call figure
-        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
-    return out, GenerationTiming(first - start, end - first, peak, kind)
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
 
 
 def device_name(device: str | torch.device = "cpu") -> str:

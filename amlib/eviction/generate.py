@@ -17,12 +17,11 @@ the output is vanilla's.
 from __future__ import annotations
 
 import inspect
-import resource
 import time
 
 import torch
 
-from amlib.efficiency import GenerationTiming
+from amlib.efficiency import GenerationTiming, peak_memory, sync_for
 from amlib.eviction.install import PressInstallation, text_model_of
 from amlib.models.base import Generation, PreparedInputs
 
@@ -86,10 +85,6 @@ def cache_lengths(cache) -> list[int]:
 def cache_bytes(cache) -> int:
     return sum(layer.keys.numel() * layer.keys.element_size() + layer.values.numel() * layer.values.element_size()
                for layer in cache.layers if getattr(layer, "keys", None) is not None and layer.keys.dim() == 4)
-
-
-def _sync(device: torch.device):
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
 def _forward_kwargs(model) -> dict:
@@ -166,7 +161,7 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
         raise ValueError("KV eviction runs at batch size 1")
     length = tensors["input_ids"].shape[-1]
     end = length if protocol == "query_aware" else context_end(prepared)
-    extra, sync, stops = _forward_kwargs(model), _sync(device), stop_ids(adapter)
+    extra, sync, stops = _forward_kwargs(model), sync_for(device), stop_ids(adapter)
     probe = PositionProbe(text_model_of(adapter))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -213,13 +208,9 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
         end_time = time.perf_counter()
     finally:
         probe.handle.remove()
-    if device.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    else:
-        peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
     ids = torch.stack(new, dim=-1)[0]
     text = adapter.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
-    timing = GenerationTiming(first - start, end_time - first, peak, kind)
+    timing = GenerationTiming(first - start, end_time - first, *peak_memory(device))
     return Generation(text=text, new_tokens=int(ids.numel()), timing=timing, inputs=prepared, efficiency=fields)
 
 
