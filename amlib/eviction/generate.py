@@ -91,11 +91,16 @@ def _forward_kwargs(model) -> dict:
     return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
-def _new_cache(adapter):
+def _new_cache(adapter, max_new_tokens: int):
+    """transformers' DynamicCache layout; appends in place (amlib.models.cache) unless the adapter opts out."""
     from transformers import DynamicCache
+
+    from amlib.models.cache import preallocated_cache
 
     config = adapter.language_model().config
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(adapter, "preallocate_cache", False):
+        return preallocated_cache(config, max_new_tokens)
     return DynamicCache(config=config)
 
 
@@ -168,7 +173,7 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
     try:
         sync()
         start = time.perf_counter()
-        cache = _new_cache(adapter)
+        cache = _new_cache(adapter, max_new_tokens)
         installation.start_prefill()
         try:
             out = model(**prompt_part(tensors, end), past_key_values=cache, use_cache=True, **extra)

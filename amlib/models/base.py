@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from amlib.efficiency import GenerationTiming, timed_generate
+from amlib.models.cache import preallocated_cache
 from amlib.tasks import TaskSpec
 
 
@@ -47,6 +48,7 @@ class AudioLMAdapter(ABC):
     model_class: str = ""  # the transformers class of the checkpoint, for the generic from_pretrained
     tokens_per_second: float = 0.0  # audio tokens per second of audio in the LM input
     max_audio_seconds: float | None = None  # longest audio the adapter accepts (None: unbounded)
+    preallocate_cache: bool = True  # decode with `amlib.models.cache` (in-place appends; same values)
 
     def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
         self.model = model.eval()
@@ -99,9 +101,10 @@ class AudioLMAdapter(ABC):
     @torch.inference_mode()
     def generate(self, prepared: PreparedInputs, max_new_tokens: int) -> Generation:
         tensors = {k: v.to(self.device) for k, v in prepared.tensors.items()}
+        cache = {"past_key_values": preallocated_cache(self.model.config, max_new_tokens)} if self.preallocate_cache else {}
         out, timing = timed_generate(
             self.model, tensors, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=self.pad_token_id,
+            pad_token_id=self.pad_token_id, **cache,
         )
         new = out[0, tensors["input_ids"].shape[1]:]
         text = self.processor.tokenizer.decode(new, skip_special_tokens=True)
