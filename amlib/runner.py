@@ -24,10 +24,10 @@ from amlib.data.manifest import input_fingerprint
 from amlib.efficiency import device_name
 from amlib.metrics import PARSER_VERSION, parse_choice
 from amlib.models.base import AudioLMAdapter
-from amlib.tasks import PROMPT_VERSION, get_task
+from amlib.tasks import PROMPT_VERSION, TASK_ORDER, get_task
 
 # Settings that must match for a resumed file to be continued rather than mixed.
-RUN_KEYS = ("model", "model_revision", "method", "ratio", "layer", "press", "protocol", "seed",
+RUN_KEYS = ("model", "model_revision", "dtype", "method", "ratio", "layer", "press", "protocol", "seed",
             "prompt_version", "parser_version")
 
 
@@ -256,15 +256,18 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     return read_predictions(out_path)
 
 
-def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | None = None) -> list[Sample]:
-    """The first `limit` samples of each requested task, in manifest order (errors on unknown tasks)."""
+def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | dict | None = None) -> list[Sample]:
+    """The first `limit` samples of each requested task, in manifest order (errors on unknown tasks).
+    `limit` may differ per task: {"ASR": 5, "*": 10} (a task missing from it, with no "*": all)."""
     wanted = [get_task(t).code for t in tasks] if tasks else None
+    limits = _task_limits(limit)
     counts: dict[str, int] = {}
     chosen = []
     for s in samples:
         if wanted is not None and s.task not in wanted:
             continue
-        if limit is not None and counts.get(s.task, 0) >= limit:
+        cap = limits(s.task)
+        if cap is not None and counts.get(s.task, 0) >= cap:
             continue
         counts[s.task] = counts.get(s.task, 0) + 1
         chosen.append(s)
@@ -272,6 +275,15 @@ def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | N
     if missing:
         raise ValueError(f"no samples of task(s) {', '.join(missing)} in the manifest")
     return chosen
+
+
+def _task_limits(limit: int | dict | None):
+    if not isinstance(limit, dict):
+        return lambda task: limit
+    unknown = [k for k in limit if k != "*" and k not in TASK_ORDER]
+    if unknown:
+        raise ValueError(f"limit names unknown task(s) {', '.join(unknown)} (known: {', '.join(TASK_ORDER)}, or '*')")
+    return lambda task: limit.get(task, limit.get("*"))
 
 
 def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, tasks: list[str] | None = None,
@@ -298,3 +310,30 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
     out = Path(output_dir) / config.file_name(model)
     rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress)}
     return [rows[s.id] for s in samples]
+
+
+def find_runs(results_dir: str | Path, model: str, kind: str = "pruning", seed: int | None = None) -> list[list[dict]]:
+    """The runs of `model` in `results_dir` (one list of rows per predictions file), told apart by
+    their rows' provenance, not their names: kind "vanilla", "pruning" (vanilla first, then every
+    pruning configuration) or "eviction" (vanilla first, then every press). Ordered by method/press,
+    ratio, layer/protocol; `seed` keeps one seed's files (None: all)."""
+    if kind not in ("vanilla", "pruning", "eviction"):
+        raise ValueError(f"kind must be vanilla, pruning or eviction, got {kind!r}")
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"no predictions folder {results_dir}")
+    found = []
+    for path in sorted(results_dir.glob(f"{Path(model).name}__*__seed*.jsonl")):
+        rows = read_predictions(path)
+        if not rows:
+            continue
+        prov = rows[0]["provenance"]
+        if seed is not None and prov.get("seed") != seed:
+            continue
+        vanilla = prov.get("press") is None and prov.get("method") in (None, "vanilla")
+        if vanilla or (kind == "pruning" and prov.get("method") not in (None, "vanilla")) or (
+                kind == "eviction" and prov.get("press") is not None):
+            key = (not vanilla, prov.get("method") or "", prov.get("press") or "", float(prov.get("ratio") or 0),
+                   prov.get("layer") or 0, prov.get("protocol") or "")
+            found.append((key, rows))
+    return [rows for _, rows in sorted(found, key=lambda item: item[0])]

@@ -75,6 +75,41 @@ def test_select_per_task_limit_and_unknown_task(samples):
         select(samples, ["MC"])
 
 
+def test_select_limits_per_task_by_name(samples):
+    assert [s.id for s in select(samples, None, limit={"SGR": 1})] == ["sgr0", "asr0"]  # ASR unlimited
+    assert [s.id for s in select(samples, None, limit={"ASR": 0, "*": 2})] == ["sgr0", "sgr1"]
+    with pytest.raises(ValueError, match="unknown task.*XYZ"):
+        select(samples, None, limit={"XYZ": 1})
+
+
+def test_resume_refuses_another_dtype(tiny_adapter, samples, tmp_path):
+    out = tmp_path / "pred.jsonl"
+    evaluate(tiny_adapter, samples[:1], out, progress=False)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows[0]["provenance"]["dtype"] = "bfloat16"  # as if an earlier run was in bfloat16
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="dtype='bfloat16'.*dtype='float32'"):
+        evaluate(tiny_adapter, samples, out, progress=False)
+
+
+def test_find_runs_tells_configurations_apart_by_provenance(tiny_adapter, samples, tmp_path):
+    from amlib.runner import find_runs
+
+    for config in (RunConfig(), RunConfig(method="frame", ratio=0.5), RunConfig(method="random", ratio=0.5),
+                   RunConfig(press="knorm", ratio=0.5), RunConfig(seed=1)):
+        evaluate(tiny_adapter, samples[:1], tmp_path / config.file_name(tiny_adapter.model_id), config,
+                 progress=False)
+    label = lambda rows: (rows[0]["provenance"]["method"], rows[0]["provenance"]["press"], rows[0]["provenance"]["seed"])
+    model = tiny_adapter.model_id
+    assert [label(r) for r in find_runs(tmp_path, model, "pruning", seed=0)] == [
+        ("vanilla", None, 0), ("frame", None, 0), ("random", None, 0)]
+    assert [label(r) for r in find_runs(tmp_path, model, "eviction", seed=0)] == [("vanilla", None, 0), ("vanilla", "knorm", 0)]
+    assert [label(r) for r in find_runs(tmp_path, model, "vanilla")] == [("vanilla", None, 0), ("vanilla", None, 1)]
+    assert find_runs(tmp_path, "another-model", "pruning") == []
+    with pytest.raises(FileNotFoundError, match="no predictions folder"):
+        find_runs(tmp_path / "missing", model)
+
+
 # --- inputs: fingerprints, bad audio ----------------------------------------------------------
 
 import dataclasses  # noqa: E402
