@@ -10,7 +10,9 @@ from amlib.pruning import pruning
 from amlib.tasks import TASKS
 
 from conftest import noise
-from test_pruning import FAMILIES
+
+# one family per cache layout: plain full attention, M-RoPE (Qwen2.5-Omni), sliding + KV-shared (Gemma 3n)
+FAMILIES = ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni", "tiny-random-gemma3n"]
 
 
 def kv(length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
