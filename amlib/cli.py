@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -126,6 +127,15 @@ def _train_reference(args) -> None:
         print(f"trained weights in {out}")
 
 
+def _book_pages(args) -> None:
+    from amlib.book import BookSettings, book_pages, run_pages, settings_dict
+
+    settings = BookSettings()
+    print("book settings:", json.dumps(settings_dict(settings)))
+    for row in run_pages(book_pages(settings), args.notebooks, args.executed, only=args.only):
+        print(f"{row['page']}: {row['seconds'] / 60:.1f} min")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m amlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +215,13 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--encoder", type=Path, default=None,
                     help="encoder safetensors (export_encoder) where the Whisper package is not installed")
     tr.set_defaults(func=_train_reference)
+
+    bk = sub.add_parser("book-pages", help="execute the book's notebooks in dependency order with the main job's "
+                                           "parameters (amlib/book.py), timing each page")
+    bk.add_argument("--notebooks", type=Path, default=Path("notebooks"))
+    bk.add_argument("--executed", type=Path, default=Path("book/executed"))
+    bk.add_argument("--only", nargs="*", default=None, help="page prefixes to run (e.g. 03 07); default: all")
+    bk.set_defaults(func=_book_pages)
 
     args = parser.parse_args(argv)
     args.func(args)
