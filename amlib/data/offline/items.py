@@ -11,6 +11,7 @@ from amlib.data.audio import SAMPLE_RATE
 from amlib.data.offline.assets import hash_split, sound_sha1
 from amlib.data.offline.sentences import make_sentences
 from amlib.data.offline.voices import Prosody, SuiteVoice, content_prosody, speak, speak_many
+from amlib.data.timeline import spans_of_pieces, timeline
 
 
 class SuiteError(RuntimeError):
@@ -109,6 +110,15 @@ class Reading:
     @property
     def n_samples(self) -> int:
         return sum(p.size for p in self.pieces)
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        """Sample spans of the sentences in `wave` (pieces alternate pause, sentence)."""
+        return spans_of_pieces(self.pieces, range(1, len(self.pieces), 2))
+
+    def timeline(self) -> dict:
+        """meta["timeline"] of `wave`: its sentences with their texts."""
+        return timeline(self.spans, texts=self.texts)
 
 
 def read_aloud(next_text: Callable[[], str], voice: SuiteVoice, window: Window, rng: np.random.Generator,

@@ -33,6 +33,7 @@ import numpy as np
 from amlib.data.audio import SAMPLE_RATE, load_audio
 from amlib.data.offline.assets import SOUNDFONT, require_binary, require_path
 from amlib.data.offline.items import Item, SuiteError, Window, assets_meta, silence
+from amlib.data.timeline import spans_of_pieces, timeline
 
 GENRES = ("classical", "rock", "jazz", "electronic", "reggae")
 TEMPO = {"classical": (66, 96), "rock": (112, 150), "jazz": (100, 160), "electronic": (120, 132), "reggae": (68, 88)}
@@ -286,4 +287,5 @@ def mc_item(ctx, index: int, label: str, rng: np.random.Generator, window: Windo
         raise SuiteError(f"MC item {index}: no piece fits in {window.max_s} s")
     wave = window.check(np.concatenate(parts), f"MC item {index}")
     return Item(wave, label, {"synthetic": True, "pieces": pieces, "renderer": "fluidsynth + TimGM6mb.sf2",
-                              "assets": assets_meta(pieces=[p["sha1"] for p in pieces])})
+                              "assets": assets_meta(pieces=[p["sha1"] for p in pieces]),
+                              "timeline": timeline(spans_of_pieces(parts, range(1, len(parts), 2)))})

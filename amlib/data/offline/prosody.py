@@ -47,6 +47,7 @@ from amlib.data.offline.assets import db_to_gain, require_binary, rms
 from amlib.data.offline.items import Item, SuiteError, Window, assets_meta, read_aloud, sentence_stream
 from amlib.data.offline.speech_tasks import voice_meta
 from amlib.data.offline.voices import Prosody, speak, voices_of
+from amlib.data.timeline import scale_timeline
 from amlib.tasks import AGE_GROUPS
 
 
@@ -170,7 +171,9 @@ def er_item(ctx, index: int, label: str, rng: np.random.Generator, window: Windo
                                           "pause_s": [round(pause[0], 3), round(pause[1] + 0.05, 3)],
                                           "drive": round(drive, 3), "tremor": round(tremor, 4)},
                               "n_sentences": len(reading.texts), "transcript": " ".join(reading.texts),
-                              "assets": assets_meta(tts=[voice], texts=reading.texts)},
+                              "assets": assets_meta(tts=[voice], texts=reading.texts),
+                              # vibrato (a delay of < 2 ms) and soft clipping keep every sample position
+                              "timeline": reading.timeline()},
                 question="What emotion does the speaker express?")
 
 
@@ -215,5 +218,7 @@ def sar_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
                                              f"tremor F0 {tremor_f0:.2%} amp {tremor_amp:.1%} at {hz:.1f} Hz",
                                              f"breath noise {breath_db:.1f} dB"],
                               "n_sentences": len(reading.texts), "transcript": " ".join(reading.texts),
-                              "assets": assets_meta(tts=[voice], texts=reading.texts)},
+                              "assets": assets_meta(tts=[voice], texts=reading.texts),
+                              # sox tempo rescales time; tremor and breath noise keep sample positions
+                              "timeline": scale_timeline(reading.timeline(), wave.size / reading.n_samples)},
                 question="What is the speaker's age group?")

@@ -31,6 +31,7 @@ from amlib.data.audio import SAMPLE_RATE, write_audio
 from amlib.data.manifest import write_manifest
 from amlib.data.offline.sentences import make_sentences, word_count
 from amlib.data.offline.tts import VOICES, Voice, check_voice, synthesize
+from amlib.data.timeline import spans_of_pieces, timeline
 from amlib.tasks import TASKS
 
 SOURCE = "offline-tts"
@@ -132,11 +133,13 @@ def _speak_item(plan: _Plan, min_seconds: float, max_seconds: float, gap_seconds
     wave = np.concatenate(pieces)
     peak = float(np.abs(wave).max())
     wave = (wave * (10 ** (PEAK_DBFS / 20) / peak)).astype(np.float32)
-    return wave, texts, target_s
+    # pieces alternate sentence, gap; peak normalisation moves no sample
+    line = timeline(spans_of_pieces(pieces, range(0, len(pieces), 2)), texts=texts)
+    return wave, texts, target_s, line
 
 
 def _row(plan: _Plan, rel_audio: str, duration_s: float, texts: list[str], target_s: float, seed: int,
-         split: str, gap_seconds: float) -> dict:
+         split: str, gap_seconds: float, line: dict) -> dict:
     v = plan.voice
     if plan.task == "SGR":
         choices, answer = list(SGR_CHOICES), "A" if v.gender == "male" else "B"
@@ -149,7 +152,7 @@ def _row(plan: _Plan, rel_audio: str, duration_s: float, texts: list[str], targe
         "meta": {
             "engine": v.engine, "voice": v.name, "voice_label": v.label, "gender": v.gender,
             "n_sentences": len(texts), "seed": seed, "target_s": round(target_s, 3),
-            "gap_s": gap_seconds,
+            "gap_s": gap_seconds, "timeline": line,
         },
     }
 
@@ -190,11 +193,11 @@ def build_skeleton(
     plans = _plan(per_task, seed, split, voices)
 
     def build(plan: _Plan) -> dict:
-        wave, texts, target_s = _speak_item(plan, min_seconds, max_seconds, gap_seconds)
+        wave, texts, target_s, line = _speak_item(plan, min_seconds, max_seconds, gap_seconds)
         rel = f"audio/{plan.id}.wav"
         write_audio(out_dir / rel, wave, SAMPLE_RATE)
         info = sf.info(str(out_dir / rel))
-        return _row(plan, rel, info.frames / info.samplerate, texts, target_s, seed, split, gap_seconds)
+        return _row(plan, rel, info.frames / info.samplerate, texts, target_s, seed, split, gap_seconds, line)
 
     n_workers = workers or min(len(plans), os.cpu_count() or 1)
     if n_workers <= 1:

@@ -32,6 +32,7 @@ from amlib.data.offline.assets import (
 )
 from amlib.data.offline.items import Item, SuiteError, Window, assets_meta
 from amlib.data.offline.voices import speak, voices_of
+from amlib.data.timeline import timeline
 
 W, FD = WESNOTH_SOUNDS, FREEDESKTOP_SOUNDS
 SOUND_GROUPS = {
@@ -233,10 +234,14 @@ def sed_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
         place(bed, wave, at)
     used = events[: len(starts)]
     files = sorted({name for name, _ in used})
+    # events over a continuous bed; every occurrence is of the target class, so each carries the answer
+    spans = [(at, at + wave.size) for (_, wave), at in zip(used, starts)]
+    line = timeline(spans, "overlay", answer=range(len(spans)), sound=[name for name, _ in used])
     return Item(window.check(bed, f"SED item {index}"), label, {
         "synthetic": False, "mixed": True, "event_files": files,
         "event_onsets_s": [round(s / SAMPLE_RATE, 2) for s in starts], "bed": [bed_name, "pink noise (synthetic)"],
-        "assets": assets_meta(files=files + [bed_name], generators=[{"name": "pink", "params": pink}])},
+        "assets": assets_meta(files=files + [bed_name], generators=[{"name": "pink", "params": pink}]),
+        "timeline": line},
         question="Which sound event occurs in the recording?")
 
 
@@ -301,9 +306,14 @@ def asc_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
     starts = event_times(rng, n, [w.size for _, w in events], spacing)
     for (_, wave), at in zip(events, starts):
         place(mix, wave, at)
+    placed = events[: len(starts)]
+    # the scene's events over its beds; the answer (the scene) is global
+    line = timeline([(at, at + wave.size) for (_, wave), at in zip(placed, starts)], "overlay",
+                    sound=[name for name, _ in placed])
     return Item(window.check(mix, f"ASC item {index}"), label, {
         "synthetic": any("synthetic" in b for b in beds), "mixed": True, "beds": beds,
         "event_files": sorted({name for name, _ in events[: len(starts)]}),
         "event_onsets_s": [round(s / SAMPLE_RATE, 2) for s in starts],
         "assets": assets_meta(files=used["files"] + [name for name, _ in events[: len(starts)]],
-                              generators=used["generators"], tts=used["tts"], texts=used["texts"])})
+                              generators=used["generators"], tts=used["tts"], texts=used["texts"]),
+        "timeline": line})

@@ -27,6 +27,7 @@ from amlib.data.offline.assets import (
 )
 from amlib.data.offline.items import Item, SuiteError, Window, assets_meta, read_aloud, sentence_stream, silence
 from amlib.data.offline.voices import SuiteVoice, content_voices, language_voices, speak, voices_of
+from amlib.data.timeline import scale_timeline, spans_of_pieces, timeline
 
 GENDERS = ("male", "female")
 SD_LABELS = ("real", "fake")
@@ -51,7 +52,7 @@ def tts_reading_item(rng: np.random.Generator, split: str, window: Window, voice
     reading = read_aloud(sentence_stream(rng, split), voice, window, rng, what=what, clear=clear)
     return Item(reading.wave, " ".join(reading.texts),
                 {**voice_meta(voice), "n_sentences": len(reading.texts), "synthetic": True,
-                 "assets": assets_meta(tts=[voice], texts=reading.texts)})
+                 "assets": assets_meta(tts=[voice], texts=reading.texts), "timeline": reading.timeline()})
 
 
 def prompt_sequence(rng: np.random.Generator, pool: list[Prompt], window: Window, what: str,
@@ -79,8 +80,10 @@ def prompt_sequence(rng: np.random.Generator, pool: list[Prompt], window: Window
     return chosen, waves
 
 
-def join_with_pauses(waves: list[np.ndarray], rng: np.random.Generator, window: Window) -> np.ndarray:
-    """Waves with seeded pauses, the pauses shortened only if the total would pass max_s."""
+def join_with_pauses(waves: list[np.ndarray], rng: np.random.Generator,
+                     window: Window) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Waves with seeded pauses, the pauses shortened only if the total would pass max_s; returns
+    the joined wave and the sample span of every wave in it."""
     pauses = rng.uniform(*PROMPT_PAUSE_S, size=max(0, len(waves) - 1))
     speech = sum(w.size for w in waves)
     room = (window.max_n - speech) / SAMPLE_RATE
@@ -91,7 +94,7 @@ def join_with_pauses(waves: list[np.ndarray], rng: np.random.Generator, window: 
         if i:
             parts.append(silence(pauses[i - 1]))
         parts.append(np.asarray(wave, dtype=np.float32))
-    return np.concatenate(parts)
+    return np.concatenate(parts), spans_of_pieces(parts, range(0, len(parts), 2))
 
 
 def asr_item(ctx, index: int, label: str | None, rng: np.random.Generator, window: Window) -> Item:
@@ -99,13 +102,15 @@ def asr_item(ctx, index: int, label: str | None, rng: np.random.Generator, windo
     english = prompts_of_split(ctx.split, language="en")  # none in the train split: its ASR is all TTS
     if index % REAL_ASR_EVERY == REAL_ASR_EVERY - 1 and english:
         prompts, waves = prompt_sequence(rng, english, window, what)
-        wave = join_with_pauses(waves, rng, window)
+        wave, spans = join_with_pauses(waves, rng, window)
         speaker = prompts[0].speaker
-        return Item(wave, " ".join(_sentence(p.text) for p in prompts),
+        texts = [_sentence(p.text) for p in prompts]
+        return Item(wave, " ".join(texts),
                     {"speech": "real", "synthetic": False, "speaker": speaker, "gender": "female", "language": "en",
                      "asterisk_prompts": [p.id for p in prompts],
                      "assets": assets_meta(real=[p.speaker for p in prompts], texts=[p.text for p in prompts],
-                                           files=[p.path for p in prompts])})
+                                           files=[p.path for p in prompts]),
+                     "timeline": timeline(spans, texts=texts)})
     voice = pick_voice(rng, content_voices(ctx.split))
     item = tts_reading_item(rng, ctx.split, window, voice, what, clear=True)
     item.meta["speech"] = "tts"
@@ -153,7 +158,9 @@ def sgr_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
     native = Window(min(max(window.target_s, window.min_s + margin), window.max_s - margin) * tempo,
                     (window.min_s + margin) * tempo, (window.max_s - margin) * tempo)
     item = tts_reading_item(rng, ctx.split, native, voice, f"SGR item {index}")
+    native_n = item.wave.size
     item.wave = window.check(sox_tempo(item.wave, tempo), f"SGR item {index}")
+    item.meta["timeline"] = scale_timeline(item.meta["timeline"], item.wave.size / native_n)
     item.meta["tempo"] = round(tempo, 4)
     item.meta["transforms"] = [f"sox tempo {tempo:.3f}"]
     item.meta["transcript"] = item.label
@@ -187,7 +194,9 @@ def sd_item(ctx, index: int, label: str, rng: np.random.Generator, window: Windo
         prompts, waves = prompt_sequence(rng, pool, window, what)
         meta["asterisk_prompts"] = [p.id for p in prompts]
         meta["assets"] = assets_meta(real=[pset.speaker], texts=[p.text for p in prompts], files=[p.path for p in prompts])
-        return Item(join_with_pauses(waves, rng, window), label, meta, question=question)
+        wave, spans = join_with_pauses(waves, rng, window)
+        meta["timeline"] = timeline(spans, texts=[p.text for p in prompts], fake=[False] * len(prompts))
+        return Item(wave, label, meta, question=question)
     voice = pick_voice(rng, fake_voices(pset, ctx.split))
     period = int(round(1 / rng.uniform(*FAKE_SHARE)))  # every period-th prompt is a TTS stand-in
     offset = int(rng.integers(period))
@@ -210,4 +219,8 @@ def sd_item(ctx, index: int, label: str, rng: np.random.Generator, window: Windo
                 transforms=["resample 16k->8k->16k", "level matched to the recordings' RMS"],
                 assets=assets_meta(real=[pset.speaker], tts=[voice], texts=[p.text for p in prompts],
                                    files=[p.path for k, p in enumerate(prompts) if k not in fakes]))
-    return Item(join_with_pauses(waves, rng, window), label, meta, question=question)
+    wave, spans = join_with_pauses(waves, rng, window)
+    # the fake prompts carry the label: a short cut of a fake item must hold one
+    meta["timeline"] = timeline(spans, texts=[p.text for p in prompts], answer=fakes,
+                                fake=[k in fakes for k in range(len(prompts))])
+    return Item(wave, label, meta, question=question)

@@ -22,6 +22,8 @@ type that the passage never mentions.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from amlib.data.audio import SAMPLE_RATE
@@ -30,6 +32,7 @@ from amlib.data.offline.items import Item, SpokenStream, SuiteError, Window, ass
 from amlib.data.offline.sentences import number_words
 from amlib.data.offline.speech_tasks import pick_voice, voice_meta
 from amlib.data.offline.voices import SuiteVoice, content_prosody, content_voices, speak_many
+from amlib.data.timeline import spans_of_pieces, timeline
 
 FIRST_NAMES = (
     "Amelia", "Benedict", "Camille", "Dorian", "Eleanor", "Felix", "Gabriela", "Harold", "Isabel", "Jasper",
@@ -98,8 +101,20 @@ def _cap(text: str) -> str:
     return text[0].upper() + text[1:]
 
 
+class ReadBlocks(NamedTuple):
+    wave: np.ndarray
+    texts: list[str]  # every sentence read, in order
+    spans: list[tuple[int, int]]  # each sentence's samples in `wave`
+    block_of: list[int]  # each sentence's index in `blocks` (a fixed block or a filler slot)
+
+    def timeline(self, answer_blocks: set[int]) -> dict:
+        """meta["timeline"]: the sentences; those of the blocks `answer_blocks` carry the answer."""
+        answer = [k for k, b in enumerate(self.block_of) if b in answer_blocks]
+        return timeline(self.spans, texts=self.texts, answer=answer)
+
+
 def read_blocks(blocks: list[list[str] | None], filler, voice: SuiteVoice, window: Window,
-                rng: np.random.Generator, what: str, paragraphs: bool = True) -> tuple[np.ndarray, list[str]]:
+                rng: np.random.Generator, what: str, paragraphs: bool = True) -> ReadBlocks:
     """Fixed blocks of sentences (paragraphs) in order, with filler paragraphs in the `None` slots.
 
     Every sentence comes after a pause: a paragraph pause where a block starts (and every
@@ -136,15 +151,17 @@ def read_blocks(blocks: list[list[str] | None], filler, voice: SuiteVoice, windo
         total += gap.size + wave.size
     parts: list[np.ndarray] = []
     texts: list[str] = []
+    block_of: list[int] = []
     for i, block in enumerate(fixed):
         for gap, text, wave in (block if block is not None else fill[i]):
             parts += [gap, wave]
             texts.append(text)
+            block_of.append(i)
     wave = np.concatenate(parts).astype(np.float32)
     if wave.size < window.min_n:
         raise SuiteError(f"{what}: {wave.size / SAMPLE_RATE:.1f} s is below min_seconds={window.min_s}; "
                          f"widen [min, max]")
-    return wave, texts
+    return ReadBlocks(wave, texts, spans_of_pieces(parts, range(1, len(parts), 2)), block_of)
 
 
 def scr_answers(split: str) -> dict[str, list[str]]:
@@ -230,10 +247,13 @@ def scr_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
     (head, mid, end), question, wrong, facts = story(kind, label, rng, ctx.split)
     voice = pick_voice(rng, content_voices(ctx.split))
     filler = sentence_stream(rng, ctx.split)
-    wave, texts = read_blocks([head, None, mid, None, end], filler, voice, window, rng, f"SCR item {index}")
+    read = read_blocks([head, None, mid, None, end], filler, voice, window, rng, f"SCR item {index}")
+    wave, texts = read.wave, read.texts
     return Item(wave, label, {**voice_meta(voice), "question_kind": kind, "facts": facts, "synthetic": True,
                               "transcript": " ".join(texts), "n_sentences": len(texts),
-                              "assets": assets_meta(tts=[voice], texts=texts)},
+                              "assets": assets_meta(tts=[voice], texts=texts),
+                              # multi-hop: every story sentence (head, middle, end) carries part of the answer
+                              "timeline": read.timeline(answer_blocks={0, 2, 4})},
                 question=question, distractors=wrong)
 
 
@@ -290,8 +310,10 @@ def ser_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
     for k in order:
         blocks += [fixed[k], None]
     voice = pick_voice(rng, content_voices(ctx.split))
-    wave, texts = read_blocks(blocks, sentence_stream(rng, ctx.split), voice, window, rng, f"SER item {index}",
-                              paragraphs=False)
+    read = read_blocks(blocks, sentence_stream(rng, ctx.split), voice, window, rng, f"SER item {index}",
+                       paragraphs=False)
+    wave, texts = read.wave, read.texts
+    asked_block = fixed[ENTITY_TYPES.index(asked)]  # the one sentence that names the answer
     transcript = " ".join(texts)
     answer = mentioned[asked]
     candidates = [e for e in entity_pool(asked, ctx.split) if not _mentions(e, transcript) and not _mentions(e, answer)]
@@ -299,5 +321,6 @@ def ser_item(ctx, index: int, label: str, rng: np.random.Generator, window: Wind
     word = {"person": "person", "place": "place", "organisation": "organisation"}[asked]
     return Item(wave, answer, {**voice_meta(voice), "entity_type": asked, "mentioned": mentioned, "synthetic": True,
                                "transcript": transcript, "n_sentences": len(texts),
-                               "assets": assets_meta(tts=[voice], texts=texts)},
+                               "assets": assets_meta(tts=[voice], texts=texts),
+                               "timeline": read.timeline({i for i, b in enumerate(blocks) if b is asked_block})},
                 question=f"Which {word} is mentioned in the audio?", distractors=wrong)

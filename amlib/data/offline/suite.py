@@ -21,6 +21,12 @@ Generator version: GENERATOR_VERSION is written into every item's meta ("generat
 folder built by other generator code (older, or from before versioning: no field) is refused when it
 is read (`check_generator_version`, called by amlib.data.manifest.read_manifest) or reused
 (amlib.data.build.ensure_dataset), with an error naming the folder and both versions.
+
+Segment timelines: every item's meta["timeline"] says where its segments (sentences, prompts, pieces,
+events) sit in the final audio and which carry the answer (amlib.data.timeline), what the short
+counterparts of the duration ablation are cut from (amlib.data.short). Recording them added a meta
+field only: the audio and every other manifest field are what generator version 3 made before, so the
+version did not change (a version-3 folder built before lacks the field; amlib.data.short says so).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ MAX_PER_PART = 100_000
 #    only, SCR option cues removed, split in every random stream, asset meta. (1 or missing: before.)
 # 3: every item limited and levelled to -23 LUFS before writing (level.py: write_item's peak ceiling
 #    no longer turns impulsive SED/ASC classes down), SGR speaking rate drawn per item (sox tempo)
+# (meta["timeline"] came later without a new version: same audio and fields, one meta field more)
 GENERATOR_VERSION = 3
 
 

@@ -19,7 +19,8 @@ of all three; those clips, in a seeded random order, are packed with `pack_clips
 req.min_seconds..req.max_seconds that holds at least one clip where the target occurs. So the true
 class occurs in the item and no distractor occurs anywhere in it, by the strong labels. Each clip is
 used once. Up to req.per_task // 10 items per class are written; answer positions are balanced.
-meta: clips, classes_present, label (the target class).
+meta: clips, classes_present, label (the target class), timeline (each clip's place in the audio; the
+clips where the target occurs carry the answer; amlib.data.timeline).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import balanced_positions
 from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, write_item, write_report
+from amlib.data.timeline import clips_timeline
 from amlib.tasks import get_task
 
 TASK = "SED"
@@ -175,10 +177,15 @@ def write_event_item(req: BuildRequest, index: int, plan: dict, position: int) -
     distractors = [plan["distractors"][i] for i in req.rng(SOURCE, "options", index).permutation(N_OPTIONS - 1)]
     choices = distractors[:position] + [plan["target"]] + distractors[position:]
     clips = plan["clips"]
-    wave = concat_audio([load_audio(c.path) for c in clips], gap_s=req.gap_seconds)
+    waves = [load_audio(c.path) for c in clips]
+    wave = concat_audio(waves, gap_s=req.gap_seconds)
     present = sorted(set().union(*(c.classes for c in clips)))
+    # the clips in which the target occurs carry the answer
+    holding = [k for k, c in enumerate(clips) if plan["target"] in c.classes]
+    line = clips_timeline(waves, req.gap_seconds, answer=holding)
     return write_item(
         req, TASK, index, wave, question=QUESTION, choices=choices, answer=get_task(TASK).letters[position],
-        source=SOURCE, meta={"clips": [c.name for c in clips], "classes_present": present, "label": plan["target"]},
+        source=SOURCE, meta={"clips": [c.name for c in clips], "classes_present": present, "label": plan["target"],
+                             "timeline": line},
     )
 

@@ -17,7 +17,7 @@ cannot be placed are reported. Up to req.per_task // (genres with items) items p
 (seeded choice), so the classes are balanced.
 Options: the true genre plus 3 others drawn (seeded) from the remaining genres, the true one on a
 balanced answer position. The question is empty: the MC prompt itself asks for the genre.
-meta: genre, tracks, label (= genre).
+meta: genre, tracks, label (= genre), timeline (each track's place in the audio, amlib.data.timeline).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import balanced_positions, make_options
 from amlib.data.sources.common import BuildRequest, LayoutError, write_item, write_report
+from amlib.data.timeline import clips_timeline
 from amlib.tasks import get_task
 
 TASK = "MC"
@@ -132,9 +133,11 @@ def choose_balanced(planned: dict[str, list[list[Clip]]],
 def write_genre_item(req: BuildRequest, index: int, genre: str, item: list[Clip], genres: list[str],
                      position: int) -> dict:
     choices, letter = make_options(genre, genres, N_OPTIONS, position, req.rng(SOURCE, "options", index))
-    wave = concat_audio([load_audio(c.key) for c in item], gap_s=req.gap_seconds)
+    waves = [load_audio(c.key) for c in item]
+    wave = concat_audio(waves, gap_s=req.gap_seconds)
     return write_item(
         req, TASK, index, wave, question="", choices=choices, answer=letter, source=SOURCE,
-        meta={"genre": genre, "tracks": [Path(c.key).name for c in item], "label": genre},
+        meta={"genre": genre, "tracks": [Path(c.key).name for c in item], "label": genre,
+              "timeline": clips_timeline(waves, req.gap_seconds)},
     )
 

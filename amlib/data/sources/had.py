@@ -38,6 +38,7 @@ import soundfile as sf
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, item_seconds, pack_clips, repeat_to
 from amlib.data.sources.common import BuildRequest, LayoutError, class_jobs, take_balanced, write_item, write_report
+from amlib.data.timeline import clips_timeline
 
 TASK = "SD"
 SOURCE = "had"
@@ -172,11 +173,16 @@ def write_items(req: BuildRequest, chosen: dict[str, list[PlannedItem]],
     for index, (_, item, position) in enumerate(class_jobs(chosen, len(CLASSES), req.rng(SOURCE, "options"))):
         other = [c for c in CLASSES if c != item.label]
         choices = other[:position] + [item.label] + other[position:]
-        wave = concat_audio([load_audio(utterances[c.key].path) for c in item.clips], req.gap_seconds)
+        waves = [load_audio(utterances[c.key].path) for c in item.clips]
+        wave = concat_audio(waves, req.gap_seconds)
+        fake = [not utterances[c.key].is_real for c in item.clips]
         meta = {"label": item.label, "utterances": [c.key for c in item.clips],
-                "fake_utterances": sum(not utterances[c.key].is_real for c in item.clips),
+                "fake_utterances": sum(fake),
                 "fake_seconds": round(sum(utterances[c.key].fake_seconds for c in item.clips), 3),
-                "had_split": req.split, "padded_by_repetition": item.padded}
+                "had_split": req.split, "padded_by_repetition": item.padded,
+                # the utterances with synthetic segments carry the label (before any padding repeats)
+                "timeline": clips_timeline(waves, req.gap_seconds, answer=[k for k, f in enumerate(fake) if f],
+                                           fake=fake)}
         if item.padded:
             meta["unpadded_seconds"] = round(item_seconds(item.clips, req.gap_seconds), 3)
             wave = repeat_to(wave, req.min_seconds)

@@ -24,7 +24,8 @@ Up to req.per_task items are drawn (seeded) from all packed items.
 
 Answer: the utterances' reference transcripts joined by single spaces, in LibriSpeech's own upper case
 (the WAR metric normalises case and punctuation). No options (open-ended task).
-meta: speaker, chapter, utterances (ids in order), layout ("librispeech" or "librispeech-long").
+meta: speaker, chapter, utterances (ids in order), layout ("librispeech" or "librispeech-long"), timeline
+(each utterance's place in the audio and its transcript, amlib.data.timeline).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, write_item, write_report
+from amlib.data.timeline import clips_timeline
 
 TASK = "ASR"
 SOURCE = "librispeech"
@@ -171,10 +173,11 @@ def _check_pairs(chapter_dir: Path, audio: dict, texts: dict, transcript_name: s
 
 
 def write_chapter_item(req: BuildRequest, index: int, utts: list[Utterance], layout: str) -> dict:
-    wave = concat_audio([load_audio(u.path) for u in utts], gap_s=req.gap_seconds)
+    waves = [load_audio(u.path) for u in utts]
+    wave = concat_audio(waves, gap_s=req.gap_seconds)
     return write_item(
         req, TASK, index, wave, question="", choices=[], answer=" ".join(u.text for u in utts), source=SOURCE,
         meta={"speaker": utts[0].speaker, "chapter": utts[0].chapter, "utterances": [u.id for u in utts],
-              "layout": layout},
+              "layout": layout, "timeline": clips_timeline(waves, req.gap_seconds, texts=[u.text for u in utts])},
     )
 

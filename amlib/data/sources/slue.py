@@ -23,7 +23,8 @@ least so far, so types stay balanced), with a question such as "Which organisati
 recording?"; the true option is one of that type's entity phrases in the item (preferring phrases not yet
 used as an answer), and the 3 distractors are entity phrases of the same type from OTHER items that do not
 occur anywhere in this item's transcript (whole-word match). Answer positions are balanced. Up to
-req.per_task items are written. meta: speaker, utterances, entity_type, label (the true phrase).
+req.per_task items are written. meta: speaker, utterances, entity_type, label (the true phrase), timeline
+(each utterance's place in the audio and text; those naming the answer carry it; amlib.data.timeline).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from amlib.data.audio import load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import balanced_positions, make_options
 from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, write_item, write_report
+from amlib.data.timeline import clips_timeline
 from amlib.tasks import get_task
 
 TASK = "SER"
@@ -225,10 +227,14 @@ def plan_questions(items: list[Item], req: BuildRequest) -> tuple[list[dict], li
 def write_entity_item(req: BuildRequest, index: int, q: dict, position: int) -> dict:
     item: Item = q["item"]
     choices, letter = make_options(q["answer"], q["pool"], N_OPTIONS, position, req.rng(SOURCE, "options", index))
-    wave = concat_audio([load_audio(u.path) for u in item.utterances], gap_s=req.gap_seconds)
+    waves = [load_audio(u.path) for u in item.utterances]
+    wave = concat_audio(waves, gap_s=req.gap_seconds)
+    # the utterances that mention the answer phrase carry the answer
+    answer = [k for k, u in enumerate(item.utterances) if (q["type"], q["answer"]) in u.entities]
+    line = clips_timeline(waves, req.gap_seconds, texts=[u.text for u in item.utterances], answer=answer)
     return write_item(
         req, TASK, index, wave, question=QUESTIONS[q["type"]], choices=choices, answer=letter, source=SOURCE,
         meta={"speaker": item.speaker, "utterances": [u.id for u in item.utterances], "entity_type": q["type"],
-              "label": q["answer"]},
+              "label": q["answer"], "timeline": line},
     )
 

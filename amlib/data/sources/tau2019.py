@@ -35,6 +35,7 @@ from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import make_options
 from amlib.data.sources.common import (BuildRequest, LayoutError, class_jobs, round_robin, take_balanced, write_item,
                                        write_report)
+from amlib.data.timeline import clips_timeline
 
 TASK = "ASC"
 SOURCE = "tau2019"
@@ -127,10 +128,12 @@ def write_items(req: BuildRequest, chosen: dict[str, list[tuple[str, list[Clip]]
     # answer letters balanced within each scene, scenes mixed in the manifest
     for index, (scene, (group, clips), position) in enumerate(class_jobs(chosen, 4, rng)):
         choices, answer = make_options(SCENES[scene], pool, 4, position, rng)
-        wave = concat_audio([load_audio(c.key) for c in clips], req.gap_seconds)
+        waves = [load_audio(c.key) for c in clips]
+        wave = concat_audio(waves, req.gap_seconds)
         _, identifier, device = group.split("/")
         meta = {"label": SCENES[scene], "scene_label": scene, "identifier": identifier, "device": device,
-                "segments": [str(Path(c.key).relative_to(req.root)) for c in clips]}
+                "segments": [str(Path(c.key).relative_to(req.root)) for c in clips],
+                "timeline": clips_timeline(waves, req.gap_seconds)}
         rows.append(write_item(req, TASK, index, wave, question="", choices=choices, answer=answer,
                                source=SOURCE, meta=meta))
     return rows

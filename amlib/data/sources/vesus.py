@@ -41,6 +41,7 @@ from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.options import make_options
 from amlib.data.sources.common import (BuildRequest, LayoutError, class_jobs, round_robin, take_balanced, write_item,
                                        write_report)
+from amlib.data.timeline import clips_timeline
 
 TASK = "ER"
 SOURCE = "vesus"
@@ -148,8 +149,10 @@ def write_items(req: BuildRequest, chosen: dict[str, list[tuple[str, list[Clip]]
     # answer letters balanced within each emotion, emotions interleaved in the manifest
     for index, (emotion, (actor, clips), position) in enumerate(class_jobs(chosen, 4, rng)):
         choices, answer = make_options(emotion, list(EMOTIONS), 4, position, rng)
-        wave = concat_audio([load_audio(c.key) for c in clips], req.gap_seconds)
-        meta = {"label": emotion, "actor": actor, "clips": [str(Path(c.key).relative_to(folder)) for c in clips]}
+        waves = [load_audio(c.key) for c in clips]
+        wave = concat_audio(waves, req.gap_seconds)
+        meta = {"label": emotion, "actor": actor, "clips": [str(Path(c.key).relative_to(folder)) for c in clips],
+                "timeline": clips_timeline(waves, req.gap_seconds)}
         rows.append(write_item(req, TASK, index, wave, question=QUESTION, choices=choices, answer=answer,
                                source=SOURCE, meta=meta))
     return rows

@@ -46,6 +46,7 @@ import soundfile as sf
 from amlib.data.audio import SAMPLE_RATE, load_audio
 from amlib.data.concat import Clip, concat_audio, pack_clips
 from amlib.data.sources.common import BuildRequest, LayoutError, audio_seconds, interleave, write_item, write_report
+from amlib.data.timeline import clips_timeline
 from amlib.tasks import AGE_GROUPS, get_task
 
 SOURCE = "voxceleb"
@@ -280,9 +281,11 @@ def write_items(req: BuildRequest, task: str, chosen: dict[str, list[tuple[str, 
     rows = []
     for index, job_index in enumerate(req.rng(SOURCE, task, "order").permutation(len(jobs))):
         label, speaker, clips = jobs[job_index]
-        wave = concat_audio([load_clip(Path(c.key)) for c in clips], req.gap_seconds)
+        waves = [load_clip(Path(c.key)) for c in clips]
+        wave = concat_audio(waves, req.gap_seconds)
         videos = sorted({Path(c.key).parent.name for c in clips})
-        meta = {"label": label, "speaker": speaker, "videos": videos, "clips": [library.relative(c) for c in clips]}
+        meta = {"label": label, "speaker": speaker, "videos": videos, "clips": [library.relative(c) for c in clips],
+                "timeline": clips_timeline(waves, req.gap_seconds)}
         if task == "SAR":
             meta["age_at_recording"] = {v: ages[(speaker, v)] for v in videos}
         rows.append(write_item(req, task, index, wave, question=QUESTIONS[task], choices=choices,
