@@ -153,3 +153,33 @@ def eviction_memory_figure(memory: pd.DataFrame, value: str = "kv_mb", title: st
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def category_figure(averages: pd.DataFrame, title: str = "Average score per task category") -> plt.Figure:
+    """The paper's Figure 8: one group of bars per model, one bar per task category, from
+    `amlib.report.category_averages` (columns model, group, category, average). Rows of this run
+    (group "this run") are labelled in bold; when they come first, a dashed line parts them from the rest."""
+    import seaborn as sns
+
+    from amlib.tasks import CATEGORIES
+
+    models = list(dict.fromkeys(averages["model"]))
+    ours = set(averages.loc[averages["group"] == "this run", "model"])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.42 * len(models)))
+    sns.barplot(data=averages, y="model", x="average", hue="category", order=models, orient="h", ax=ax,
+                hue_order=[c for c in CATEGORIES if c in set(averages["category"])],
+                palette=dict(zip(CATEGORIES, ["#4c72b0", "#55a868", "#c44e52"])))
+    for label in ax.get_yticklabels():
+        if label.get_text() in ours:
+            label.set_fontweight("bold")
+    if ours and len(ours) < len(models) and set(models[:len(ours)]) == ours:  # this run's rows come first
+        ax.axhline(len(ours) - 0.5, color="#999999", linestyle="--", lw=0.8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("mean score of the category's tasks (macro-F1; WAR for ASR)")
+    ax.set_ylabel("")
+    ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))  # room for the legend below
+    return fig

@@ -446,46 +446,328 @@ def compare_runs(rows_a: list[dict], rows_b: list[dict], labels: tuple[str, str]
 
 
 # ---------------------------------------------------------------------------------------------
-# the duration ablation (paper Table 8)
+# results overview (paper Tables 2, 3, 6 and Figure 8) and the blind baseline
 
-def paper_duration_table() -> pd.DataFrame:
-    """The paper's Table 8 with tasks as rows and one column per model and duration ("<model> long",
-    "<model> short"), in the paper's task order."""
-    paper = paper_table("table8_duration")
-    paper["column"] = paper["model"] + " " + paper["duration"]
-    tasks = [t for t in TASK_ORDER if t in paper.columns]
-    return paper.set_index("column")[tasks].T
+PAPER_DATA = "the paper's data (AudioMarathon)"
+VANILLA_FILE_PATTERN = r"^(?P<model>.+)__vanilla__seed(?P<seed>\d+)\.jsonl$"  # runner.RunConfig.file_name
 
 
-def duration_table(long_rows: list[dict], short_rows: list[dict], seed: int = 0, n_resamples: int = 1000,
-                   parser: str = "ours") -> pd.DataFrame:
-    """Table 8 on this run: per task, the long items and their short (< 30 s) counterparts
-    (amlib.data.short) each scored with `score_table` (macro-F1, WAR for ASR; `parser`; 95 % interval),
-    n, short minus long, and the paper's Table 8 beside (`paper_duration_table`: its models on its real
-    data, parsed with its own rules: the pattern to compare, not the numbers). A last row "Avg" is the
-    mean over the tasks present, the paper's columns averaged over the same tasks.
+def find_vanilla_files(results_dir, seed: int | None = 0) -> pd.DataFrame:
+    """The vanilla predictions files `<model>__vanilla__seed<k>.jsonl` directly in `results_dir`
+    (sub-folders are not searched): columns model, seed, path, sorted by model and seed. Pruning and
+    eviction files (`<model>__frame-r0.9-K2__seed0.jsonl`, ...) are not vanilla; files of other
+    seeds than `seed` are left out unless `seed` is None."""
+    import re
+    from pathlib import Path
 
-    The two sets must be paired: every short row's id is a long row's id + amlib.data.short.SHORT_SUFFIX
-    and every long row has its short row (ValueError naming the unpaired ids otherwise)."""
-    from amlib.data.short import SHORT_SUFFIX
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such predictions folder")
+    found = []
+    for path in sorted(folder.glob("*.jsonl")):
+        match = re.match(VANILLA_FILE_PATTERN, path.name)
+        if match and (seed is None or int(match["seed"]) == seed):
+            found.append({"model": match["model"], "seed": int(match["seed"]), "path": path})
+    return pd.DataFrame(found, columns=["model", "seed", "path"]).sort_values(["model", "seed"], ignore_index=True)
 
-    long_ids = {r["id"] for r in long_rows}
-    short_of = {r["id"].removesuffix(SHORT_SUFFIX) for r in short_rows}
-    unpaired = sorted(long_ids ^ short_of)
-    if unpaired or any(not r["id"].endswith(SHORT_SUFFIX) for r in short_rows):
-        raise ValueError(f"duration_table needs each long item with its short counterpart (id + {SHORT_SUFFIX!r}); "
-                         f"unpaired: {', '.join(unpaired[:8]) or 'short ids without the suffix'}")
-    scores = {name: score_table(rows, seed=seed, n_resamples=n_resamples, parser=parser)
-              for name, rows in (("long", long_rows), ("short", short_rows))}
-    table = pd.DataFrame({"metric": scores["long"]["metric"], "n": scores["long"]["n"]})
-    for name, part in scores.items():
-        table[name] = part["score"]
-        table[f"{name}_ci_low"], table[f"{name}_ci_high"] = part["ci_low"], part["ci_high"]
-    table["short_minus_long"] = table["short"] - table["long"]
-    paper = paper_duration_table()
-    table = table.join(paper, how="left")
-    avg = {"metric": "mean over tasks", "n": int(table["n"].sum()),
-           **{c: table[c].mean() for c in ["long", "short", "short_minus_long", *paper.columns]}}
-    table.loc["Avg"] = pd.Series(avg)
-    table.attrs["parser"] = parser
+
+def _check_vanilla_rows(rows: list[dict], path, seed: int) -> None:
+    """A vanilla file must hold vanilla rows of its own seed (no pruning method, no press)."""
+    for row in rows:
+        prov = row.get("provenance") or {}
+        made = (prov.get("method") or "vanilla", prov.get("press"), prov.get("seed"))
+        if made != ("vanilla", None, seed):
+            raise ValueError(f"{path}: row {row.get('id')!r} was made with method={made[0]!r}, press={made[1]!r}, "
+                             f"seed={made[2]!r}; a vanilla seed-{seed} file must hold vanilla seed-{seed} rows only")
+
+
+def read_vanilla_runs(results_dir, samples=None, seed: int | None = 0) -> dict[str, list[dict]]:
+    """The rows of every vanilla file of `find_vanilla_files`, keyed by run label (the file's model
+    name; "<model> seed<k>" when `seed` is None). With `samples`, each run keeps the rows of their ids
+    only, and those rows must have been made from the same inputs (audio bytes, question, choices,
+    answer: `amlib.runner.check_same_inputs` raises ValueError naming the file); runs left without
+    rows are dropped."""
+    from amlib.runner import check_same_inputs, read_predictions
+
+    files = find_vanilla_files(results_dir, seed)
+    ids = {s.id for s in samples} if samples is not None else None
+    runs = {}
+    for file in files.itertuples():
+        rows = read_predictions(file.path)
+        _check_vanilla_rows(rows, file.path, file.seed)
+        if ids is not None:
+            rows = [r for r in rows if r["id"] in ids]
+            check_same_inputs(rows, list(samples), file.path)
+        if rows:
+            runs[file.model if seed is not None else f"{file.model} seed{file.seed}"] = rows
+    return runs
+
+
+def overview_scores(runs: dict[str, list[dict]], seed: int = 0, n_resamples: int = 1000) -> pd.DataFrame:
+    """Long table, one row per (run, task): the task's category, the score by our parser with its 95 %
+    interval and method, n, unparsed answers, errors, chance, the score by the paper's parser
+    (`score_paper_parser`), and the run's model, device and dtype from its provenance."""
+    parts = []
+    for label, rows in runs.items():
+        ours = score_table(rows, seed=seed, n_resamples=n_resamples, parser="ours")
+        paper = score_table(rows, seed=seed, n_resamples=n_resamples, parser="paper")
+        prov = rows[0]["provenance"]
+        part = ours[["metric", "score", "ci_low", "ci_high", "ci_method", "n", "unparsed", "errors", "chance"]].copy()
+        part.insert(0, "run", label)
+        part.insert(1, "category", [get_task(t).category for t in part.index])
+        part["score_paper_parser"] = paper["score"]
+        part = part.assign(model=prov.get("model"), device=prov.get("device"), dtype=prov.get("dtype"))
+        parts.append(part.reset_index())
+    if not parts:
+        raise ValueError("no runs to score")
+    return pd.concat(parts, ignore_index=True)
+
+
+def table3_overview(scores: pd.DataFrame, data_label: str) -> pd.DataFrame:
+    """Table 3's layout: one row per run of `overview_scores` (our parser, on `data_label`) above the
+    paper's rows (the paper's parser, on its data), the ten tasks as columns in paper order (NaN where
+    a row has no score), Avg = mean over the tasks the row has, n_tasks = how many."""
+    tasks = list(TASK_ORDER)
+    runs = list(dict.fromkeys(scores["run"]))
+    ours = scores.pivot(index="run", columns="task", values="score").reindex(index=runs, columns=tasks)
+    ours = ours.assign(group="this run", data=data_label, parser="ours")
+    paper = paper_table("table3_baseline").set_index("model")
+    paper = paper[tasks].assign(group="paper: " + paper["group"], data=PAPER_DATA, parser="paper")
+    table = pd.concat([ours, paper])
+    table["Avg"] = table[tasks].mean(axis=1)
+    table["n_tasks"] = table[tasks].notna().sum(axis=1)
+    table.index.name = "model"
+    return table[["group", "data", "parser", *tasks, "Avg", "n_tasks"]]
+
+
+def interval_cells(scores: pd.DataFrame) -> pd.DataFrame:
+    """`overview_scores` as text cells "score [ci_low, ci_high] n=N", runs as rows, tasks as columns."""
+    cells = scores.assign(cell=[f"{s:.1f} [{lo:.1f}, {hi:.1f}] n={n}" for s, lo, hi, n in
+                                zip(scores["score"], scores["ci_low"], scores["ci_high"], scores["n"])])
+    wide = cells.pivot(index="run", columns="task", values="cell")
+    return wide.reindex(index=list(dict.fromkeys(scores["run"])), columns=[t for t in TASK_ORDER if t in wide.columns])
+
+
+def category_averages(table: pd.DataFrame) -> pd.DataFrame:
+    """Figure 8: for each row of a table with task columns (e.g. `table3_overview`), the mean score of
+    each category's tasks (`amlib.tasks.CATEGORY_TASKS`) that the row has (the paper's human row has
+    no ASR); long: model, group, category, average, tasks (those averaged), n_tasks."""
+    from amlib.tasks import CATEGORY_TASKS
+
+    out = []
+    for model, row in table.iterrows():
+        for category, tasks in CATEGORY_TASKS.items():
+            have = [t for t in tasks if t in table.columns and pd.notna(row[t])]
+            out.append({"model": model, "group": row.get("group"), "category": category,
+                        "average": float(np.mean([row[t] for t in have])) if have else np.nan,
+                        "tasks": " ".join(have), "n_tasks": len(have)})
+    return pd.DataFrame(out)
+
+
+def random_baseline_beside_paper(ours: pd.DataFrame) -> pd.DataFrame:
+    """`random_baseline`'s table beside the paper's Table 6 (its accuracy and macro-F1 turned to 0-100),
+    matched on task and number of labels (the paper prints ASC twice, with 4 and with 10 labels; its
+    summary rows have no task and are left out)."""
+    paper = paper_table("table6_random_baseline").dropna(subset=["labels"])
+    paper = pd.DataFrame({"task": paper["task"], "labels": paper["labels"].astype(int),
+                          "paper_acc": 100 * paper["acc"], "paper_macro_f1": 100 * paper["macro_f1"]})
+    return ours.merge(paper, on=["task", "labels"], how="left")
+
+
+# Which amlib family runs each model of the paper's Table 3 (amlib.models.registry: FAMILIES by
+# transformers model_type, NAMED_FAMILIES by name).
+PAPER_MODEL_FAMILIES = {
+    "Phi-4-Multimodal": "phi4_multimodal", "Qwen2.5-Omni-3B": "qwen2_5_omni", "Qwen2.5-Omni-7B": "qwen2_5_omni",
+    "Audio-Flamingo-2": "audio-flamingo-2", "Audio-Flamingo-3": "audioflamingo3", "Gemma-3n-E2B-it": "gemma3n",
+    "Gemma-3n-E4B-it": "gemma3n", "Voxtral-Mini-3B-2507": "voxtral", "Baichuan-Omni-1.5": "baichuan-omni-1.5",
+    "Aero-1-Audio": "aero-1-audio", "GPT-4o-Audio (Preview 2024-10-01)": "gpt-4o-audio",
+    "GPT-4o-Audio (Preview 2024-12-17)": "gpt-4o-audio", "Gemini-2.0-Flash-Lite": "gemini",
+    "Gemini-2.0-Flash": "gemini", "Gemini-2.5-Flash-Lite": "gemini", "Gemini-2.5-Flash": "gemini",
+}
+
+# The tasks that carry the task-based capabilities of the paper's Table 2 (its §2.3): multi-hop
+# reasoning is SCR (RACE); speaker attributes are gender and age; deepfakes are SD; emotional and
+# semantic understanding are ER and the two speech-content questions (SCR, SER).
+TABLE2_TASKS = {
+    "Multi-Hop Inference": ("SCR",), "Speaker attribute coverage": ("SGR", "SAR"),
+    "Contain deepfake audio": ("SD",), "Emotional and Semantic Understanding": ("ER", "SCR", "SER"),
+}
+PAPER_SECONDS = (90.0, 300.0)  # the paper's item durations (§2.2, Step 6)
+
+
+def _coverage_row(capability: str, frame: pd.DataFrame) -> tuple[str, str]:
+    """(yes / partly / no, evidence) of one Table 2 capability on this run's items (`manifest_frame`)."""
+    from amlib.tasks import CATEGORY_TASKS, TASKS
+
+    counts = frame["task"].value_counts()
+    if capability == "Long Audio Understanding":
+        low, high = frame["duration_s"].min(), frame["duration_s"].max()
+        inside = bool(low >= PAPER_SECONDS[0] and high <= PAPER_SECONDS[1])
+        return ("yes" if inside else "no",
+                f"{len(frame)} items of {low:.1f}-{high:.1f} s (paper: {PAPER_SECONDS[0]:g}-{PAPER_SECONDS[1]:g} s); "
+                "builders take min/max seconds")
+    if capability == "Full Domain Coverage":
+        have = {d: sorted(set(frame.loc[frame["domain"] == d, "task"])) for d in ("speech", "sound", "music")}
+        n = sum(bool(t) for t in have.values())
+        return ("yes" if n == 3 else "partly" if n else "no",
+                "; ".join(f"{d}: {' '.join(t) or 'none'}" for d, t in have.items()))
+    if capability == "Complex task hierarchy":
+        cats = {c: [t for t in tasks if t in counts] for c, tasks in CATEGORY_TASKS.items()}
+        full = all(len(cats[c]) == len(CATEGORY_TASKS[c]) for c in cats)
+        return ("yes" if full else "partly" if counts.size else "no",
+                f"{sum(bool(t) for t in cats.values())} of {len(CATEGORY_TASKS)} categories, {counts.size} of "
+                f"{len(TASKS)} tasks: " + "; ".join(f"{c}: {' '.join(t) or 'none'}" for c, t in cats.items()))
+    tasks = TABLE2_TASKS[capability]
+    n = sum(t in counts for t in tasks)
+    sources = frame.groupby("task")["source"].agg(lambda s: ", ".join(sorted(set(s))))
+    return ("yes" if n == len(tasks) else "partly" if n else "no",
+            "; ".join(f"{t}: {int(counts.get(t, 0))} items" + (f" (source {sources[t]})" if t in sources else "")
+                      for t in tasks))
+
+
+def coverage_table(samples) -> pd.DataFrame:
+    """The paper's Table 2 for this companion: per capability, the paper's claim for AudioMarathon and
+    whether this run's items cover it (yes / partly / no), with the evidence computed from the items
+    (durations, tasks and their domains and categories in `amlib.tasks`)."""
+    frame = manifest_frame(samples)
+    paper = paper_table("table2_comparison")
+    out = []
+    for capability, claimed in zip(paper["capability"], paper["AudioMarathon"]):
+        covered, evidence = _coverage_row(capability, frame)
+        out.append({"capability": capability, "paper": "yes" if claimed else "no", "this_run": covered,
+                    "evidence": evidence})
+    return pd.DataFrame(out)
+
+
+def _model_rows() -> list[dict]:
+    """The paper's models and amlib's other ones: which adapter runs each, and how it gets weights."""
+    from amlib.models.reference import REFERENCE_MODEL
+    from amlib.models.registry import FAMILIES, NAMED_FAMILIES
+    from amlib.models.tiny_registry import TINY_MODELS
+
+    adapters = {**FAMILIES, **NAMED_FAMILIES}
+
+    def how(family: str) -> str:
+        ref = adapters[family]
+        tiny = [name for name, (_, adapter) in TINY_MODELS.items() if adapter == ref]
+        weights = ("an API (key from the environment)" if ref.startswith("amlib.models.api:")
+                   else "weights not shipped: hub id or local folder" if family in FAMILIES
+                   else "weights not shipped: a local snapshot (--family)")
+        return f"family {family} ({ref}); {weights}" + (f"; tiny stand-in {', '.join(tiny)}" if tiny else "")
+
+    table3 = paper_table("table3_baseline")
+    paper = table3.loc[table3["group"] != "human", "model"]
+    rows = [{"kind": "model", "name": m, "in_paper": True, "in_amlib": PAPER_MODEL_FAMILIES.get(m) in adapters,
+             "how": how(PAPER_MODEL_FAMILIES[m]) if PAPER_MODEL_FAMILIES.get(m) in adapters else "no adapter"}
+            for m in paper]
+    seen = {adapters[f] for f in PAPER_MODEL_FAMILIES.values() if f in adapters}
+    for family, ref in adapters.items():  # adapters no paper model uses (one row per adapter class)
+        if ref not in seen:
+            seen.add(ref)
+            rows.append({"kind": "model", "name": f"{family} family", "in_paper": False, "in_amlib": True,
+                         "how": how(family)})
+    rows.append({"kind": "model", "name": REFERENCE_MODEL, "in_paper": False, "in_amlib": True,
+                 "how": "built in: packaged Whisper tiny.en + SmolLM2-135M with this project's trained weights"})
+    return rows
+
+
+def runnable_table() -> pd.DataFrame:
+    """What of the paper runs here, from amlib's registries: its ten tasks (and the sources that build
+    each), its models (the adapter family of each), its token-pruning methods (Table 4) and KV-cache
+    presses (Table 7), plus what amlib has beyond the paper; columns kind, name, in_paper, in_amlib, how."""
+    from amlib.data.sources import SOURCES
+    from amlib.eviction import PRESS_SPECS
+    from amlib.pruning import METHODS
+    from amlib.tasks import TASKS
+
+    rows = [{"kind": "task", "name": t, "in_paper": True, "in_amlib": t in TASKS,
+             "how": "built by: " + ", ".join(n for n, s in SOURCES.items() if t in s.tasks)} for t in TASK_ORDER]
+    rows += _model_rows()
+    paper_methods = set(paper_table("table4_pruning")["method"]) - {"vanilla"}
+    rows += [{"kind": "token pruning", "name": m, "in_paper": m in paper_methods, "in_amlib": m in METHODS,
+              "how": "amlib.pruning (--method, --ratio, --layer)" if m in METHODS else "not implemented"}
+             for m in list(METHODS) + sorted(paper_methods - set(METHODS))]
+    paper_presses = set(paper_table("table7_eviction_qwen25omni3b")["press"]) - {"vanilla"}
+    rows += [{"kind": "KV-cache press", "name": p, "in_paper": p in paper_presses,
+              "in_amlib": p in PRESS_SPECS and not PRESS_SPECS[p].unavailable,
+              "how": ("not implemented" if p not in PRESS_SPECS else
+                      f"cannot run: {PRESS_SPECS[p].unavailable}" if PRESS_SPECS[p].unavailable else
+                      "kvpress press (--press, --ratio, --protocol)")}
+             for p in list(PRESS_SPECS) + sorted(paper_presses - set(PRESS_SPECS))]
+    return pd.DataFrame(rows)
+
+
+def blind_flags(table: pd.DataFrame) -> pd.DataFrame:
+    """Add the blind baseline's flags to a table with audio_/blind_ score intervals and `chance`:
+    blind_above_chance (the blind interval lies above chance: the question, options or the model's
+    prior give answers away; None where the task has no chance level: ASR) and audio_above_blind (the
+    audio interval lies above the blind one: the audio helped)."""
+    no_chance = table["chance"].isna()
+    table = table.copy()
+    table["blind_above_chance"] = (table["blind_ci_low"] > table["chance"]).astype(object).where(~no_chance, None)
+    table["audio_above_blind"] = (table["audio_ci_low"] > table["blind_ci_high"]).astype(object)
     return table
+
+
+def _paired_rows(audio_rows: list[dict], blind_rows: list[dict]) -> list[dict]:
+    """The audio run's rows of the blind run's items, in the blind run's order; the two rows of an id
+    must share task, question, choices and answer (their audio differs by design)."""
+    real = {r["id"]: r for r in audio_rows}
+    missing = [r["id"] for r in blind_rows if r["id"] not in real]
+    if missing:
+        raise ValueError(f"{len(missing)} item(s) of the blind run have no row in the audio run, e.g. {missing[:3]}")
+    keys = ("task", "question_sha256", "choices_sha256", "answer_sha256")
+    for row in blind_rows:
+        a, b = real[row["id"]].get("input_fingerprint") or {}, row.get("input_fingerprint") or {}
+        differs = [k for k in keys if a.get(k) != b.get(k)]
+        if differs:
+            raise ValueError(f"item {row['id']!r}: the blind and the audio rows differ in {', '.join(differs)}")
+    return [real[r["id"]] for r in blind_rows]
+
+
+def _check_same_model(audio_rows: list[dict], blind_rows: list[dict]) -> None:
+    """The blind run must be the audio run's model with its prompts and parser (ValueError otherwise);
+    another dtype is allowed (e.g. a float32 baseline file, a bfloat16 blind run) but warned about."""
+    import warnings
+
+    def settings(rows, keys):
+        return {key: sorted({str((r.get("provenance") or {}).get(key)) for r in rows}) for key in keys}
+
+    keys = ("model", "model_revision", "prompt_version", "parser_version")
+    audio, blind = settings(audio_rows, keys + ("dtype",)), settings(blind_rows, keys + ("dtype",))
+    differs = [f"{k} {audio[k]} vs {blind[k]}" for k in keys if audio[k] != blind[k]]
+    if differs:
+        raise ValueError(f"the audio and blind runs differ in {'; '.join(differs)}: compare one model with itself")
+    if audio["dtype"] != blind["dtype"]:
+        warnings.warn(f"the audio run was made in {audio['dtype']}, the blind run in {blind['dtype']}: "
+                      "part of a score difference may come from the dtype", stacklevel=3)
+
+
+def blind_report(audio_rows: list[dict], blind_rows: list[dict], blind_samples, seed: int = 0,
+                 guessers: int = 100, n_resamples: int = 1000) -> pd.DataFrame:
+    """Per task, on the items of the blind run (the audio replaced by silence of the same length,
+    `amlib.data.blind.silent_copy`): the score with the audio and without (our parser, 95 % intervals),
+    n, unparsed blind answers, the chance level (`random_baseline` on these items: mean and sd of
+    `guessers` seeded guessers' macro-F1), audio minus blind, the flags of `blind_flags`, and the share
+    of items whose blind prompt had exactly as many audio tokens as the real one (`same_audio_tokens_pct`).
+    Both runs must come from one model with the same prompts and parser (ValueError otherwise)."""
+    paired = _paired_rows(audio_rows, blind_rows)
+    _check_same_model(paired, blind_rows)
+    audio = score_table(paired, seed=seed, n_resamples=n_resamples)
+    blind = score_table(blind_rows, seed=seed, n_resamples=n_resamples)
+    ids = {r["id"] for r in blind_rows}
+    chance = random_baseline([s for s in blind_samples if s.id in ids], guessers=guessers, seed=seed)
+    chance = chance.set_index("task").reindex(blind.index)
+    table = pd.DataFrame({
+        "metric": blind["metric"], "n": blind["n"],
+        "audio_score": audio["score"], "audio_ci_low": audio["ci_low"], "audio_ci_high": audio["ci_high"],
+        "blind_score": blind["score"], "blind_ci_low": blind["ci_low"], "blind_ci_high": blind["ci_high"],
+        "blind_unparsed": blind["unparsed"], "blind_errors": blind["errors"],
+        "chance": chance["macro_f1_mean"], "chance_sd": chance["macro_f1_sd"],
+    })
+    table["audio_minus_blind"] = table["audio_score"] - table["blind_score"]
+    tokens = pd.DataFrame({"task": [r["task"] for r in blind_rows],
+                           "same": [a.get("audio_tokens") is not None and a.get("audio_tokens") == b.get("audio_tokens")
+                                    for a, b in zip(paired, blind_rows)]})
+    table["same_audio_tokens_pct"] = 100 * tokens.groupby("task")["same"].mean().reindex(table.index)
+    return blind_flags(table)

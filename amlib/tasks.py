@@ -162,6 +162,12 @@ TASKS: dict[str, TaskSpec] = {
 
 TASK_ORDER = ("SER", "SCR", "ASR", "SED", "MC", "ASC", "SD", "ER", "SAR", "SGR")  # paper's tables
 
+# The paper's three task groups (Table 3's header, Figure 8) as task lists, derived from each
+# TaskSpec's `category`, which stays the single statement of the grouping.
+CATEGORY_TASKS: dict[str, tuple[str, ...]] = {
+    category: tuple(t for t in TASK_ORDER if TASKS[t].category == category) for category in CATEGORIES
+}
+
 
 def get_task(code: str) -> TaskSpec:
     try:

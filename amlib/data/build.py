@@ -61,3 +61,26 @@ def ensure_dataset(out_dir: str | Path, source: str = "skeleton", **settings) ->
         build_dataset(source, out_dir, **settings)
     record.write_text(json.dumps(wanted, indent=1))
     return out_dir
+
+
+def ensure_dataset_for_tasks(out_dir: str | Path, source: str, tasks: list[str] | None, **settings) -> Path:
+    """`ensure_dataset` for a page that reads only `tasks` (None: all): a new folder gets those tasks
+    only (cheaper to build), while a folder already built with the same settings for these tasks or
+    more is reused as it is, never rebuilt for fewer; a folder lacking some of them is rebuilt with
+    both sets. The skeleton source builds its own two tasks."""
+    if source == "skeleton":
+        return ensure_dataset(out_dir, source, **settings)
+    record = Path(out_dir) / "build.json"
+    recorded = json.loads(record.read_text()) if record.is_file() else {}
+    return ensure_dataset(out_dir, source, tasks=_tasks_to_build(recorded, tasks), **settings)
+
+
+def _tasks_to_build(recorded: dict, wanted: list[str] | None) -> list[str] | None:
+    """The task list to ask of a folder whose build record is `recorded` ({} when none)."""
+    if "tasks" not in recorded or wanted is None:
+        return wanted
+    have = recorded["tasks"]
+    if have is None:  # built with every task of the source
+        return None
+    wanted = [get_task(t).code for t in wanted]
+    return have if set(wanted) <= set(have) else sorted(set(have) | set(wanted))
