@@ -48,7 +48,9 @@ class BookSettings:
     seed: int = 0
     # ASR answers are ~450 tokens at ~80 ms each on the 2-core CPU: ASR items are the costly ones
     baseline_limit: dict = field(default_factory=lambda: {"ASR": 4})  # per task (others: all)
-    blind_limit: int = 4  # items per task for the blind (silent audio) baseline
+    # items per task for the blind (silent audio) baseline; ASR left out: from silence the model may
+    # write its whole 1,100-token budget (~2 min per item here), and it has no question to answer
+    blind_limit: dict = field(default_factory=lambda: {"ASR": 0, "*": 4})
     pruning_tasks: list[str] = field(default_factory=lambda: ["SGR", "ER", "SD", "MC"])
     pruning_limit: int = 4
     pruning_asr_limit: int = 1  # ASR items pruned (page 07 analyses their transcripts)
