@@ -202,6 +202,24 @@ def pruning_scores(runs: list[list[dict]], seed: int = 0, parser: str = "ours") 
     return table.sort_values(["ratio", "method", "task"], key=lambda c: c.map(_method_rank) if c.name == "method" else c)
 
 
+def differences_from_vanilla(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per pruning configuration and task (a `pruning_scores` table): score minus vanilla's and
+    whether the two 95 % intervals are disjoint, i.e. whether this run can show the difference at
+    all. With few items per task most are not: then the table says so instead of a ranking."""
+    vanilla = scores[scores["method"] == "vanilla"].set_index("task")
+    if vanilla.empty:
+        raise ValueError("no vanilla rows to compare with")
+    out = []
+    for _, row in scores[scores["method"] != "vanilla"].iterrows():
+        if row["task"] not in vanilla.index:
+            continue
+        base = vanilla.loc[row["task"]]
+        out.append({"method": row["method"], "ratio": row["ratio"], "task": row["task"], "n": row["n"],
+                    "minus_vanilla": row["score"] - base["score"],
+                    "shown": bool(row["ci_high"] < base["ci_low"] or row["ci_low"] > base["ci_high"])})
+    return pd.DataFrame(out)
+
+
 def _method_rank(method: str) -> int:
     order = ["vanilla", "random", "fastv", "dart", "frame"]
     return order.index(method) if method in order else len(order)

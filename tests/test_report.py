@@ -95,3 +95,20 @@ def test_compare_runs_on_common_items():
     assert table.loc["SGR", "prefill_s_fp32"] == 2.0 and table.loc["SGR", "prefill_s_bf16"] == 1.0
     with pytest.raises(ValueError, match="no item in common"):
         compare_runs(a[:1], [row(5, "A", 1.0)])
+
+
+def test_differences_from_vanilla_flags_only_disjoint_intervals():
+    import pandas as pd
+
+    from amlib.report import differences_from_vanilla
+
+    scores = pd.DataFrame([
+        {"method": "vanilla", "ratio": 0.0, "task": "SGR", "score": 90.0, "ci_low": 80.0, "ci_high": 95.0, "n": 20},
+        {"method": "frame", "ratio": 0.9, "task": "SGR", "score": 50.0, "ci_low": 40.0, "ci_high": 60.0, "n": 20},
+        {"method": "dart", "ratio": 0.9, "task": "SGR", "score": 75.0, "ci_low": 55.0, "ci_high": 85.0, "n": 20},
+    ])
+    diff = differences_from_vanilla(scores).set_index("method")
+    assert diff.loc["frame", "shown"] and diff.loc["frame", "minus_vanilla"] == -40.0
+    assert not diff.loc["dart", "shown"]  # 85 >= 80: the intervals overlap
+    with pytest.raises(ValueError, match="no vanilla"):
+        differences_from_vanilla(scores[scores["method"] != "vanilla"])
