@@ -396,6 +396,38 @@ def asr_error_table(runs: list[list[dict]], k: int = 8) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def on_common_items(runs: list[list[dict]]) -> list[list[dict]]:
+    """Every run restricted to the ids all of them have (a vanilla file may hold more items than the
+    pruned runs); ValueError when they share none."""
+    common = set.intersection(*({r["id"] for r in rows} for rows in runs)) if runs else set()
+    if not common:
+        raise ValueError("the runs share no item")
+    return [[r for r in rows if r["id"] in common] for rows in runs]
+
+
+# the words the paper's Tables 9-10 find deleted most
+FUNCTION_WORDS = frozenset({"the", "and", "of", "to", "a", "in", "was", "it", "that", "i"})
+
+
+def deletion_pattern(runs: list[list[dict]], words: frozenset = FUNCTION_WORDS) -> pd.DataFrame:
+    """The paper's reading of Tables 9-10, as numbers per configuration (its ASR rows without errors):
+    all word errors, the share of them that are deletions, and the share of deletions falling on
+    `words` (NaN where there is nothing to share)."""
+    from amlib.metrics.asr_errors import error_patterns
+
+    out = []
+    for rows in runs:
+        ok = [r for r in rows if r["task"] == "ASR" and not r.get("error")]
+        p = error_patterns([r["answer"] for r in ok], [r["prediction"] for r in ok])
+        deleted = sum(p.deletions.values())
+        total = deleted + sum(p.insertions.values()) + sum(p.substitutions.values())
+        out.append({"configuration": configuration_label(rows), "errors": total,
+                    "deletion share %": 100 * deleted / total if total else float("nan"),
+                    "function-word share of deletions %":
+                        100 * sum(p.deletions[w] for w in words) / deleted if deleted else float("nan")})
+    return pd.DataFrame(out)
+
+
 # ---------------------------------------------------------------------------------------------
 # the random baseline (paper Table 6)
 

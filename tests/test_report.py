@@ -112,3 +112,29 @@ def test_differences_from_vanilla_flags_only_disjoint_intervals():
     assert not diff.loc["dart", "shown"]  # 85 >= 80: the intervals overlap
     with pytest.raises(ValueError, match="no vanilla"):
         differences_from_vanilla(scores[scores["method"] != "vanilla"])
+
+
+def _asr_row(id_, answer, prediction, method="vanilla"):
+    return {"id": id_, "task": "ASR", "answer": answer, "prediction": prediction, "error": None,
+            "provenance": {"method": method, "ratio": 0.5 if method != "vanilla" else 0.0, "layer": 2, "press": None}}
+
+
+def test_on_common_items_and_deletion_pattern():
+    from amlib.report import deletion_pattern, on_common_items
+
+    vanilla = [_asr_row("a", "the cat sat on the mat", "the cat sat on the mat"),
+               _asr_row("b", "one two", "one two")]
+    frame = [_asr_row("a", "the cat sat on the mat", "cat sat on mat", method="frame"),
+             _asr_row("c", "one two", "one two three", method="frame")]
+    runs = on_common_items([vanilla, frame])
+    assert [[r["id"] for r in rows] for rows in runs] == [["a"], ["a"]]
+    table = deletion_pattern(runs).set_index("configuration")
+    assert table.loc["frame 0.5 (K2)", "errors"] == 2  # 'the' deleted twice (item c, with its insertion, is not common)
+    assert table.loc["frame 0.5 (K2)", "deletion share %"] == 100.0
+    assert table.loc["frame 0.5 (K2)", "function-word share of deletions %"] == 100.0
+    uncommon = deletion_pattern([frame]).set_index("configuration")  # + 'three' inserted in c
+    assert uncommon.loc["frame 0.5 (K2)", "errors"] == 3
+    assert abs(uncommon.loc["frame 0.5 (K2)", "deletion share %"] - 200 / 3) < 1e-9
+    assert table.loc["vanilla", "errors"] == 0 and np.isnan(table.loc["vanilla", "deletion share %"])
+    with pytest.raises(ValueError, match="share no item"):
+        on_common_items([vanilla, [_asr_row("z", "x", "x")]])

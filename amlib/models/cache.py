@@ -9,7 +9,8 @@ only where they live differs, so attention, token pruning (shorter caches after 
 anything that reads `layer.keys` see no difference.
 
 Whoever replaces `layer.keys` / `layer.values` (a kvpress press after compressing the prefill) is
-honoured: the next update adopts the new tensors into a fresh buffer.
+honoured: the next update adopts the new tensors into a fresh buffer (so do DynamicLayer's batch
+reordering methods, which also assign new tensors).
 """
 
 from __future__ import annotations
@@ -57,12 +58,6 @@ class PreallocatedLayer(DynamicLayer):
     def crop(self, max_length: int) -> None:
         super().crop(max_length)
         self._views = (self.keys, self.values)  # a prefix view of the same buffers
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        super().batch_repeat_interleave(repeats)  # new tensors: adopted at the next update
-
-    def batch_select_indices(self, indices) -> None:
-        super().batch_select_indices(indices)
 
 
 def preallocated_cache(config, reserve: int) -> DynamicCache:
