@@ -49,6 +49,9 @@ class AudioLMAdapter(ABC):
     tokens_per_second: float = 0.0  # audio tokens per second of audio in the LM input
     max_audio_seconds: float | None = None  # longest audio the adapter accepts (None: unbounded)
     preallocate_cache: bool = True  # decode with `amlib.models.cache` (in-place appends; same values)
+    # greedy decoding through `amlib.fastpath.graph_decode` (static KV buffers, a CUDA graph per token)
+    # where `decode_modules()` exists: None = on CUDA only, True = also eagerly elsewhere, False = never
+    fast_decode: bool | None = None
 
     def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
         self.model = model.eval()
@@ -98,9 +101,37 @@ class AudioLMAdapter(ABC):
                 f"{self.max_audio_seconds:.0f} s"
             )
 
+    def decode_modules(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        """(text decoder with embedding and final norm, lm_head) for the graph decode path, or None."""
+        return None
+
+    def graph_decoder(self):
+        """The `GraphDecoder` generate() uses on this device, or None (HF's generate)."""
+        from amlib.fastpath.graph_decode import GraphDecoder, supports
+
+        modules = self.decode_modules()
+        wanted = self.fast_decode if self.fast_decode is not None else self.device.type == "cuda"
+        if modules is None or not wanted or supports(self.model.generation_config) is not None:
+            return None
+        return GraphDecoder(self.model, *modules, self.decoder_layers())
+
+    def fast_paths(self) -> list[str]:
+        """Names of the fast paths active on this adapter (recorded in every row's provenance)."""
+        return ["graph_decode"] if self.graph_decoder() is not None else []
+
+    def stop_token_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+
     @torch.inference_mode()
     def generate(self, prepared: PreparedInputs, max_new_tokens: int) -> Generation:
         tensors = {k: v.to(self.device) for k, v in prepared.tensors.items()}
+        decoder = self.graph_decoder()
+        if decoder is not None:
+            tokens, timing = decoder.generate(tensors, max_new_tokens, self.stop_token_ids(),
+                                              preallocated_cache(self.model.config, max_new_tokens))
+            text = self.processor.tokenizer.decode(tokens, skip_special_tokens=True)
+            return Generation(text=text.strip(), new_tokens=len(tokens), timing=timing, inputs=prepared)
         cache = {"past_key_values": preallocated_cache(self.model.config, max_new_tokens)} if self.preallocate_cache else {}
         out, timing = timed_generate(
             self.model, tensors, max_new_tokens=max_new_tokens, do_sample=False,
@@ -119,4 +150,5 @@ class AudioLMAdapter(ABC):
         return {
             "model": self.model_id, "model_revision": self.revision, "family": self.family,
             "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            **({"fast_paths": paths} if (paths := self.fast_paths()) else {}),
         }

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from amlib.data.audio import SAMPLE_RATE
+from amlib.fastpath.chunked_encoder import ChunkedEncoderAttention
 from amlib.models.base import AudioLMAdapter, PreparedInputs
 from amlib.models.common import check_fits_context, real_config_dict, scaled_down, token_runs
 from amlib.tasks import TaskSpec
@@ -117,10 +118,17 @@ def load_thinker(name_or_path: str, dtype: str | None = None, attn_implementatio
 
 
 class Qwen25OmniAdapter(AudioLMAdapter):
+    """Fast paths (same outputs, see amlib.fastpath): the encoder's attention runs per 2 s chunk
+    (`set_fast_encoder(False)` for transformers' dense-mask path) and greedy decoding replays a CUDA
+    graph per token on CUDA (`fast_decode`)."""
+
     family = "qwen2.5-omni"
 
-    def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
+    def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown",
+                 fast_encoder: bool = True):
         super().__init__(model, processor, model_id, revision)
+        self._chunked_encoder = ChunkedEncoderAttention(model)
+        self.set_fast_encoder(fast_encoder)
         features = processor.feature_extractor
         if features.sampling_rate != SAMPLE_RATE:
             raise ValueError(f"feature extractor expects {features.sampling_rate} Hz audio, not {SAMPLE_RATE}")
@@ -213,6 +221,18 @@ class Qwen25OmniAdapter(AudioLMAdapter):
         kept = feature_mask.sum(-1).tolist()
         if kept != fed:
             raise RuntimeError(f"the feature extractor kept {kept} frames of {fed}: audio was cut")
+
+    def set_fast_encoder(self, enabled: bool) -> None:
+        if enabled:
+            self._chunked_encoder.install()
+        else:
+            self._chunked_encoder.remove()
+
+    def fast_paths(self) -> list[str]:
+        return (["chunked_encoder"] if self._chunked_encoder.installed else []) + super().fast_paths()
+
+    def decode_modules(self):
+        return self.model.model, self.model.lm_head
 
     def language_model(self) -> torch.nn.Module:
         return self.model  # the thinker: kvpress hooks thinker.model.layers
