@@ -138,3 +138,21 @@ def test_processors_that_change_greedy_choices_keep_hf_generate(omni):
     finally:
         config.repetition_penalty = 1.0
         adapter.fast_decode = None
+
+
+@pytest.mark.parametrize("length", [40, 768])
+def test_gqa_decode_attention_equals_eager_attention(length):
+    from transformers.models.qwen2.modeling_qwen2 import eager_attention_forward
+
+    from amlib.fastpath.graph_decode import gqa_decode_attention
+
+    torch.manual_seed(0)
+    query, key, value = torch.randn(1, 8, 1, 16), torch.randn(1, 2, length, 16), torch.randn(1, 2, length, 16)
+    mask = torch.zeros(1, 1, 1, length)
+    mask[..., length - 10:] = torch.finfo(torch.float32).min
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.training = 4, False
+    expected, _ = eager_attention_forward(module, query, key, value, mask, scaling=0.25)
+    got, _ = gqa_decode_attention(module, query, key, value, mask, scaling=0.25)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, gqa_decode_attention(module, query, key, value, None, scaling=0.25)[0])

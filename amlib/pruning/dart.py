@@ -33,20 +33,21 @@ class DARTPruning(PruningMethod):
 
     def pivots(self, inputs: PruningInputs, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(audio pivots as indices into audio_index, text pivots as sequence positions)."""
-        audio = feats[inputs.audio_index.to(feats.device)]
+        audio = feats[inputs.audio_index.to(feats.device, non_blocking=True)]
         n_audio_pivots = min(self.audio_pivots, inputs.n_keep)
-        audio_piv = torch.topk(audio.abs().sum(-1), n_audio_pivots).indices.cpu()
+        audio_piv = torch.topk(audio.abs().sum(-1), n_audio_pivots).indices  # on the features' device
         after = int(inputs.audio_index[-1]) + 1
-        text_piv = torch.arange(after, min(after + self.text_pivots, inputs.seq_len))
+        text_piv = torch.arange(after, min(after + self.text_pivots, inputs.seq_len), device=feats.device)
         return audio_piv, text_piv
 
     def select(self, inputs: PruningInputs) -> torch.Tensor:
         raw = self.features(inputs)
         audio_piv, text_piv = self.pivots(inputs, raw)  # by the keys' L1 norm
         feats = torch.nn.functional.normalize(raw, dim=-1)  # cosine similarity from here on
-        audio = feats[inputs.audio_index.to(feats.device)].cpu()
-        pivot_vecs = torch.cat([audio[audio_piv], feats[text_piv.to(feats.device)].cpu()])
-        taken = torch.zeros(inputs.n_audio, dtype=torch.bool)
+        device = feats.device  # stays on the model's device: no copy of the features to the host
+        audio = feats[inputs.audio_index.to(device, non_blocking=True)]
+        pivot_vecs = torch.cat([audio[audio_piv], feats[text_piv]])
+        taken = torch.zeros(inputs.n_audio, dtype=torch.bool, device=device)
         taken[audio_piv] = True
         slots = inputs.n_keep - len(audio_piv)
         n_pivots = len(pivot_vecs)

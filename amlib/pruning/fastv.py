@@ -26,4 +26,4 @@ class FastVPruning(PruningMethod):
         return row[inputs.audio_index.to(row.device)]
 
     def select(self, inputs: PruningInputs) -> torch.Tensor:
-        return torch.topk(self.scores(inputs), inputs.n_keep, sorted=False).indices.cpu()
+        return torch.topk(self.scores(inputs), inputs.n_keep, sorted=False).indices  # stays on the device

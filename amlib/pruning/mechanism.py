@@ -109,6 +109,17 @@ def _gather_seq(value, index: torch.Tensor, seq_len: int, name: str = ""):
     return value
 
 
+def _gaps(spans: list[tuple[int, int]], seq_len: int) -> list[tuple[int, int]]:
+    """The [start, end) runs of a sequence of `seq_len` positions outside the sorted `spans`."""
+    bounds = [0] + [x for span in spans for x in span] + [seq_len]
+    return [(a, b) for a, b in zip(bounds[::2], bounds[1::2]) if b > a]
+
+
+def _positions(spans: list[tuple[int, int]], device) -> torch.Tensor:
+    parts = [torch.arange(a, b, device=device) for a, b in spans]
+    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
+
+
 class TokenPruner:
     """Installs `method` at decoder layer `layer` of `adapter` (see the module docstring)."""
 
@@ -208,6 +219,9 @@ class TokenPruner:
         self.audio_spans = list(spans)
 
     def _select(self, hidden: torch.Tensor, cache) -> torch.Tensor:
+        """Sequence positions kept, ascending, on the model's device. Nothing here waits for the
+        device (no .item(), nonzero or unique on device tensors): on a GPU the host goes on queueing
+        layers >= K while layers < K still run, which is where a pruned prefill's time goes."""
         rec = self.record
         audio = torch.cat([torch.arange(s, e) for s, e in self.audio_spans])
         if int(audio[-1]) >= rec.seq_len:
@@ -218,18 +232,33 @@ class TokenPruner:
             attention = (self.prefix.attention if self.prefix is not None else self._capture.inputs)
             if attention is None:
                 raise RuntimeError(f"{self.method.name}: layer {self.layer - 1}'s attention was not captured")
-        chosen = self.method.select(PruningInputs(audio, n, rec.seq_len, hidden, attention))
-        chosen = torch.as_tensor(chosen, dtype=torch.long).cpu()
-        if chosen.numel() != n or torch.unique(chosen).numel() != n or int(chosen.min()) < 0 or int(chosen.max()) >= len(audio):
-            raise RuntimeError(f"{self.method.name} returned {chosen.numel()} indices, expected {n} distinct "
-                               f"in [0, {len(audio)})")
-        keep = torch.ones(rec.seq_len, dtype=torch.bool)
-        keep[audio] = False
-        keep[audio[chosen]] = True
+        chosen = torch.as_tensor(self.method.select(PruningInputs(audio, n, rec.seq_len, hidden, attention)),
+                                 dtype=torch.long)
+        self._check_choice(chosen, n, len(audio))
         rec.audio_tokens, rec.kept_audio_tokens = len(audio), n
         if cache is not None and n < len(audio):
             self._patch_cache_length(cache, len(audio) - n)
-        return torch.nonzero(keep).flatten()
+        device = chosen.device  # where the method chose: the host (Frame, Random) or the model's device
+        audio, others = (_positions(spans, device) for spans in (self.audio_spans, _gaps(self.audio_spans, rec.seq_len)))
+        kept = torch.sort(torch.cat([others, audio[chosen]])).values
+        if kept.device != hidden.device and hidden.device.type == "cuda":  # one asynchronous copy
+            return kept.pin_memory().to(hidden.device, non_blocking=True)
+        return kept.to(hidden.device)
+
+    def _check_choice(self, chosen: torch.Tensor, n: int, n_audio: int) -> None:
+        """Exactly n distinct indices in [0, n_audio): checked at once on the host, and on a GPU as a
+        device-side assertion (fails the run at the next synchronisation, without waiting now)."""
+        problem = f"{self.method.name} returned {chosen.numel()} indices, expected {n} distinct in [0, {n_audio})"
+        if chosen.dim() != 1 or chosen.numel() != n:
+            raise RuntimeError(problem)
+        if chosen.device.type == "cpu":
+            if torch.unique(chosen).numel() != n or int(chosen.min()) < 0 or int(chosen.max()) >= n_audio:
+                raise RuntimeError(problem)
+            return
+        in_range = (chosen.min() >= 0) & (chosen.max() < n_audio)
+        counts = torch.zeros(n_audio + 1, dtype=torch.long, device=chosen.device)
+        counts.index_add_(0, chosen.clamp(0, n_audio), torch.ones_like(chosen))
+        torch._assert_async(in_range & (counts.max() <= 1), problem)
 
     def _patch_cache_length(self, cache, removed: int) -> None:
         """Make `cache.get_seq_length(i)` report positions seen (the original length) for i >= K:
