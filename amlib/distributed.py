@@ -87,12 +87,17 @@ def shard_path(run_file: Path, rank: int, world_size: int) -> Path:
 
 
 def write_target(run_file: Path, ranks: Ranks) -> Path:
-    """Where this process appends: the run file itself alone, else its own shard file."""
-    if ranks.world_size == 1:
+    """Where this process appends: the run file itself when alone, as always; else its own shard
+    file (also alone when an earlier launch left shards: the final merge then puts the whole file in
+    manifest order). Ask before `amlib.runner.start_run`, which merges those leftovers away."""
+    if ranks.world_size == 1 and not shard_files(run_file):
         return run_file
-    path = shard_path(run_file, ranks.rank, ranks.world_size)
+    return shard_path(run_file, ranks.rank, ranks.world_size)
+
+
+def append_to(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return path.open("a", encoding="utf-8")
 
 
 def shard_files(run_file: Path) -> list[Path]:
@@ -159,19 +164,22 @@ def merge(run_file: Path, ids: list[str]) -> list[dict]:
 
 
 def settle_leftovers(run_file: Path, ids: list[str], leftovers: bool, ranks: Ranks) -> None:
-    """Merge an earlier launch's shards into the run file before anyone writes new shards (whose
-    names may be the same). `leftovers` must be what every process saw, so all take the barriers."""
+    """Called after every process read what is done and before anyone writes: a barrier (else a fast
+    process's new shard would look like a leftover to a slow one), then the main process merges an
+    earlier launch's shards into the run file, whose names the new shards may reuse. `leftovers`
+    (shards seen before the barrier) is the same in every process, so all take the same barriers."""
+    ranks.barrier()
     if not leftovers:
         return
-    ranks.barrier()  # everyone has read the files
     if ranks.is_main:
         merge(run_file, ids)
     ranks.barrier()  # nobody writes a shard before the old ones are gone
 
 
-def finish(run_file: Path, ids: list[str], ranks: Ranks) -> None:
-    """After every process wrote its share: the main process merges; all wait for the result."""
-    if ranks.world_size == 1:
+def finish(run_file: Path, ids: list[str], ranks: Ranks, target: Path) -> None:
+    """After every process wrote its share into `target` (`write_target`): the main process merges
+    the shards into the run file; all wait for the result."""
+    if target == run_file:
         return
     ranks.barrier()
     if ranks.is_main:

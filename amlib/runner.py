@@ -256,11 +256,12 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     config = config or RunConfig()
     out_path = Path(out_path)
     ranks = ranks or distributed.current(adapter.device)
+    target = distributed.write_target(out_path, ranks)
     prov, todo = start_run(adapter, samples, out_path, config, retry_errors, ranks)
     torch.manual_seed(config.seed)
-    with distributed.write_target(out_path, ranks).open("a", encoding="utf-8") as fh:
+    with distributed.append_to(target) as fh:
         _evaluate_into(fh, adapter, distributed.my_share(todo, ranks), config, prov, progress, ranks)
-    distributed.finish(out_path, [s.id for s in samples], ranks)
+    distributed.finish(out_path, [s.id for s in samples], ranks, target)
     return read_predictions(out_path)
 
 

@@ -150,13 +150,14 @@ def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | 
     layer = layers.pop() if layers else DEFAULT_LAYER
     output_dir = Path(output_dir)
     ranks = ranks or distributed.current(adapter.device)
-    runs = []
+    runs, targets = [], {}
     for config in configs:
         path = output_dir / config.file_name(adapter.model_id)
+        targets[path] = distributed.write_target(path, ranks)
         prov, todo = start_run(adapter, samples, path, config, ranks=ranks)
         runs.append((config, path, prov, {s.id for s in todo}))
     pending = distributed.my_share([s for s in samples if any(s.id in todo for *_, todo in runs)], ranks)
-    handles = {path: distributed.write_target(path, ranks).open("a", encoding="utf-8") for _, path, _, _ in runs}
+    handles = {path: distributed.append_to(target) for path, target in targets.items()}
     try:
         rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
         for sample in tqdm(pending, desc=f"{adapter.model_id} sweep x{len(configs)}{rank}", disable=not progress):
@@ -164,8 +165,8 @@ def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | 
     finally:
         for fh in handles.values():
             fh.close()
-    for _, path, _, _ in runs:
-        distributed.finish(path, [s.id for s in samples], ranks)
+    for path, target in targets.items():
+        distributed.finish(path, [s.id for s in samples], ranks, target)
     return {path.name: read_predictions(path) for _, path, _, _ in runs}
 
 
