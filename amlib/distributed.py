@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -110,13 +111,14 @@ def shard_files(run_file: Path) -> list[Path]:
     return [p for *_, p in sorted(found)]
 
 
-def read_done(run_file: Path) -> list[dict]:
-    """The rows finished so far: the run file's, then every shard's (a torn last line dropped),
-    one row per id (see `combine`)."""
+def read_done(run_file: Path, shards: list[Path] = ()) -> list[dict]:
+    """The rows finished so far: the run file's, then every shard's (those present and `shards`;
+    a torn last line dropped), one row per id (see `combine`)."""
     from amlib.runner import read_predictions
 
     sources = [(run_file, read_predictions(run_file))]
-    sources += [(p, read_predictions(p, truncated_tail=True)) for p in shard_files(run_file)]
+    found = shard_files(run_file)
+    sources += [(p, read_predictions(p, truncated_tail=True)) for p in found + [p for p in shards if p not in found]]
     return combine(sources)
 
 
@@ -144,23 +146,35 @@ def in_order(rows: list[dict], ids: list[str]) -> list[dict]:
     return sorted(rows, key=lambda row: position.get(row["id"], len(position)))
 
 
-def merge(run_file: Path, ids: list[str]) -> list[dict]:
-    """Write the run file anew from itself and its shards (manifest order, atomically: a temporary
-    file replaced in one step), then remove the shards. Main process only."""
-    rows = in_order(read_done(run_file), ids)
+def merge(run_file: Path, ids: list[str], shards: list[Path] = ()) -> list[dict]:
+    """Write the run file anew from itself and its shards (those present and `shards`), in manifest
+    order and atomically (a temporary file replaced in one step), then remove the shards. Main
+    process only."""
+    rows = in_order(read_done(run_file, shards), ids)
     temporary = run_file.with_name(f".{run_file.name}.merging")
     with temporary.open("w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(row) + "\n" for row in rows)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(temporary, run_file)
-    for path in shard_files(run_file):
-        path.unlink()
+    for path in set(shard_files(run_file)) | set(shards):
+        path.unlink(missing_ok=True)
     try:
         (run_file.parent / SHARD_DIR).rmdir()
     except OSError:  # other runs' shards are still there
         pass
     return rows
+
+
+def await_files(paths: list[Path], seconds: float = 60.0) -> None:
+    """Wait until every path is visible here: a network file system may show another machine's new
+    file late; one never seen means the machines do not share the folder (their rows would be lost)."""
+    deadline = time.monotonic() + seconds
+    while missing := [p for p in paths if not p.is_file()]:
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"the main process cannot see {', '.join(map(str, missing))} after {seconds:.0f} s: "
+                                    "--out must be a folder every machine of the launch shares")
+        time.sleep(1.0)
 
 
 def settle_leftovers(run_file: Path, ids: list[str], leftovers: bool, ranks: Ranks) -> None:
@@ -177,11 +191,13 @@ def settle_leftovers(run_file: Path, ids: list[str], leftovers: bool, ranks: Ran
 
 
 def finish(run_file: Path, ids: list[str], ranks: Ranks, target: Path) -> None:
-    """After every process wrote its share into `target` (`write_target`): the main process merges
-    the shards into the run file; all wait for the result."""
+    """After every process wrote its share into `target` (`write_target`; each created its file): the
+    main process merges all of them into the run file; all wait for the result."""
     if target == run_file:
         return
     ranks.barrier()
     if ranks.is_main:
-        merge(run_file, ids)
+        shards = [shard_path(run_file, r, ranks.world_size) for r in range(ranks.world_size)]
+        await_files(shards)
+        merge(run_file, ids, shards)
     ranks.barrier()

@@ -119,6 +119,22 @@ def test_a_malformed_line_before_the_last_is_an_error_naming_it(tmp_path):
         distributed.read_done(run)
 
 
+def test_a_shard_the_main_process_cannot_see_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cannot see .*run.rank1of2.jsonl.*every machine of the launch shares"):
+        distributed.await_files([shard_path(tmp_path / "run.jsonl", 1, 2)], seconds=0)
+
+
+def test_device_map_on_the_command_line():
+    import argparse
+
+    from amlib.cli import _device_map
+
+    assert _device_map("auto") == "auto"
+    assert _device_map('{"audio_tower": 0, "language_model": "cpu"}') == {"audio_tower": 0, "language_model": "cpu"}
+    with pytest.raises(argparse.ArgumentTypeError, match="not a JSON object"):
+        _device_map("{audio_tower: 0}")
+
+
 def test_resolve_device():
     assert distributed.resolve_device("cpu", Ranks(1, 2, torch.device("cpu"))) == "cpu"
     assert distributed.resolve_device("cuda", Ranks(1, 2, torch.device("cuda:1"))) == "cuda:1"
