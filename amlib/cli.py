@@ -104,7 +104,7 @@ def _model_arguments(p) -> None:
 
 
 def _device_map(text: str) -> str | dict:
-    """"auto" stays a string; a JSON object ({"": "cpu"}, {"model.audio_tower": 0, ...}) becomes a dict."""
+    """"auto" stays a string; a JSON object ({"": "cpu"}, {"audio_tower": 0, ...}) becomes a dict."""
     if not text.lstrip().startswith("{"):
         return text
     try:

@@ -12,13 +12,13 @@ The protocol of one predictions file `<folder>/<stem>.jsonl` (`amlib.runner.eval
    same result), in manifest order, written atomically; only then are the shard files removed.
 
 A crash anywhere loses at most the row being written; a re-launch with any world size resumes.
-World size 1 writes straight into the run file, as the runner always did.
+World size 1 writes straight into the run file, as the runner always did (unless an earlier launch
+left shards: then it too writes a shard, so that the merge leaves the file in manifest order).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import time
@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-
-log = logging.getLogger(__name__)
 
 SHARD_DIR = "shards"
 # A process that finished its share waits at a barrier for the slowest one; the default process
@@ -172,8 +170,8 @@ def await_files(paths: list[Path], seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while missing := [p for p in paths if not p.is_file()]:
         if time.monotonic() > deadline:
-            raise FileNotFoundError(f"the main process cannot see {', '.join(map(str, missing))} after {seconds:.0f} s: "
-                                    "--out must be a folder every machine of the launch shares")
+            raise FileNotFoundError(f"the main process cannot see {', '.join(map(str, missing))} after "
+                                    f"{seconds:.0f} s: --out must be a folder every machine of the launch shares")
         time.sleep(1.0)
 
 

@@ -92,7 +92,8 @@ def test_merge_orders_by_manifest_keeps_other_rows_and_removes_shards(tmp_path):
 def test_a_sample_twice_must_hold_the_same_result(tmp_path):
     first, second = tmp_path / "run.jsonl", tmp_path / "shards" / "run.rank0of2.jsonl"
     # a merge stopped before removing the shards: the same row twice is one row
-    assert combine([(first, [row("a", prefill_s=1.0)]), (second, [row("a", prefill_s=2.0)])]) == [row("a", prefill_s=1.0)]
+    once = combine([(first, [row("a", prefill_s=1.0)]), (second, [row("a", prefill_s=2.0)])])
+    assert once == [row("a", prefill_s=1.0)]
     # an error row gives way to its retry
     assert combine([(first, [row("a", None, error="OOM")]), (second, [row("a", "B")])]) == [row("a", "B")]
     with pytest.raises(ValueError, match=r"sample a is in .*run.jsonl and in .*run.rank0of2.jsonl with different "
@@ -260,8 +261,8 @@ def test_sweep_shards_every_configuration(samples, monkeypatch, tmp_path):
     def fake_sample(adapter, sample, runs, handles, layer):
         for config, path, prov, todo in runs:
             if sample.id in todo:
-                runner.write_row(handles[path], {**runner.sample_fields(sample), "prediction": f"{config.method} {sample.id}",
-                                                 "parsed": "A", "correct": True, "error": None, "provenance": prov})
+                result = {"prediction": f"{config.method} {sample.id}", "parsed": "A", "correct": True, "error": None}
+                runner.write_row(handles[path], {**runner.sample_fields(sample), **result, "provenance": prov})
 
     monkeypatch.setattr(sweep, "_sweep_sample", fake_sample)
     configs = sweep.sweep_configs(["frame", "random"], [0.5])
@@ -289,7 +290,8 @@ def test_device_map_reaches_from_pretrained(tmp_path, tiny_adapter, monkeypatch)
     tiny_adapter.processor.save_pretrained(tmp_path)
     checkpoint = transformers.Qwen2AudioForConditionalGeneration
     load, maps = checkpoint.from_pretrained, []
-    monkeypatch.setattr(checkpoint, "from_pretrained", lambda *a, **k: (maps.append(k.get("device_map")), load(*a, **k))[1])
+    spy = lambda *args, **kwargs: (maps.append(kwargs.get("device_map")), load(*args, **kwargs))[1]
+    monkeypatch.setattr(checkpoint, "from_pretrained", spy)
     per_module = {"audio_tower": "cpu", "multi_modal_projector": "cpu", "language_model": "cpu"}
     loaded = load_model(str(tmp_path), device_map=per_module)
     assert maps == [per_module]  # (only one device here, so transformers places it without dispatch hooks)

@@ -30,7 +30,8 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
     from amlib.models.reference import COMMITTED_WEIGHTS, PROJECTOR_FILE, REFERENCE_MODEL, load_reference_adapter
     from amlib.models.tiny_registry import TINY_MODELS, load_tiny
 
-    built_in = name_or_path in TINY_MODELS or name_or_path == REFERENCE_MODEL or (Path(name_or_path) / PROJECTOR_FILE).is_file()
+    built_in = (name_or_path in TINY_MODELS or name_or_path == REFERENCE_MODEL
+                or (Path(name_or_path) / PROJECTOR_FILE).is_file())
     if built_in and device_map is not None:
         raise ValueError(f"{name_or_path} is built in memory, not loaded by from_pretrained: no device_map "
                          "(save it with save_pretrained and load that folder)")
