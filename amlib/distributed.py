@@ -176,14 +176,13 @@ def await_files(paths: list[Path], seconds: float = 60.0) -> None:
 
 
 def settle_leftovers(run_file: Path, ids: list[str], leftovers: bool, ranks: Ranks) -> None:
-    """Called after every process read what is done and before anyone writes: a barrier (else a fast
-    process's new shard would look like a leftover to a slow one), then the main process merges an
-    earlier launch's shards into the run file, whose names the new shards may reuse. `leftovers`
-    (shards seen before the barrier) is the same in every process, so all take the same barriers."""
+    """Called after every process read what is done and before anyone writes. A barrier first (else
+    a fast process's new shard would look like a leftover to a slow one); then the main process
+    merges the shards an earlier launch left (`leftovers`: seen before the barrier) into the run
+    file, since new shards may reuse their names; a barrier again. Every process takes both barriers,
+    whatever it saw (machines on a network file system may see a folder differently for a while)."""
     ranks.barrier()
-    if not leftovers:
-        return
-    if ranks.is_main:
+    if leftovers and ranks.is_main:
         merge(run_file, ids)
     ranks.barrier()  # nobody writes a shard before the old ones are gone
 
