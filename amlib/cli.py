@@ -45,29 +45,33 @@ def _parse_options(pairs: list[str]) -> dict:
 
 
 def _eval(args) -> None:
+    from amlib.distributed import current
     from amlib.report import score_table
     from amlib.runner import run_eval
 
     rows = run_eval(args.model, args.data, args.out, tasks=args.tasks, limit=args.limit,
                     seed=args.seed, device=args.device, family=args.family, dtype=args.dtype,
                     method=args.method, ratio=args.ratio, layer=args.layer, press=args.press,
-                    protocol=args.protocol)
-    print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
+                    protocol=args.protocol, device_map=args.device_map)
+    if current(args.device).is_main:  # every process holds the merged rows; one prints them
+        print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
 
 
 def _sweep(args) -> None:
     from amlib.data import read_manifest
-    from amlib.models import load_model
+    from amlib.distributed import current
     from amlib.report import score_table
-    from amlib.runner import select
+    from amlib.runner import load_for, select
     from amlib.sweep import run_sweep, sweep_configs
 
     samples = select(read_manifest(args.data), args.tasks, args.limit)
-    adapter = load_model(args.model, device=args.device, seed=args.seed, family=args.family, dtype=args.dtype)
+    ranks = current(args.device)
+    adapter = load_for(args.model, args.device, ranks, seed=args.seed, family=args.family, dtype=args.dtype,
+                       device_map=args.device_map)
     configs = sweep_configs(args.methods, args.ratios, layer=args.layer, seed=args.seed, vanilla=not args.no_vanilla)
-    files = run_sweep(adapter, samples, args.out, configs)
+    files = run_sweep(adapter, samples, args.out, configs, ranks=ranks)
     wanted = {s.id for s in samples}
-    for name, rows in files.items():
+    for name, rows in files.items() if ranks.is_main else ():
         print(f"\n{name}")
         print(score_table([r for r in rows if r["id"] in wanted], seed=args.seed, parser=args.parser).round(2).to_string())
 
@@ -86,12 +90,27 @@ def _model_arguments(p) -> None:
     p.add_argument("--tasks", nargs="*", default=None)
     p.add_argument("--limit", type=int, default=None, help="samples per task")
     p.add_argument("--seed", type=int, default=0, help="model seed (tiny models) and Random pruning's seed")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:1, or auto; under accelerate launch / torchrun, cuda and auto are "
+                        "each process's own GPU")
+    p.add_argument("--device-map", type=_device_map, default=None,
+                   help="transformers' device_map for one model over several GPUs (one process): auto, "
+                        "balanced, sequential, or a JSON object {module: device}")
     p.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the checkpoint's)")
     p.add_argument("--family", default=None,
                    help="for models without a transformers config: aero-1-audio, baichuan-omni-1.5, "
                         "audio-flamingo-2, gpt-4o-audio, gemini")
     p.add_argument("--parser", default="ours", choices=["ours", "paper"], help="answer parser of the printed table")
+
+
+def _device_map(text: str) -> str | dict:
+    """"auto" stays a string; a JSON object ({"": "cpu"}, {"audio_tower": 0, ...}) becomes a dict."""
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not a JSON object: {err.msg}") from None
 
 
 def _task_weights(pairs: list[str] | None) -> dict[str, float] | None:

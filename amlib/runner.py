@@ -10,6 +10,7 @@ empty or NaN audio included) is recorded with its error and the run goes on.
 from __future__ import annotations
 
 import json
+import logging
 import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from tqdm.auto import tqdm
 import amlib
 from amlib.data import Sample, load_audio
 from amlib.data.manifest import input_fingerprint
+from amlib import distributed
+from amlib.distributed import SINGLE, Ranks
 from amlib.efficiency import device_name
 from amlib.metrics import PARSER_VERSION, parse_choice
 from amlib.models.base import AudioLMAdapter
@@ -75,30 +78,38 @@ class RunConfig:
         return f"{Path(model).name}__{tag}__seed{self.seed}.jsonl"
 
 
-def provenance(adapter: AudioLMAdapter, config: RunConfig) -> dict:
+def provenance(adapter: AudioLMAdapter, config: RunConfig, ranks: Ranks = SINGLE) -> dict:
+    """What made a row; `rank`/`world_size`: which process of a launch wrote it (0 of 1 alone)."""
     return {
         **adapter.provenance(), "method": config.method, "ratio": config.ratio, "layer": config.layer,
         "press": config.press, "protocol": config.protocol, "seed": config.seed, "prompt_version": PROMPT_VERSION,
         "parser_version": PARSER_VERSION, "amlib_version": amlib.__version__,
-        "device": device_name(adapter.device), "torch": torch.__version__, **config.extra,
+        "device": device_name(adapter.device), "torch": torch.__version__,
+        "rank": ranks.rank, "world_size": ranks.world_size, **config.extra,
     }
 
 
-def read_predictions(path: str | Path) -> list[dict]:
-    """All rows of a predictions file; for an id seen twice (a retried error) the last row wins."""
+def read_predictions(path: str | Path, truncated_tail: bool = False) -> list[dict]:
+    """All rows of a predictions file; for an id seen twice (a retried error) the last row wins.
+    A line that is not JSON is an error naming it, except with `truncated_tail` the LAST line, which
+    is dropped with a warning (a process killed mid-write; `amlib.distributed` shard files)."""
     path = Path(path)
     if not path.is_file():
         return []
     rows: dict[str, dict] = {}
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+        lines = [(n, line) for n, line in enumerate(fh, start=1) if line.strip()]
+    for lineno, line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            if truncated_tail and lineno == lines[-1][0]:
+                logging.getLogger(__name__).warning(
+                    "%s:%d: dropped a truncated last line (a process stopped mid-write); its sample is redone",
+                    path, lineno)
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}); truncated write?") from None
-            rows[row["id"]] = row
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}); truncated write?") from None
+        rows[row["id"]] = row
     return list(rows.values())
 
 
@@ -203,15 +214,19 @@ def efficiency_context(adapter: AudioLMAdapter, config: RunConfig, prefix=None):
 
 
 def start_run(adapter: AudioLMAdapter, samples: list[Sample], out_path: Path, config: RunConfig,
-              retry_errors: bool = False) -> tuple[dict, list[Sample]]:
+              retry_errors: bool = False, ranks: Ranks | None = None) -> tuple[dict, list[Sample]]:
     """(provenance, samples still to do) of one configuration's predictions file, after checking that
-    its existing rows were made with the same settings and inputs."""
+    its existing rows (with an earlier launch's shard files: `amlib.distributed`) were made with the
+    same settings and inputs. Every process of a launch gets the same list; leftover shards are merged."""
+    ranks = ranks or distributed.current(adapter.device)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    prov = provenance(adapter, config)
-    existing = read_predictions(out_path)
+    prov = provenance(adapter, config, ranks)
+    leftovers = bool(distributed.shard_files(out_path))
+    existing = distributed.read_done(out_path)
     _check_same_run(existing, prov, out_path)
     check_same_inputs(existing, samples, out_path, retry_errors)
     done = {r["id"] for r in existing if not (retry_errors and r["error"])}
+    distributed.settle_leftovers(out_path, [s.id for s in samples], leftovers, ranks)
     return prov, [s for s in samples if s.id not in done]
 
 
@@ -233,27 +248,40 @@ def write_row(fh, row: dict) -> None:
 
 
 def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Path,
-             config: RunConfig | None = None, retry_errors: bool = False, progress: bool = True) -> list[dict]:
-    """Run `adapter` on `samples`, appending rows to `out_path`; return all rows of the file."""
+             config: RunConfig | None = None, retry_errors: bool = False, progress: bool = True,
+             ranks: Ranks | None = None) -> list[dict]:
+    """Run `adapter` on `samples`, appending rows to `out_path`; return all rows of the file. In a
+    launch of several processes (`ranks`, default: accelerate's), each does its share of the samples
+    into its own shard file, merged into `out_path` at the end (`amlib.distributed`)."""
     config = config or RunConfig()
     out_path = Path(out_path)
-    prov, todo = start_run(adapter, samples, out_path, config, retry_errors)
+    ranks = ranks or distributed.current(adapter.device)
+    target = distributed.write_target(out_path, ranks)
+    prov, todo = start_run(adapter, samples, out_path, config, retry_errors, ranks)
     torch.manual_seed(config.seed)
-    with out_path.open("a", encoding="utf-8") as fh, ExitStack() as stack:
+    with distributed.append_to(target) as fh:
+        _evaluate_into(fh, adapter, distributed.my_share(todo, ranks), config, prov, progress, ranks)
+    distributed.finish(out_path, [s.id for s in samples], ranks, target)
+    return read_predictions(out_path)
+
+
+def _evaluate_into(fh, adapter, todo: list[Sample], config: RunConfig, prov: dict, progress: bool,
+                   ranks: Ranks) -> None:
+    with ExitStack() as stack:
         try:
             stack.enter_context(efficiency_context(adapter, config))
         except Exception as err:  # the configuration cannot run on this model: every row says why
             for sample in todo:
                 write_row(fh, {**sample_fields(sample), **error_fields(sample, err), "provenance": prov})
-            return read_predictions(out_path)
+            return
         label = config.press or config.method
-        for sample in tqdm(todo, desc=f"{adapter.model_id} {label}", disable=not progress):
+        rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
+        for sample in tqdm(todo, desc=f"{adapter.model_id} {label}{rank}", disable=not progress):
             try:
                 result = {**predict_one(adapter, sample), "error": None}
             except Exception as err:
                 result = error_fields(sample, err)
             write_row(fh, {**sample_fields(sample), **result, "provenance": prov})
-    return read_predictions(out_path)
 
 
 def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | dict | None = None) -> list[Sample]:
@@ -290,26 +318,41 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
              limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
              family: str | None = None, dtype: str | None = None, method: str = "vanilla",
              ratio: float = 0.0, layer: int | None = None, press: str | None = None,
-             protocol: str | None = None) -> list[dict]:
+             protocol: str | None = None, device_map: str | dict | None = None) -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
     `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`;
-    `press`/`ratio`/`protocol`: KV-cache eviction (amlib.eviction.PRESSES).
+    `press`/`ratio`/`protocol`: KV-cache eviction (amlib.eviction.PRESSES). Under `accelerate launch`
+    or `torchrun` the samples are split over the processes (`amlib.distributed`); `device` "cuda" or
+    "auto" is then each process's own GPU. `device_map` (e.g. "auto"): one model over several GPUs.
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
     """
     import tempfile
 
     from amlib.data import read_manifest
-    from amlib.models import load_model
 
+    ranks = distributed.current(device)
+    if output_dir is None and ranks.world_size > 1:
+        raise ValueError("a run of several processes needs an output folder (they meet in its files)")
     output_dir = output_dir if output_dir is not None else tempfile.mkdtemp(prefix="amlib-run-")
 
     samples = select(read_manifest(data_dir), tasks, limit)
-    adapter = load_model(model, device=device, seed=seed, family=family, dtype=dtype)
+    adapter = load_for(model, device, ranks, seed=seed, family=family, dtype=dtype, device_map=device_map)
     config = RunConfig(method=method, ratio=ratio, layer=layer, press=press, protocol=protocol, seed=seed)
     out = Path(output_dir) / config.file_name(model)
-    rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress)}
+    rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress, ranks=ranks)}
     return [rows[s.id] for s in samples]
+
+
+def load_for(model: str, device: str, ranks: Ranks, device_map: str | dict | None = None, **kwargs) -> AudioLMAdapter:
+    """`load_model` on this process's device (`distributed.resolve_device`). A device map spreads one
+    model over all GPUs it sees, so it is refused in a launch of several processes."""
+    from amlib.models import load_model
+
+    if device_map is not None and ranks.world_size > 1:
+        raise ValueError("device_map spreads one model over the GPUs; with several processes each would take "
+                         "all of them: launch one process (--num_processes 1) for a device map")
+    return load_model(model, device=distributed.resolve_device(device, ranks), device_map=device_map, **kwargs)
 
 
 def find_runs(results_dir: str | Path, model: str, kind: str = "pruning", seed: int | None = None) -> list[list[dict]]:

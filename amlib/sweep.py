@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from amlib import distributed
 from amlib.data import Sample, load_audio
+from amlib.distributed import Ranks
 from amlib.models.base import AudioLMAdapter
 from amlib.pruning import DEFAULT_LAYER
 from amlib.pruning.mechanism import AttentionCapture
@@ -137,27 +139,34 @@ def sweep_configs(methods: list[str], ratios: list[float], layer: int = DEFAULT_
 
 
 def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path, configs: list[RunConfig],
-              progress: bool = True) -> dict[str, list[dict]]:
+              progress: bool = True, ranks: Ranks | None = None) -> dict[str, list[dict]]:
     """Evaluate every configuration on every sample, sharing each sample's prefix (encoder + layers
-    < K) across configurations. Returns {file name: rows of that configuration's file}."""
+    < K) across configurations. Returns {file name: rows of that configuration's file}. In a launch of
+    several processes (`ranks`, default: accelerate's) each takes its share of the samples, writing a
+    shard file per configuration; each configuration's file is merged at the end (`amlib.distributed`)."""
     layers = {c.layer for c in configs if c.method not in (None, "vanilla")}
     if len(layers) > 1:
         raise ValueError(f"one sweep prunes at one layer; got layers {sorted(layers)} (run one sweep per layer)")
     layer = layers.pop() if layers else DEFAULT_LAYER
     output_dir = Path(output_dir)
-    runs = []
+    ranks = ranks or distributed.current(adapter.device)
+    runs, targets = [], {}
     for config in configs:
         path = output_dir / config.file_name(adapter.model_id)
-        prov, todo = start_run(adapter, samples, path, config)
+        targets[path] = distributed.write_target(path, ranks)
+        prov, todo = start_run(adapter, samples, path, config, ranks=ranks)
         runs.append((config, path, prov, {s.id for s in todo}))
-    pending = [s for s in samples if any(s.id in todo for *_, todo in runs)]
-    handles = {path: path.open("a", encoding="utf-8") for _, path, _, _ in runs}
+    pending = distributed.my_share([s for s in samples if any(s.id in todo for *_, todo in runs)], ranks)
+    handles = {path: distributed.append_to(target) for path, target in targets.items()}
     try:
-        for sample in tqdm(pending, desc=f"{adapter.model_id} sweep x{len(configs)}", disable=not progress):
+        rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
+        for sample in tqdm(pending, desc=f"{adapter.model_id} sweep x{len(configs)}{rank}", disable=not progress):
             _sweep_sample(adapter, sample, runs, handles, layer)
     finally:
         for fh in handles.values():
             fh.close()
+    for path, target in targets.items():
+        distributed.finish(path, [s.id for s in samples], ranks, target)
     return {path.name: read_predictions(path) for _, path, _, _ in runs}
 
 
@@ -200,12 +209,13 @@ def eviction_configs(presses: list[str], ratios: list[float], protocols: list[st
 
 
 def run_configs(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path,
-                configs: list[RunConfig], progress: bool = False) -> dict[str, list[dict]]:
-    """Each configuration over `samples` with the resumable runner (one file per configuration);
-    {file name: its rows}. A press evicts from layer 0 on, so nothing of the prefill can be shared."""
+                configs: list[RunConfig], progress: bool = False, ranks: Ranks | None = None) -> dict[str, list[dict]]:
+    """Each configuration over `samples` with the resumable runner (one file per configuration; the
+    samples split over the processes of a launch); {file name: its rows}. A press evicts from layer 0
+    on, so nothing of the prefill can be shared."""
     from amlib.runner import evaluate
 
     return {config.file_name(adapter.model_id): evaluate(adapter, samples, Path(output_dir) /
                                                          config.file_name(adapter.model_id), config,
-                                                         progress=progress)
+                                                         progress=progress, ranks=ranks)
             for config in configs}

@@ -61,16 +61,20 @@ class AudioLMAdapter(ABC):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
-                        attn_implementation: str | None = None, local_files_only: bool | None = None):
+                        attn_implementation: str | None = None, local_files_only: bool | None = None,
+                        device_map: str | dict | None = None):
         """Load a real checkpoint (`model_class` + its AutoProcessor) by hub id or local directory;
-        HF_HUB_OFFLINE is honoured. The revision is the hub commit, or "local"."""
+        HF_HUB_OFFLINE is honoured. The revision is the hub commit, or "local". `device_map` (e.g.
+        "auto": a model too large for one GPU spread over all) replaces `device`."""
         import transformers
 
         kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
         processor = transformers.AutoProcessor.from_pretrained(name_or_path, **kwargs)
+        placed = {"device_map": device_map} if device_map is not None else {}
         model = getattr(transformers, cls.model_class).from_pretrained(
-            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs
-        ).to(device)
+            name_or_path, dtype=dtype or "auto", attn_implementation=attn_implementation, **kwargs, **placed
+        )
+        model = model if device_map is not None else model.to(device)  # a dispatched model stays put
         revision = getattr(model.config, "_commit_hash", None) or "local"
         return cls(model, processor, model_id=str(name_or_path), revision=revision)
 
