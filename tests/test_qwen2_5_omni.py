@@ -155,6 +155,8 @@ def test_a_full_omni_checkpoint_loads_only_the_thinker(tmp_path):
     expected = full.thinker.state_dict()
     assert thinker.state_dict().keys() == expected.keys()
     assert all(torch.equal(value, expected[key]) for key, value in thinker.state_dict().items())
+    placed = load_thinker(str(tmp_path), device_map={"": "cpu"})  # --device-map reaches from_pretrained
+    assert all(torch.equal(value, expected[key]) for key, value in placed.state_dict().items())
 
     del weights["thinker.model.layers.0.mlp.up_proj.weight"]
     save_file(weights, weights_file, metadata={"format": "pt"})

@@ -101,14 +101,16 @@ def stop_at_turn_end(model, tokenizer) -> None:
         model.generation_config.eos_token_id = ids + [end_id]
 
 
-def load_thinker(name_or_path: str, dtype: str | None = None, attn_implementation: str | None = None, **kwargs):
+def load_thinker(name_or_path: str, dtype: str | None = None, attn_implementation: str | None = None,
+                 device_map: str | dict | None = None, **kwargs):
     """The thinker alone, from a full Omni checkpoint or a thinker-only one."""
     from transformers import AutoConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
     config = thinker_config_of(AutoConfig.from_pretrained(name_or_path, **kwargs))
+    placement = {"device_map": device_map} if device_map is not None else {}
     model, info = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
         name_or_path, config=config, dtype=dtype or "auto", attn_implementation=attn_implementation,
-        output_loading_info=True, **kwargs,
+        output_loading_info=True, **placement, **kwargs,
     )
     if info["missing_keys"]:
         missing = sorted(info["missing_keys"])
@@ -146,14 +148,18 @@ class Qwen25OmniAdapter(AudioLMAdapter):
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, device: str = "cpu", dtype: str | None = None,
-                        attn_implementation: str | None = None, local_files_only: bool | None = None):
+                        attn_implementation: str | None = None, local_files_only: bool | None = None,
+                        device_map: str | dict | None = None):
         """Load a real checkpoint (hub id or local directory; HF_HUB_OFFLINE is honoured). The
-        processor's video sub-processor needs torchvision installed, even for audio-only input."""
+        processor's video sub-processor needs torchvision installed, even for audio-only input.
+        `device_map` (e.g. "auto": the 7B over several small GPUs) replaces `device`."""
         from transformers import AutoProcessor
 
         kwargs = {"local_files_only": local_files_only} if local_files_only is not None else {}
         processor = AutoProcessor.from_pretrained(name_or_path, **kwargs)
-        model = load_thinker(name_or_path, dtype, attn_implementation, **kwargs).to(device)
+        model = load_thinker(name_or_path, dtype, attn_implementation, device_map, **kwargs)
+        if device_map is None:
+            model = model.to(device)
         stop_at_turn_end(model, processor.tokenizer)
         revision = getattr(model.config, "_commit_hash", None) or "local"
         return cls(model, processor, model_id=str(name_or_path), revision=revision)
