@@ -52,7 +52,7 @@ def _eval(args) -> None:
     rows = run_eval(args.model, args.data, args.out, tasks=args.tasks, limit=args.limit,
                     seed=args.seed, device=args.device, family=args.family, dtype=args.dtype,
                     method=args.method, ratio=args.ratio, layer=args.layer, press=args.press,
-                    protocol=args.protocol, device_map=args.device_map)
+                    protocol=args.protocol, device_map=args.device_map, fast_paths=not args.no_fast_paths)
     if current(args.device).is_main:  # every process holds the merged rows; one prints them
         print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
 
@@ -67,7 +67,7 @@ def _sweep(args) -> None:
     samples = select(read_manifest(args.data), args.tasks, args.limit)
     ranks = current(args.device)
     adapter = load_for(args.model, args.device, ranks, seed=args.seed, family=args.family, dtype=args.dtype,
-                       device_map=args.device_map)
+                       device_map=args.device_map, fast_paths=not args.no_fast_paths)
     configs = sweep_configs(args.methods, args.ratios, layer=args.layer, seed=args.seed, vanilla=not args.no_vanilla)
     files = run_sweep(adapter, samples, args.out, configs, ranks=ranks)
     wanted = {s.id for s in samples}
@@ -97,6 +97,8 @@ def _model_arguments(p) -> None:
                    help="transformers' device_map for one model over several GPUs (one process): auto, "
                         "balanced, sequential, or a JSON object {module: device}")
     p.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the checkpoint's)")
+    p.add_argument("--no-fast-paths", action="store_true",
+                   help="transformers' own code paths: no chunked encoder, no CUDA-graph decoding (amlib/fastpath)")
     p.add_argument("--family", default=None,
                    help="for models without a transformers config: aero-1-audio, baichuan-omni-1.5, "
                         "audio-flamingo-2, gpt-4o-audio, gemini")

@@ -745,7 +745,7 @@ def _model_rows() -> list[dict]:
 
     def how(family: str) -> str:
         ref = adapters[family]
-        tiny = [name for name, (_, adapter) in TINY_MODELS.items() if adapter == ref]
+        tiny = [name for name, (_, adapter) in TINY_MODELS.items() if adapter == ref and name.startswith("tiny-")]
         weights = ("an API (key from the environment)" if ref.startswith("amlib.models.api:")
                    else "weights not shipped: hub id or local folder" if family in FAMILIES
                    else "weights not shipped: a local snapshot (--family)")

@@ -318,12 +318,13 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
              limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
              family: str | None = None, dtype: str | None = None, method: str = "vanilla",
              ratio: float = 0.0, layer: int | None = None, press: str | None = None,
-             protocol: str | None = None, device_map: str | dict | None = None) -> list[dict]:
+             protocol: str | None = None, device_map: str | dict | None = None, fast_paths: bool = True) -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
     `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`;
     `press`/`ratio`/`protocol`: KV-cache eviction (amlib.eviction.PRESSES). Under `accelerate launch`
     or `torchrun` the samples are split over the processes (`amlib.distributed`); `device` "cuda" or
     "auto" is then each process's own GPU. `device_map` (e.g. "auto"): one model over several GPUs.
+    `fast_paths=False`: transformers' own code paths (no amlib.fastpath), e.g. to compare.
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
     """
@@ -337,22 +338,28 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
     output_dir = output_dir if output_dir is not None else tempfile.mkdtemp(prefix="amlib-run-")
 
     samples = select(read_manifest(data_dir), tasks, limit)
-    adapter = load_for(model, device, ranks, seed=seed, family=family, dtype=dtype, device_map=device_map)
+    adapter = load_for(model, device, ranks, seed=seed, family=family, dtype=dtype, device_map=device_map,
+                       fast_paths=fast_paths)
     config = RunConfig(method=method, ratio=ratio, layer=layer, press=press, protocol=protocol, seed=seed)
     out = Path(output_dir) / config.file_name(model)
     rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress, ranks=ranks)}
     return [rows[s.id] for s in samples]
 
 
-def load_for(model: str, device: str, ranks: Ranks, device_map: str | dict | None = None, **kwargs) -> AudioLMAdapter:
+def load_for(model: str, device: str, ranks: Ranks, device_map: str | dict | None = None, fast_paths: bool = True,
+             **kwargs) -> AudioLMAdapter:
     """`load_model` on this process's device (`distributed.resolve_device`). A device map spreads one
-    model over all GPUs it sees, so it is refused in a launch of several processes."""
+    model over all GPUs it sees, so it is refused in a launch of several processes. `fast_paths`
+    False turns amlib.fastpath off (transformers' own code paths)."""
     from amlib.models import load_model
 
     if device_map is not None and ranks.world_size > 1:
         raise ValueError("device_map spreads one model over the GPUs; with several processes each would take "
                          "all of them: launch one process (--num_processes 1) for a device map")
-    return load_model(model, device=distributed.resolve_device(device, ranks), device_map=device_map, **kwargs)
+    adapter = load_model(model, device=distributed.resolve_device(device, ranks), device_map=device_map, **kwargs)
+    if not fast_paths:
+        adapter.set_fast_paths(False)
+    return adapter
 
 
 def find_runs(results_dir: str | Path, model: str, kind: str = "pruning", seed: int | None = None) -> list[list[dict]]:

@@ -18,7 +18,7 @@ from amlib.tasks import TASKS
 @pytest.fixture(scope="module")
 def omni():
     adapter = load_model("tiny-random-qwen2.5-omni")
-    audio = (0.1 * np.random.default_rng(0).standard_normal(16_000 * 12)).astype(np.float32)
+    audio = (0.1 * np.random.default_rng(0).standard_normal(16_000 * 6)).astype(np.float32)
     return adapter, adapter.build_inputs(audio, TASKS["ASR"], "", [])
 
 
@@ -87,7 +87,7 @@ def test_static_kv_decoding_equals_hf_generate(omni, method):
     eos = adapter.stop_token_ids()
 
     def both():
-        return _hf_tokens(adapter, tensors, 24), _graph_tokens(adapter, tensors, 24, eos)
+        return _hf_tokens(adapter, tensors, 16), _graph_tokens(adapter, tensors, 16, eos)
 
     if method is None:
         hf, fast = both()
@@ -95,7 +95,7 @@ def test_static_kv_decoding_equals_hf_generate(omni, method):
         with TokenPruner(adapter, make_method(method), 0.6, 2) as pruner:
             pruner.set_audio_spans(prepared.audio_spans)
             hf, fast = both()
-    assert len(hf) == 24 and fast == hf
+    assert len(hf) == 16 and fast == hf
 
 
 def test_static_kv_decoding_stops_at_eos_like_hf(omni):
@@ -156,3 +156,14 @@ def test_gqa_decode_attention_equals_eager_attention(length):
     got, _ = gqa_decode_attention(module, query, key, value, mask, scaling=0.25)
     torch.testing.assert_close(got, expected)
     assert not torch.allclose(got, gqa_decode_attention(module, query, key, value, None, scaling=0.25)[0])
+
+
+def test_fast_paths_switch_off_and_on_through_the_runner_loader():
+    from amlib.distributed import SINGLE
+    from amlib.runner import load_for
+
+    adapter = load_for("tiny-random-qwen2.5-omni", "cpu", SINGLE, fast_paths=False)
+    assert adapter.fast_paths() == [] and "fast_paths" not in adapter.provenance()
+    assert adapter.model.audio_tower.config._attn_implementation == "sdpa"
+    adapter.set_fast_paths(True)
+    assert adapter.fast_paths() == ["chunked_encoder"]  # CUDA-graph decoding: on CUDA only

@@ -162,3 +162,18 @@ def test_a_full_omni_checkpoint_loads_only_the_thinker(tmp_path):
     save_file(weights, weights_file, metadata={"format": "pt"})
     with pytest.raises(RuntimeError, match="missing from the checkpoint"):
         load_thinker(str(tmp_path))
+
+
+def test_random_3b_has_the_published_sizes_and_the_processors_ids():
+    """Built on the meta device: the published sizes without allocating 12 GB."""
+    from amlib.models.common import real_config_dict
+    from amlib.models.qwen2_5_omni import PAPER_CONFIG, random_qwen25_omni_3b
+
+    model, processor = random_qwen25_omni_3b(device="meta")
+    published = real_config_dict(PAPER_CONFIG)
+    text = model.config.text_config
+    assert (text.hidden_size, text.num_hidden_layers, text.vocab_size) == tuple(
+        published["text_config"][k] for k in ("hidden_size", "num_hidden_layers", "vocab_size"))
+    assert model.config.audio_config.d_model == published["audio_config"]["d_model"]
+    assert model.config.audio_token_id == processor.tokenizer.convert_tokens_to_ids(processor.audio_token)
+    assert sum(p.numel() for p in model.model.parameters()) > 3e9  # the language model alone

@@ -119,6 +119,10 @@ class AudioLMAdapter(ABC):
             return None
         return GraphDecoder(self.model, *modules, self.decoder_layers())
 
+    def set_fast_paths(self, enabled: bool) -> None:
+        """All fast paths at their defaults, or none (transformers' own code paths throughout)."""
+        self.fast_decode = None if enabled else False
+
     def fast_paths(self) -> list[str]:
         """Names of the fast paths active on this adapter (recorded in every row's provenance)."""
         return ["graph_decode"] if self.graph_decoder() is not None else []

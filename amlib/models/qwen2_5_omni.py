@@ -234,6 +234,10 @@ class Qwen25OmniAdapter(AudioLMAdapter):
         else:
             self._chunked_encoder.remove()
 
+    def set_fast_paths(self, enabled: bool) -> None:
+        super().set_fast_paths(enabled)
+        self.set_fast_encoder(enabled)
+
     def fast_paths(self) -> list[str]:
         return (["chunked_encoder"] if self._chunked_encoder.installed else []) + super().fast_paths()
 
@@ -328,5 +332,31 @@ def tiny_qwen25_omni(seed: int = 0):
     processor = tiny_processor()
     torch.manual_seed(seed)
     model = Qwen2_5OmniThinkerForConditionalGeneration(tiny_thinker_config(processor.tokenizer)).eval()
+    stop_at_turn_end(model, processor.tokenizer)
+    return model, processor
+
+
+def random_qwen25_omni_3b(seed: int = 0, device: str = "cpu"):
+    """(thinker, processor): the published 3B thinker sizes with RANDOM weights (seeded, built on
+    `device`) and the tiny processor (SmolLM2 tokenizer; its ids fit the published vocabulary). For
+    timing and scaling runs without a download: its answers are noise."""
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    processor = tiny_processor()
+    tokenizer = processor.tokenizer
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in SPECIAL_TOKENS.items()}
+    overrides = {
+        "text_config": {"eos_token_id": tokenizer.convert_tokens_to_ids(TURN_END), "pad_token_id": tokenizer.pad_token_id},
+        "audio_token_index": ids["audio_token"], "image_token_index": ids["image_token"],
+        "video_token_index": ids["video_token"], "audio_start_token_id": ids["audio_bos_token"],
+        "audio_end_token_id": ids["audio_eos_token"], "vision_start_token_id": ids["vision_bos_token"],
+        "vision_end_token_id": ids["vision_eos_token"],
+    }
+    config = Qwen2_5OmniThinkerConfig(**scaled_down(real_config_dict(PAPER_CONFIG), overrides))
+    if len(tokenizer) > config.text_config.vocab_size:
+        raise ValueError(f"the tiny tokenizer has {len(tokenizer)} ids, the published vocabulary {config.text_config.vocab_size}")
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = Qwen2_5OmniThinkerForConditionalGeneration(config).eval()
     stop_at_turn_end(model, processor.tokenizer)
     return model, processor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 # name -> ("module:factory", "module:AdapterClass"); each factory(seed) returns (model, processor)
 TINY_MODELS: dict[str, tuple[str, str]] = {
@@ -14,6 +15,9 @@ TINY_MODELS: dict[str, tuple[str, str]] = {
     "tiny-random-gemma3n": ("amlib.models.gemma3n:tiny_gemma3n", "amlib.models.gemma3n:Gemma3nAdapter"),
     "tiny-random-audio-flamingo-3": ("amlib.models.audio_flamingo3:tiny_audio_flamingo3",
                                      "amlib.models.audio_flamingo3:AudioFlamingo3Adapter"),
+    # full published sizes, random weights: timing and scaling without a download (12 GB in float32)
+    "random-qwen2.5-omni-3b": ("amlib.models.qwen2_5_omni:random_qwen25_omni_3b",
+                               "amlib.models.qwen2_5_omni:Qwen25OmniAdapter"),
 }
 
 
@@ -24,5 +28,6 @@ def _resolve(ref: str):
 
 def load_tiny(name: str, device: str = "cpu", seed: int = 0):
     factory, adapter = (_resolve(ref) for ref in TINY_MODELS[name])
-    model, processor = factory(seed=seed)
+    builds_on_device = "device" in inspect.signature(factory).parameters  # large ones: no CPU copy first
+    model, processor = factory(seed=seed, device=device) if builds_on_device else factory(seed=seed)
     return adapter(model.to(device), processor, model_id=name, revision=f"random-seed{seed}")

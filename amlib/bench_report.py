@@ -1,0 +1,108 @@
+"""Tables of the GPU benchmark JSON that scripts/bench_gpu.py writes (benchmarks/bench_gpu.json):
+prefill per configuration against the FLOP bound, decode per token, the fast encoder's agreement,
+where the pruned LM's time goes, and the efficiency targets of issue 17 with what was measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+TARGET_MODEL, TARGET_SECONDS = "qwen2.5-omni-3b", 300.0
+
+
+def read_gpu_bench(path: str | Path) -> dict:
+    result = json.loads(Path(path).read_text(encoding="utf-8"))
+    if "runs" not in result:
+        raise ValueError(f"{path}: not a scripts/bench_gpu.py result (no 'runs')")
+    return result
+
+
+def _name(run: dict) -> str:
+    return run["model"].split(" ")[0]
+
+
+def _config(row: dict) -> str:
+    if row["method"] == "vanilla":
+        return f"vanilla, {'HF' if row['encoder'] == 'hf' else 'chunked'} encoder"
+    return f"{row['method']} {row['ratio']:g}" + (" (host waits at K)" if row.get("host_waits_at_layer_k") else "")
+
+
+def gpu_prefill_table(result: dict) -> pd.DataFrame:
+    """One row per model, audio length and configuration: milliseconds and the LM's speed-up against
+    its FLOP bound (vanilla with the chunked encoder is the LM's reference)."""
+    rows = []
+    for run in result["runs"]:
+        for r in run["rows"]:
+            rows.append({"model": _name(run), "audio s": run["audio_seconds"], "configuration": _config(r),
+                         "prefill ms": 1e3 * r["prefill_s"], "encoder ms": 1e3 * r["encoder_s"], "LM ms": 1e3 * r["lm_s"],
+                         "plain LM at kept length ms": 1e3 * r["plain_lm_s_at_kept_length"],
+                         "LM speed-up": r["lm_speedup"], "FLOP bound": r["lm_speedup_bound"],
+                         "of bound": r["lm_fraction_of_bound"], "vs HF vanilla": r["prefill_speedup_vs_hf"],
+                         "peak GB": r["peak_memory_mb"] / 1024})
+    return pd.DataFrame(rows).set_index(["model", "audio s", "configuration"])
+
+
+def gpu_decode_table(result: dict) -> pd.DataFrame:
+    rows = []
+    for run in result["runs"]:
+        for d in run["decode"]:
+            rows.append({"model": _name(run), "context tokens": d["context_tokens"], "pruning": d["pruning"],
+                         "HF generate ms/token": 1e3 * d["hf_generate"]["per_token_s"],
+                         "HF, in-place cache ms/token": 1e3 * d["hf_generate_preallocated"]["per_token_s"],
+                         "CUDA graph ms/token": 1e3 * d["graph"]["per_token_s"], "speed-up": d["speedup_vs_hf"],
+                         "weights+cache read ms (bound)": 1e3 * run["decode_lower_bound_s"],
+                         "graph capture ms": 1e3 * d["graph_capture_s"],
+                         "tokens equal to HF's": f"{d['graph_tokens_equal_hf_prefix']} of {d['new_tokens']}"})
+    return pd.DataFrame(rows).set_index(["model", "context tokens", "pruning"])
+
+
+def gpu_encoder_agreement(result: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"model": _name(run), "audio s": run["audio_seconds"],
+                          "chunked vs HF (bf16)": run["encoder_agreement"]["fast_vs_hf_bf16"],
+                          "HF bf16 vs HF fp32": run["encoder_agreement"]["hf_bf16_vs_hf_fp32"],
+                          "chunked bf16 vs HF fp32": run["encoder_agreement"]["fast_bf16_vs_hf_fp32"]}
+                         for run in result["runs"]]).set_index(["model", "audio s"])
+
+
+def gpu_profile_table(result: dict) -> pd.DataFrame:
+    rows = []
+    for run in result["runs"]:
+        p = run["profile_frame_0.9"]
+        rows.append({"model": _name(run), "audio s": run["audio_seconds"],
+                     "LM wall ms (profiled)": 1e3 * p["lm_wall_s (profiled)"],
+                     "LM kernels busy ms": 1e3 * p["lm_kernel_busy_s"], "GPU busy share": p["lm_kernel_busy_s"] / p["lm_wall_s (profiled)"],
+                     "LM kernels": p["lm_kernels"]})
+    return pd.DataFrame(rows).set_index(["model", "audio s"])
+
+
+def _run(result: dict, model: str, seconds: float) -> dict:
+    for run in result["runs"]:
+        if _name(run) == model and run["audio_seconds"] == seconds:
+            return run
+    raise ValueError(f"the benchmark has no run of {model} at {seconds:g} s")
+
+
+def gpu_targets(result: dict, model: str = TARGET_MODEL, seconds: float = TARGET_SECONDS) -> pd.DataFrame:
+    """Issue 17's targets (3B thinker, 300 s, bfloat16, one H100/H200) against this run."""
+    run = _run(result, model, seconds)
+    rows = {(r["method"], r["ratio"], r["encoder"], bool(r.get("host_waits_at_layer_k"))): r for r in run["rows"]}
+    hf, fast = rows[("vanilla", 0.0, "hf", False)], rows[("vanilla", 0.0, "chunked", False)]
+    frame90 = rows[("frame", 0.9, "chunked", False)]
+    pruned = [r for (m, _, _, waits), r in rows.items() if m != "vanilla" and not waits]
+    vanilla_decode = next(d for d in run["decode"] if d["pruning"] == "none")
+    out = [("whole prefill at Frame 0.9", frame90["prefill_s"], "<=", 0.08, "s"),
+           ("Frame 0.9 faster than HF vanilla", hf["prefill_s"] / frame90["prefill_s"], ">=", 4.0, "x"),
+           ("vanilla prefill, chunked encoder", fast["prefill_s"], "<=", 0.17, "s")]
+    for ratio in sorted({r["ratio"] for r in pruned}):
+        worst = min((r for r in pruned if r["ratio"] == ratio), key=lambda r: r["lm_fraction_of_bound"])
+        out.append((f"LM speed-up / FLOP bound at {ratio:g} (worst: {worst['method']})",
+                    worst["lm_fraction_of_bound"], ">=", 0.8, "share"))
+    for ratio, over in sorted(run["fastv_over_frame"].items()):
+        out.append((f"FastV over Frame at {ratio}", over, "<=", 0.05, "share"))
+    out.append((f"decode per token at {vanilla_decode['context_tokens']} tokens", vanilla_decode["graph"]["per_token_s"] * 1e3,
+                "<=", 8.0, "ms"))
+    table = pd.DataFrame(out, columns=["target", "measured", "must be", "limit", "unit"])
+    table["met"] = [m <= lim if op == "<=" else m >= lim for m, op, lim in zip(table["measured"], table["must be"], table["limit"])]
+    return table

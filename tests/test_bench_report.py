@@ -1,0 +1,46 @@
+"""The GPU benchmark tables read the committed JSON faithfully, and a missed target shows as missed."""
+
+import copy
+import json
+
+import pytest
+
+from amlib.bench_report import (gpu_decode_table, gpu_encoder_agreement, gpu_prefill_table, gpu_profile_table,
+                                gpu_targets, read_gpu_bench)
+
+BENCH = "benchmarks/bench_gpu.json"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return read_gpu_bench(BENCH)
+
+
+def test_tables_cover_every_run_and_configuration(bench):
+    prefill = gpu_prefill_table(bench)
+    assert len(prefill) == sum(len(run["rows"]) for run in bench["runs"])
+    assert len(gpu_decode_table(bench)) == sum(len(run["decode"]) for run in bench["runs"])
+    assert len(gpu_encoder_agreement(bench)) == len(gpu_profile_table(bench)) == len(bench["runs"])
+    run = bench["runs"][0]
+    first = run["rows"][0]
+    assert prefill.iloc[0]["prefill ms"] == pytest.approx(1e3 * first["prefill_s"])
+
+
+def test_targets_are_read_from_the_3b_300s_run(bench):
+    targets = gpu_targets(bench).set_index("target")
+    run = next(r for r in bench["runs"] if r["model"].startswith("qwen2.5-omni-3b") and r["audio_seconds"] == 300.0)
+    frame = next(r for r in run["rows"] if r["method"] == "frame" and r["ratio"] == 0.9 and not r["host_waits_at_layer_k"])
+    assert targets.loc["whole prefill at Frame 0.9", "measured"] == frame["prefill_s"]
+    assert targets.loc["whole prefill at Frame 0.9", "met"] == (frame["prefill_s"] <= 0.08)
+
+
+def test_a_missed_target_is_reported_missed(bench, tmp_path):
+    slow = copy.deepcopy(bench)
+    run = next(r for r in slow["runs"] if r["model"].startswith("qwen2.5-omni-3b") and r["audio_seconds"] == 300.0)
+    next(d for d in run["decode"] if d["pruning"] == "none")["graph"]["per_token_s"] = 0.009
+    path = tmp_path / "slow.json"
+    path.write_text(json.dumps(slow))
+    decode = gpu_targets(read_gpu_bench(path)).iloc[-1]
+    assert decode["measured"] == pytest.approx(9.0) and not decode["met"]
+    with pytest.raises(ValueError, match="no run of qwen2.5-omni-3b at 60 s"):
+        gpu_targets(bench, seconds=60.0)
