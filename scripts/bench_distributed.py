@@ -68,24 +68,26 @@ def main():
     small, large = work / "small", work / "large"
     make_items(small, args.items, args.seconds)
     make_items(large, 2 * args.items, args.seconds)
-    rows = []
-    for procs in args.procs:
-        wall_small = launch(procs, args, small, work / f"out-{procs}-small")
-        wall_large = launch(procs, args, large, work / f"out-{procs}-large")
-        rows.append({"processes": procs, "wall_s_n": wall_small, "wall_s_2n": wall_large,
-                     "items_per_s": args.items / (wall_large - wall_small)})
-        print(rows[-1], flush=True)
-    base = rows[0]["items_per_s"] / rows[0]["processes"]
-    for r in rows:
-        r["scaling_efficiency"] = r["items_per_s"] / (r["processes"] * base)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     result = {"model": args.model, "device": device_name(args.device), "gpus_on_machine": gpus,
               "dtype": args.dtype, "items": args.items, "audio_seconds": args.seconds, "torch": torch.__version__,
               "note": ("processes share one GPU" if gpus == 1 and args.device.startswith("cuda") else
                        f"{gpus} GPUs" if gpus else "CPU processes (gloo)"),
-              "rows": rows, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "rows": [], "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    for procs in args.procs:
+        wall_small = launch(procs, args, small, work / f"out-{procs}-small")
+        wall_large = launch(procs, args, large, work / f"out-{procs}-large")
+        if wall_large <= wall_small:
+            raise RuntimeError(f"{procs} process(es): {2 * args.items} items took no longer than {args.items} "
+                               f"({wall_large:.1f} s vs {wall_small:.1f} s): too few items to measure; raise --items")
+        result["rows"].append({"processes": procs, "wall_s_n": wall_small, "wall_s_2n": wall_large,
+                               "items_per_s": args.items / (wall_large - wall_small)})
+        base = result["rows"][0]["items_per_s"] / result["rows"][0]["processes"]
+        for r in result["rows"]:
+            r["scaling_efficiency"] = r["items_per_s"] / (r["processes"] * base)
+        args.out.write_text(json.dumps(result, indent=1))  # what is measured so far survives a kill
+        print(result["rows"][-1], flush=True)
     print(json.dumps(result, indent=1))
 
 
