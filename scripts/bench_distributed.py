@@ -26,6 +26,7 @@ import numpy as np
 
 from amlib.data.audio import SAMPLE_RATE, write_audio
 from amlib.data.manifest import write_manifest
+from amlib.runner import read_predictions
 
 
 def make_items(root: Path, count: int, seconds: float) -> Path:
@@ -81,8 +82,16 @@ def main():
         if wall_large <= wall_small:
             raise RuntimeError(f"{procs} process(es): {2 * args.items} items took no longer than {args.items} "
                                f"({wall_large:.1f} s vs {wall_small:.1f} s): too few items to measure; raise --items")
+        rows = read_predictions(next((work / f"out-{procs}-large").glob("*.jsonl")))
+        errors = [r for r in rows if r.get("error")]
+        if len(rows) != 2 * args.items or errors:
+            raise RuntimeError(f"{procs} process(es): {len(rows)} rows, {len(errors)} errors "
+                               f"(first: {errors[0]['error'] if errors else None})")
         result["rows"].append({"processes": procs, "wall_s_n": wall_small, "wall_s_2n": wall_large,
-                               "items_per_s": args.items / (wall_large - wall_small)})
+                               "items_per_s": args.items / (wall_large - wall_small),
+                               "mean_prefill_s": sum(r["prefill_s"] for r in rows) / len(rows),
+                               "mean_decode_s": sum(r["decode_s"] for r in rows) / len(rows),
+                               "world_sizes_in_rows": sorted({r["provenance"]["world_size"] for r in rows})})
         base = result["rows"][0]["items_per_s"] / result["rows"][0]["processes"]
         for r in result["rows"]:
             r["scaling_efficiency"] = r["items_per_s"] / (r["processes"] * base)
