@@ -62,15 +62,8 @@ def current(device: str | torch.device = "cpu") -> Ranks:
 
     cpu = (str(device).startswith("cpu") or not torch.cuda.is_available()
            or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
-    shared = not cpu and _processes_on_this_node() > torch.cuda.device_count()
-    # more processes than GPUs: they share the GPUs; NCCL refuses two ranks on one device, gloo does not
-    state = PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT, **({"backend": "gloo"} if shared else {}))
-    gpu = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count()) if shared else state.device
-    return Ranks(state.process_index, state.num_processes, gpu, state.wait_for_everyone)
-
-
-def _processes_on_this_node() -> int:
-    return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+    state = PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT)
+    return Ranks(state.process_index, state.num_processes, state.device, state.wait_for_everyone)
 
 
 def resolve_device(device: str, ranks: Ranks) -> str:
