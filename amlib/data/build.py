@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import time
@@ -39,8 +40,17 @@ def build_dataset(source: str, out: str | Path, root: str | Path | None = None, 
 
 
 def ensure_dataset(out_dir: str | Path, source: str = "skeleton", **settings) -> Path:
-    """Build `source` into `out_dir` unless it already holds a build with identical settings."""
+    """Build `source` into `out_dir` unless it already holds a build with identical settings. One
+    process at a time per folder (a lock file beside it): two notebooks or test workers asking for the
+    same folder at once get one build, not two interleaved."""
     out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with (out_dir.parent / f".{out_dir.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_dataset(out_dir, source, **settings)
+
+
+def _ensure_dataset(out_dir: Path, source: str, **settings) -> Path:
     record = out_dir / "build.json"
     if source != "skeleton":  # the same build asked with or without the defaults is the same build
         settings = {"root": None, "tasks": None, **settings}
