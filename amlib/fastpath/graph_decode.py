@@ -40,7 +40,7 @@ def supports(generation_config) -> str | None:
     """None when greedy decoding under `generation_config` is a plain argmax, else the reason not."""
     for name, neutral in _PROCESSORS.items():
         value = getattr(generation_config, name, neutral)
-        if value not in (neutral, None) and not (name == "repetition_penalty" and value == 1.0):
+        if value not in (neutral, None):
             return f"generation config sets {name}={value!r}"
     return None
 
