@@ -44,6 +44,16 @@ def gpu_prefill_table(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["model", "audio s", "configuration"])
 
 
+def gpu_speedup_rows(result: dict) -> dict[tuple[str, float], pd.DataFrame]:
+    """Per (model, audio seconds): each pruned configuration's LM speed-up and its FLOP bound, in the
+    columns `amlib.plots.speedup_figure` draws (method, ratio, speedup, bound); the same-run A/B row
+    whose host waits at layer K is left out."""
+    return {(_name(run), run["audio_seconds"]): pd.DataFrame(
+        [{"method": r["method"], "ratio": r["ratio"], "speedup": r["lm_speedup"], "bound": r["lm_speedup_bound"]}
+         for r in run["rows"] if r["method"] != "vanilla" and not r.get("host_waits_at_layer_k")])
+        for run in result["runs"]}
+
+
 def gpu_decode_table(result: dict) -> pd.DataFrame:
     rows = []
     for run in result["runs"]:

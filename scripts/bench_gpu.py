@@ -18,6 +18,7 @@ import argparse
 import json
 import statistics
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -227,35 +228,26 @@ def profile_lm(model, tensors, spans, method: str, ratio: float) -> dict:
 
 
 def decode_compare(model, tensors, spans, new_tokens: int, method: str | None) -> dict:
-    """Per-token decode: HF generate vs GraphDecoder (CUDA graph), same prompt, and their tokens."""
+    """Per-token decode: HF generate (its own cache, then amlib's in-place cache) vs GraphDecoder (CUDA
+    graph), same prompt, and how many of their greedy tokens agree."""
     bare = _Bare(model)
 
+    @contextmanager
     def pruned():
         if method is None:
-            return _Null()
-        pruner = TokenPruner(bare, make_method(method), 0.9, LAYER)
-        pruner.__enter__()
-        pruner.set_audio_spans(spans)
-        return pruner
+            yield
+            return
+        with TokenPruner(bare, make_method(method), 0.9, LAYER) as pruner:
+            pruner.set_audio_spans(spans)
+            yield
 
-    def hf_once():
+    def hf_once(in_place_cache: bool):
+        cache = {"past_key_values": preallocated_cache(model.config, new_tokens)} if in_place_cache else {}
         with pruned():
             start = now()
             with torch.inference_mode():
                 out = model.generate(**tensors, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                     pad_token_id=0)
-            whole = now() - start
-            start = now()
-            prefill(model, tensors)
-            pre = now() - start
-        return (whole - pre) / (new_tokens - 1), out[0, tensors["input_ids"].shape[1]:].tolist()
-
-    def hf_prealloc_once():
-        with pruned():
-            start = now()
-            with torch.inference_mode():
-                out = model.generate(**tensors, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                     pad_token_id=0, past_key_values=preallocated_cache(model.config, new_tokens))
+                                     pad_token_id=0, **cache)
             whole = now() - start
             start = now()
             prefill(model, tensors)
@@ -269,29 +261,19 @@ def decode_compare(model, tensors, spans, new_tokens: int, method: str | None) -
             tokens, timing = decoder.generate(tensors, new_tokens, [], preallocated_cache(model.config, new_tokens))
         return (timing.decode_s - decoder.last_capture_s) / (new_tokens - 1), tokens
 
-    results = {}
-    for name, fn in (("hf_generate", hf_once), ("hf_generate_preallocated", hf_prealloc_once), ("graph", graph_once)):
-        fn()
-        per_token = []
-        for _ in range(2):
-            t, tokens = fn()
-            per_token.append(t)
-        results[name] = {"per_token_s": min(per_token), "tokens": tokens}
-    hf_tokens, graph_tokens = results["hf_generate"].pop("tokens"), results["graph"].pop("tokens")
-    results["hf_generate_preallocated"].pop("tokens")
+    results, tokens = {}, {}
+    for name, fn in (("hf_generate", lambda: hf_once(False)), ("hf_generate_preallocated", lambda: hf_once(True)),
+                     ("graph", graph_once)):
+        fn()  # warm-up
+        runs = [fn() for _ in range(2)]
+        results[name] = {"per_token_s": min(t for t, _ in runs)}
+        tokens[name] = runs[-1][1]
+    hf_tokens, graph_tokens = tokens["hf_generate"], tokens["graph"]
     same = next((i for i, (a, b) in enumerate(zip(hf_tokens, graph_tokens)) if a != b), len(hf_tokens))
-    context = tensors["input_ids"].shape[1]
     return {"pruning": f"{method} 0.9 K{LAYER}" if method else "none", "new_tokens": new_tokens,
-            "context_tokens": context, **results, "graph_capture_s": decoder.last_capture_s,
-            "graph_tokens_equal_hf_prefix": same, "speedup_vs_hf": results["hf_generate"]["per_token_s"] / results["graph"]["per_token_s"]}
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+            "context_tokens": tensors["input_ids"].shape[1], **results, "graph_capture_s": decoder.last_capture_s,
+            "graph_tokens_equal_hf_prefix": same,
+            "speedup_vs_hf": results["hf_generate"]["per_token_s"] / results["graph"]["per_token_s"]}
 
 
 def weights_read_s(model, context: int) -> float:

@@ -44,3 +44,15 @@ def test_a_missed_target_is_reported_missed(bench, tmp_path):
     assert decode["measured"] == pytest.approx(9.0) and not decode["met"]
     with pytest.raises(ValueError, match="no run of qwen2.5-omni-3b at 60 s"):
         gpu_targets(bench, seconds=60.0)
+
+
+def test_speedup_rows_leave_out_vanilla_and_the_host_wait_row(bench):
+    from amlib.bench_report import gpu_speedup_rows
+
+    rows = gpu_speedup_rows(bench)
+    assert len(rows) == len(bench["runs"])
+    for run in bench["runs"]:
+        table = rows[(run["model"].split(" ")[0], run["audio_seconds"])]
+        pruned = [r for r in run["rows"] if r["method"] != "vanilla" and not r["host_waits_at_layer_k"]]
+        assert len(table) == len(pruned) and "vanilla" not in set(table["method"])
+        assert list(table.columns) == ["method", "ratio", "speedup", "bound"]

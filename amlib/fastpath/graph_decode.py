@@ -111,10 +111,6 @@ class StaticKV:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         raise RuntimeError("StaticKV: positions are passed explicitly (cache_position), not read from the cache")
 
-    @property
-    def is_compileable(self) -> bool:
-        return True
-
 
 class GraphDecoder:
     """Greedy generation for a causal LM `model` whose decoder is `text_model` (embedding, layers,

@@ -109,15 +109,18 @@ class AudioLMAdapter(ABC):
         """(text decoder with embedding and final norm, lm_head) for the graph decode path, or None."""
         return None
 
+    def uses_graph_decode(self) -> bool:
+        """Whether generate() decodes through `amlib.fastpath.graph_decode` on this device."""
+        from amlib.fastpath.graph_decode import supports
+
+        wanted = self.fast_decode if self.fast_decode is not None else self.device.type == "cuda"
+        return wanted and self.decode_modules() is not None and supports(self.model.generation_config) is None
+
     def graph_decoder(self):
         """The `GraphDecoder` generate() uses on this device, or None (HF's generate)."""
-        from amlib.fastpath.graph_decode import GraphDecoder, supports
+        from amlib.fastpath.graph_decode import GraphDecoder
 
-        modules = self.decode_modules()
-        wanted = self.fast_decode if self.fast_decode is not None else self.device.type == "cuda"
-        if modules is None or not wanted or supports(self.model.generation_config) is not None:
-            return None
-        return GraphDecoder(self.model, *modules, self.decoder_layers())
+        return GraphDecoder(self.model, *self.decode_modules(), self.decoder_layers()) if self.uses_graph_decode() else None
 
     def set_fast_paths(self, enabled: bool) -> None:
         """All fast paths at their defaults, or none (transformers' own code paths throughout)."""
@@ -125,7 +128,7 @@ class AudioLMAdapter(ABC):
 
     def fast_paths(self) -> list[str]:
         """Names of the fast paths active on this adapter (recorded in every row's provenance)."""
-        return ["graph_decode"] if self.graph_decoder() is not None else []
+        return ["graph_decode"] if self.uses_graph_decode() else []
 
     def stop_token_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id

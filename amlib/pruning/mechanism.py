@@ -223,7 +223,7 @@ class TokenPruner:
         device (no .item(), nonzero or unique on device tensors): on a GPU the host goes on queueing
         layers >= K while layers < K still run, which is where a pruned prefill's time goes."""
         rec = self.record
-        audio = torch.cat([torch.arange(s, e) for s, e in self.audio_spans])
+        audio = _positions(self.audio_spans, torch.device("cpu"))
         if int(audio[-1]) >= rec.seq_len:
             raise ValueError(f"audio spans {self.audio_spans} exceed the prompt of {rec.seq_len} tokens")
         n = n_keep(len(audio), self.ratio)
@@ -239,8 +239,8 @@ class TokenPruner:
         if cache is not None and n < len(audio):
             self._patch_cache_length(cache, len(audio) - n)
         device = chosen.device  # where the method chose: the host (Frame, Random) or the model's device
-        audio, others = (_positions(spans, device) for spans in (self.audio_spans, _gaps(self.audio_spans, rec.seq_len)))
-        kept = torch.sort(torch.cat([others, audio[chosen]])).values
+        others = _positions(_gaps(self.audio_spans, rec.seq_len), device)
+        kept = torch.sort(torch.cat([others, audio.to(device, non_blocking=True)[chosen]])).values
         if kept.device != hidden.device and hidden.device.type == "cuda":  # one asynchronous copy
             return kept.pin_memory().to(hidden.device, non_blocking=True)
         return kept.to(hidden.device)
