@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from amlib.models.reference import REFERENCE_MODEL
+from amlib.reference.model import REFERENCE_MODEL
 
 DATA_DIR = "../data/built/offline-test"  # relative to notebooks/ (papermill runs there)
 RESULTS_DIR = "../results/baseline"

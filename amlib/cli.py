@@ -129,9 +129,16 @@ def _task_weights(pairs: list[str] | None) -> dict[str, float] | None:
     return out
 
 
+def _build_asr_corpus(args) -> None:
+    from amlib.reference.asr_corpus import build_corpus
+
+    out = build_corpus(args.out, args.clips, args.holdout, seed=args.seed, workers=args.workers)
+    print(f"built {out}: {(out / 'corpus.json').read_text()}")
+
+
 def _train_reference(args) -> None:
-    from amlib.models.reference import load_reference_adapter
-    from amlib.train.loop import TrainConfig, train
+    from amlib.reference.model import load_reference_adapter
+    from amlib.reference.train.loop import TrainConfig, train
 
     adapter = load_reference_adapter(device=args.device, encoder_file=args.encoder)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, lora_lr=args.lora_lr,
@@ -140,7 +147,8 @@ def _train_reference(args) -> None:
                       workers=args.workers, data=[str(d) for d in args.data],
                       val_data=[str(d) for d in args.val_data], eval_every=args.eval_every,
                       init=str(args.init) if args.init else None, time_limit_s=args.time_limit,
-                      task_weights=_task_weights(args.task_weights), joined_asr=args.joined_asr)
+                      task_weights=_task_weights(args.task_weights), joined_asr=args.joined_asr,
+                      selection=args.selection)
     out = train(adapter, cfg, args.out, device=args.device)
     if (out / "checkpoint.pt").is_file():
         print(f"paused past the time limit: checkpoint in {out}; the same command resumes")
@@ -176,6 +184,16 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--split", default="test")
     build.set_defaults(func=_build_data)
+
+    corpus = sub.add_parser("build-asr-corpus", help="the reference model's ASR training clips: packaged English text "
+                                                   "(fortunes, WordNet glosses) read by many TTS voices")
+    corpus.add_argument("--out", type=Path, required=True)
+    corpus.add_argument("--clips", type=int, required=True)
+    corpus.add_argument("--holdout", default="train", choices=["train", "val"],
+                        help="which texts: the training ones or the held-out validation ones (split by text hash)")
+    corpus.add_argument("--seed", type=int, default=0)
+    corpus.add_argument("--workers", type=int, default=2)
+    corpus.set_defaults(func=_build_asr_corpus)
 
     ev = sub.add_parser("eval", help="evaluate a model on a manifest (resumable), optionally with token pruning "
                                      "or KV-cache eviction")
@@ -230,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="draw each batch slot's task by these weights (unnamed tasks: none); default: uniform over items")
     tr.add_argument("--joined-asr", nargs=3, type=float, default=None, metavar=("N", "MIN_S", "MAX_S"),
                     help="add N long ASR examples joined from one speaker's short ASR clips (their task weight: JOINED-ASR)")
+    tr.add_argument("--selection", default="task_mean", choices=["task_mean", "item_mean"],
+                    help="the validation number that picks the kept weights (out/best/): mean over tasks of each "
+                         "task's mean loss (default), or mean over items")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)
     tr.add_argument("--device", default="cpu")

@@ -62,8 +62,29 @@ def current(device: str | torch.device = "cpu") -> Ranks:
 
     cpu = (str(device).startswith("cpu") or not torch.cuda.is_available()
            or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"))
+    if not cpu and gpus_shared():
+        return shared_gpu_ranks()
     state = PartialState(cpu=cpu, timeout=BARRIER_TIMEOUT)
     return Ranks(state.process_index, state.num_processes, state.device, state.wait_for_everyone)
+
+
+def gpus_shared() -> bool:
+    """More processes on this node than GPUs (e.g. two processes on one GPU)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+    return local > torch.cuda.device_count()
+
+
+def shared_gpu_ranks() -> Ranks:
+    """Ranks for processes that share GPUs: process r uses GPU (local rank mod GPU count), and the
+    barrier is a gloo one. Not through PartialState: it pins process r to cuda:<local rank>, which
+    does not exist when there are fewer GPUs than processes, and NCCL refuses two ranks on one GPU."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+    gpu = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    torch.cuda.set_device(gpu)
+    return Ranks(dist.get_rank(), dist.get_world_size(), gpu, dist.barrier)
 
 
 def resolve_device(device: str, ranks: Ranks) -> str:

@@ -737,7 +737,7 @@ def coverage_table(samples) -> pd.DataFrame:
 
 def _model_rows() -> list[dict]:
     """The paper's models and amlib's other ones: which adapter runs each, and how it gets weights."""
-    from amlib.models.reference import REFERENCE_MODEL
+    from amlib.reference.model import REFERENCE_MODEL
     from amlib.models.registry import FAMILIES, NAMED_FAMILIES
     from amlib.models.tiny_registry import TINY_MODELS
 

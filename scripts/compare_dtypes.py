@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from amlib.efficiency import device_name
-from amlib.models.reference import REFERENCE_MODEL
+from amlib.reference.model import REFERENCE_MODEL
 from amlib.report import compare_runs
 from amlib.runner import run_eval
 

@@ -4,10 +4,10 @@
 # folder .gpu/<call>/ (ignored by git, named in `carry`), and are collected in $STAGE, which
 # survives between calls while the machine stays warm. A carried folder may hold:
 #   *.whl                      gguf, soundfile, cffi, pycparser, transformers 5.2.0, tokenizers (py3.12)
-#   *.gguf.partNN              the packaged SmolLM2 GGUF, split (amlib.train.pack.split_file)
-#   encoder.safetensors        amlib.models.reference.export_encoder
+#   *.gguf.partNN              the packaged SmolLM2 GGUF, split (amlib.reference.train.pack.split_file)
+#   encoder.safetensors        amlib.reference.model.export_encoder
 #   tokenizer/                 the cached SmolLM2 tokenizer (amlib.models.assets)
-#   <name>-NN/                 train-split shards as Opus (amlib.train.pack.compress_dataset, shard_dataset);
+#   <name>-NN/                 train-split shards as Opus (amlib.reference.train.pack.compress_dataset, shard_dataset);
 #                              val-NN/ shards are held out (validation loss)
 # Usage: bash scripts/gpu_train_reference.sh stage             (collect what this call carried)
 #        bash scripts/gpu_train_reference.sh train ARGS...     (stage, then python -m amlib train-reference

@@ -144,6 +144,30 @@ def test_resolve_device():
     assert distributed.current().world_size == 1  # not launched: rank 0 of 1
 
 
+def test_processes_sharing_one_gpu_take_it_modulo_and_a_gloo_barrier(monkeypatch):
+    """Two processes on a one-GPU machine: rank 1 uses cuda:0 (not the absent cuda:1) and a gloo
+    process group (NCCL refuses two ranks on one GPU); accelerate's PartialState is not asked."""
+    calls = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("set_device", d))
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: "backend" in calls)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend, timeout: calls.setdefault("backend", backend))
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    import accelerate
+
+    monkeypatch.setattr(accelerate, "PartialState", None)  # calling it would fail the test
+    for key, value in {"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    ranks = distributed.current("cuda")
+    assert (ranks.rank, ranks.world_size, ranks.device) == (1, 2, torch.device("cuda", 0))
+    assert calls == {"backend": "gloo", "set_device": torch.device("cuda", 0)}
+    assert distributed.resolve_device("cuda", ranks) == "cuda:0"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # one process per GPU: not shared
+    assert not distributed.gpus_shared()
+
+
 # --- the protocol with threads as ranks and an instant model ----------------------------------
 
 

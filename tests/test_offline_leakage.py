@@ -307,7 +307,7 @@ def test_scr_questions_name_no_option_and_count_rank_uniform(splits):
 
 
 def test_training_refuses_items_not_of_the_train_split(splits, tmp_path):
-    from amlib.train.loop import SplitError, load_samples
+    from amlib.reference.train.loop import SplitError, load_samples
 
     root = splits["test"]["SGR"][0].root
     with pytest.raises(SplitError, match=r"manifest\.jsonl: item \S+-test-\d+ has split 'test'"):

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from amlib.data.audio import SAMPLE_RATE, load_audio
-from amlib.models.ct2 import (
+from amlib.reference.ct2 import (
     read_ct2_model, whisper_dims, whisper_encoder_state_dict, whisper_for_conditional_generation,
     whisper_tiny_en_dir, whisper_transcribe,
 )
@@ -39,7 +39,7 @@ def ct2():
 
 @pytest.fixture(scope="module")
 def reference():
-    from amlib.models.reference import load_reference_adapter
+    from amlib.reference.model import load_reference_adapter
 
     return load_reference_adapter()
 
@@ -121,7 +121,7 @@ def test_audio_tower_holds_the_verified_whisper_encoder(reference, ct2):
 
 
 def test_smollm2_answers_sensibly(reference):
-    from amlib.models.reference import smollm2_chat
+    from amlib.reference.model import smollm2_chat
 
     answer = smollm2_chat(reference.model.language_model, reference.processor.tokenizer,
                           "What is the capital of France?")
@@ -177,7 +177,7 @@ def test_kvpress_halves_every_layer_cache(reference, short_item):
 
 
 def test_trained_weights_round_trip(reference, tmp_path):
-    from amlib.models.reference import assemble_reference_model, load_reference_adapter, save_trained, trainable_parameters
+    from amlib.reference.model import assemble_reference_model, load_reference_adapter, save_trained, trainable_parameters
 
     model, processor = assemble_reference_model()
     params = trainable_parameters(model, lora=True)
@@ -213,7 +213,7 @@ def test_trained_weights_round_trip(reference, tmp_path):
 def test_committed_weights_match_their_recorded_checksums():
     import hashlib
 
-    from amlib.models.reference import COMMITTED_WEIGHTS
+    from amlib.reference.model import COMMITTED_WEIGHTS
 
     lines = (COMMITTED_WEIGHTS / "SHA256SUMS").read_text().splitlines()
     assert len(lines) == 3
@@ -227,7 +227,7 @@ def test_committed_model_loads_and_answers_a_fixed_item_deterministically(tmp_pa
     greedy answers to a fixed spoken item are identical across two loads and well formed."""
     from amlib.metrics import parse_choice
     from amlib.models import load_model
-    from amlib.models.reference import COMMITTED_WEIGHTS, LORA_DIR, PROJECTOR_FILE, REFERENCE_MODEL, trained_revision
+    from amlib.reference.model import COMMITTED_WEIGHTS, LORA_DIR, PROJECTOR_FILE, REFERENCE_MODEL, trained_revision
 
     files = [COMMITTED_WEIGHTS / PROJECTOR_FILE] + sorted(p for p in (COMMITTED_WEIGHTS / LORA_DIR).iterdir() if p.is_file())
     audio = speak(SENTENCE + " " + SENTENCE, tmp_path / "item.wav")

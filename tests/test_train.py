@@ -5,9 +5,9 @@ import torch
 
 from amlib.data import load_audio, read_manifest, write_manifest
 from amlib.tasks import TASKS
-from amlib.train.examples import IGNORE, collate, encode, target_text
-from amlib.train.loop import TrainConfig, batches, train
-from amlib.train.pack import compress_dataset, shard_dataset, split_file
+from amlib.reference.train.examples import IGNORE, collate, encode, target_text
+from amlib.reference.train.loop import TrainConfig, batches, train
+from amlib.reference.train.pack import compress_dataset, shard_dataset, split_file
 from conftest import make_item
 
 
@@ -78,7 +78,7 @@ def test_training_lowers_the_loss_and_writes_weights(dataset, tmp_path):
 
 def test_validation_loss_is_logged_and_the_best_weights_kept(dataset, tmp_path):
     from amlib.models import load_model
-    from amlib.models.reference import load_trained
+    from amlib.reference.model import load_trained
 
     adapter = load_model("tiny-random-qwen2-audio", seed=0)
     cfg = TrainConfig(steps=6, batch_size=2, lr=3e-3, warmup=1, lora=True, log_every=3, save_every=100,
@@ -143,7 +143,7 @@ def test_warm_start_continues_from_saved_weights_and_records_them(dataset, tmp_p
     from safetensors.torch import load_file
 
     from amlib.models import load_model
-    from amlib.models.reference import trainable_parameters, warm_start
+    from amlib.reference.model import trainable_parameters, warm_start
 
     cfg = dict(batch_size=2, lr=3e-3, warmup=1, lora=True, log_every=1, save_every=100, workers=0,
                data=[str(dataset)])
@@ -165,7 +165,7 @@ def test_warm_start_continues_from_saved_weights_and_records_them(dataset, tmp_p
 
 
 def test_task_weighted_batches_follow_the_weights_and_cycle_each_task():
-    from amlib.train.loop import weighted_batches
+    from amlib.reference.train.loop import weighted_batches
 
     tasks = ["ASR"] * 10 + ["SED"] * 30 + ["MC"] * 5
     plan = weighted_batches(tasks, {"ASR": 3, "SED": 1}, batch_size=8, steps=200, seed=0)
@@ -203,7 +203,7 @@ def _asr_clips(root, speakers=("v1", "v2"), per_speaker=6, seconds=2.0):
 
 
 def test_joined_asr_examples_keep_one_speaker_their_order_and_the_length_bounds(tmp_path):
-    from amlib.train.joined_asr import plan_joined
+    from amlib.reference.train.joined_asr import plan_joined
 
     clips = _asr_clips(tmp_path)
     plan = plan_joined(clips, n=20, min_s=5.0, max_s=9.0, seed=3)
@@ -220,7 +220,7 @@ def test_joined_asr_examples_keep_one_speaker_their_order_and_the_length_bounds(
 
 
 def test_joined_asr_needs_speakers_with_enough_audio(tmp_path):
-    from amlib.train.joined_asr import plan_joined
+    from amlib.reference.train.joined_asr import plan_joined
 
     clips = _asr_clips(tmp_path, per_speaker=2)
     with pytest.raises(ValueError, match="no speaker has 10.0 s"):
@@ -246,7 +246,7 @@ def test_training_with_joined_asr_examples(tmp_path):
 
 
 def test_training_record_chains_the_stages_that_led_to_the_weights(tmp_path):
-    from amlib.models.reference import training_record
+    from amlib.reference.model import training_record
 
     (tmp_path / "train_config.json").write_text(json.dumps({"steps": 20}))
     (tmp_path / "train_log_run7.jsonl").write_text(
@@ -260,7 +260,7 @@ def test_training_record_chains_the_stages_that_led_to_the_weights(tmp_path):
 
 
 def test_training_record_continues_from_the_selected_step_of_a_stage(tmp_path):
-    from amlib.models.reference import training_record
+    from amlib.reference.model import training_record
 
     (tmp_path / "train_config.json").write_text(json.dumps({"steps": 10}))
     (tmp_path / "train_log_run8.jsonl").write_text('{"step": 10, "loss": 2.0}\n{"step": 30, "loss": 1.0}\n')

