@@ -5,7 +5,8 @@ processes on the same synthetic items, and the scaling efficiency (throughput(P)
         --procs 1 2 --out benchmarks/distributed_gpu.json
 
 Each launch is timed twice, with N and with 2N items (fresh output folders): throughput is N divided
-by the difference, so process start-up and model loading (the same in both) drop out. The items are
+by the difference, so process start-up and model loading (the same in both) drop out. A throw-away
+launch goes first, so that one-time costs of a fresh machine fall into neither. The items are
 seeded noise of --seconds each (SGR, a two-way choice: a short answer, as most tasks). With P
 processes on ONE GPU (the machine this ran on is named in the JSON, with its GPU count) the
 processes share it: that measures overlap of host and device work, not multi-GPU scaling.
@@ -76,6 +77,11 @@ def main():
                        f"{gpus} GPUs" if gpus else "CPU processes (gloo)"),
               "rows": [], "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # one throw-away launch first: the first launch on a fresh machine also pays one-time costs (driver
+    # start-up, file and kernel caches) that would otherwise fall into the N-item launch and not cancel
+    warm = work / "warm"
+    make_items(warm, 2, args.seconds)
+    result["warm_up_launch_s"] = launch(1, args, warm, work / "out-warm")
     for procs in args.procs:
         wall_small = launch(procs, args, small, work / f"out-{procs}-small")
         wall_large = launch(procs, args, large, work / f"out-{procs}-large")
