@@ -87,10 +87,15 @@ def test_validation_loss_is_logged_and_the_best_weights_kept(dataset, tmp_path):
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     val = [r for r in log if "val_loss" in r]
     assert [r["step"] for r in val] == [2, 4, 6]
-    best = min(val, key=lambda r: r["val_loss"])
-    assert json.loads((out / "best" / "step.json").read_text()) == {"step": best["step"], "val_loss": best["val_loss"]}
+    for r in val:  # the task mean weighs each task once: here SGR (4 items) and ASR (1 item)
+        assert r["val_task_mean"] == pytest.approx(sum(r["val_loss_per_task"].values()) / 2, abs=1e-3)
+    best = min(val, key=lambda r: r["val_task_mean"])  # the default selection
+    saved = json.loads((out / "best" / "step.json").read_text())
+    assert (saved["step"], saved["selection"], saved["selected_on"]) == (best["step"], "task_mean", best["val_task_mean"])
     fresh = load_model("tiny-random-qwen2-audio", seed=0)  # the best weights load into a fresh model
     load_trained(fresh.model, out / "best" / "projector.safetensors", out / "best" / "lora")
+    with pytest.raises(ValueError, match="selection"):
+        train(adapter, TrainConfig(selection="lowest"), tmp_path / "bad")
 
 
 def test_compressed_copy_validates_and_split_parts_rejoin(dataset, tmp_path):
