@@ -1,0 +1,70 @@
+"""The reference model's record on a test split: every item with the audio, the choice items again with
+the audio replaced by silence (blind baseline), and ASR split into TTS and real-speech items.
+
+    python scripts/evaluate_reference.py --data data/built/offline-test-20 --out results/reference-test \\
+        --dtype bfloat16 [--weights amlib/reference/weights]
+
+Writes `<out>/summary.json` and `<out>/summary.md` (score, 95 % CI, chance, score / chance, blind score)
+beside the two resumable prediction folders. Run it once per set of weights, after they are committed:
+it decides nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from amlib.data import read_manifest
+from amlib.data.blind import silent_copy
+from amlib.metrics.war import word_accuracy_rate as war
+from amlib.report import score_table
+from amlib.runner import run_eval
+from amlib.reference.model import REFERENCE_MODEL
+
+
+def real_speech_ids(samples) -> set[str]:
+    return {s.id for s in samples if s.task == "ASR" and s.meta.get("real_speakers")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    samples = read_manifest(args.data)
+    rows = run_eval(REFERENCE_MODEL, args.data, args.out / "audio", dtype=args.dtype, device=args.device)
+    choice = [s for s in samples if s.task != "ASR"]
+    blind_samples = silent_copy(choice, args.out / "blind-data")
+    blind_rows = run_eval(REFERENCE_MODEL, args.out / "blind-data", args.out / "blind", dtype=args.dtype,
+                          device=args.device)
+    table = score_table(rows).set_index("task")
+    blind = score_table(blind_rows).set_index("task")
+    real = real_speech_ids(samples)
+    asr = [r for r in rows if r["task"] == "ASR"]
+    per_item = {r["id"]: war([r["answer"]], [r["prediction"] or ""]) for r in asr}
+    out = {"model": REFERENCE_MODEL, "revision": rows[0]["provenance"]["model_revision"], "dtype": args.dtype,
+           "device": rows[0]["provenance"].get("device"), "data": str(args.data), "items": len(rows), "tasks": {}}
+    for task, row in table.iterrows():
+        entry = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.to_dict().items()}
+        if task in blind.index:
+            entry["blind_score"] = float(blind.loc[task, "score"])
+            entry["blind_ci"] = [float(blind.loc[task, "ci_low"]), float(blind.loc[task, "ci_high"])]
+        out["tasks"][task] = entry
+    tts = [r for r in asr if r["id"] not in real]
+    spoken = [r for r in asr if r["id"] in real]
+    out["asr_tts_war"] = war([r["answer"] for r in tts], [r["prediction"] or "" for r in tts]) if tts else None
+    out["asr_real_war"] = war([r["answer"] for r in spoken], [r["prediction"] or "" for r in spoken]) if spoken else None
+    out["asr_per_item_war"] = per_item
+    out["asr_real_ids"] = sorted(real)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps(out, indent=1, default=float))
+    print(json.dumps(out, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
