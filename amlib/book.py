@@ -226,7 +226,7 @@ def notebook_parameters(nb) -> dict:
                 if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
                     try:
                         values[node.targets[0].id] = ast.literal_eval(node.value)
-                    except ValueError:  # an expression, not a literal: shown as written
+                    except (ValueError, TypeError):  # an expression, not a literal: shown as written
                         values[node.targets[0].id] = ast.unparse(node.value)
     return values
 
@@ -264,8 +264,9 @@ def run_settings_markdown(parameters: dict) -> str:
 
 def reader_view(nb):
     """Tag a notebook for the book (in place; returns it): parameter and set-up cells collapsed
-    (expandable), every other code cell's source collapsed behind its output, live widgets dropped,
-    and a table of the run's settings above the collapsed cells."""
+    (expandable), every other code cell's source collapsed behind its output (cells the notebook
+    tagged itself keep their tags), live widgets dropped, and a table of the run's settings above the
+    collapsed cells. Applying it twice changes nothing."""
     import nbformat
 
     nb.get("metadata", {}).pop("widgets", None)
@@ -275,11 +276,12 @@ def reader_view(nb):
         if cell["cell_type"] != "code":
             continue
         cell["outputs"] = [o for o in cell.get("outputs", []) if WIDGET_MIME not in o.get("data", {})]
-        tags = [t for t in cell.setdefault("metadata", {}).get("tags", []) if t not in READER_TAGS]
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
         setup = any(t in tags for t in PARAMETER_TAGS) or is_setup_code(_source(cell))
         if setup and first_setup is None:
             first_setup = i
-        cell["metadata"]["tags"] = tags + [SETUP_TAG if setup or not has_visible_output(cell) else CODE_TAG]
+        if not any(t in tags for t in READER_TAGS):  # a tag the notebook has (or a first pass set) wins
+            tags.append(SETUP_TAG if setup or not has_visible_output(cell) else CODE_TAG)
     settings = nbformat.v4.new_markdown_cell(run_settings_markdown(notebook_parameters(nb)))
     settings["id"] = SETTINGS_CELL_ID
     cells.insert(first_setup if first_setup is not None else min(1, len(cells)), settings)

@@ -138,12 +138,13 @@ def test_reader_view_collapses_set_up_and_parameters_and_shows_the_run_settings(
     nb = notebook(code('model = "tiny"\nlimit = None\nseed = 0', tags=["parameters"]),
                   code("%matplotlib inline\nimport pandas as pd\npd.set_option('display.precision', 1)"),
                   code("table", outputs=[SHOWN, WIDGET]), code("glue('k', 1, display=False)", outputs=[GLUED]),
+                  code("secret", outputs=[SHOWN], tags=["remove-cell"]),
                   injected='model = "Qwen/Qwen2.5-Omni-3B"\nlimit = {"ASR": 3}')
     reader_view(nb)
     tags = [c.metadata.get("tags") for c in nb.cells]
     assert nb.cells[1]["id"] == SETTINGS_CELL_ID  # above the collapsed cells, under the title
     assert tags[2:] == [["parameters", "hide-cell"], ["injected-parameters", "hide-cell"], ["hide-cell"],
-                        ["hide-input"], ["hide-cell"]]
+                        ["hide-input"], ["hide-cell"], ["remove-cell"]]
     assert [o["data"] for o in nb.cells[5].outputs] == [SHOWN["data"]] and "widgets" not in nb.metadata  # no stale progress bar
     settings = nb.cells[1].source
     assert "| model | `Qwen/Qwen2.5-Omni-3B` |" in settings  # papermill's value over the default
