@@ -27,8 +27,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml apt-packages.t
 notebooks: $(STAMP)
 	$(PY) -m amlib book-pages --notebooks notebooks --executed $(EXECUTED)
 
+# -W -n --keep-going: any warning (a missing glue key, a broken cross-reference or download, a figure
+# that did not render) fails the build, after listing them all.
 book: notebooks
-	start=$$(date +%s); $(VENV)/bin/jupyter-book build book/ --path-output book && \
+	start=$$(date +%s); $(VENV)/bin/jupyter-book build book/ --path-output book -W -n --keep-going && \
 		echo "jupyter-book build: $$(( $$(date +%s) - start )) s"
 	@echo "book: $(CURDIR)/book/_build/html/index.html"
 

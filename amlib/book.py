@@ -13,6 +13,7 @@ page includes the table): where the main job's minutes go.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from amlib.reference.model import REFERENCE_MODEL
 
 DATA_DIR = "../data/built/offline-test"  # relative to notebooks/ (papermill runs there)
 RESULTS_DIR = "../results/baseline"
+DOWNLOADS_FOLDER = "predictions"  # beside the executed notebooks: the pages' whole predictions
 BLIND_DIR = "../results/blind"  # the silent copies and their predictions, apart from the real run's
 
 
@@ -99,20 +101,28 @@ def book_pages(s: BookSettings) -> list[Page]:
 def run_pages(pages: list[Page], notebooks_dir: str | Path, executed_dir: str | Path,
               only: list[str] | None = None) -> list[dict]:
     """Execute each page with papermill into `executed_dir` (stops at the first failing page, whose
-    error papermill raises); returns and writes the page-by-page timing."""
+    error papermill raises), tag it for readers (`reader_view`); returns and writes the page-by-page
+    timing. A page whose notebook has a `downloads_dir` parameter writes its whole predictions to
+    `executed_dir/predictions/`, which the page links."""
+    import nbformat
     import papermill
 
     notebooks_dir, executed_dir = Path(notebooks_dir), Path(executed_dir)
     executed_dir.mkdir(parents=True, exist_ok=True)
     timing_path = executed_dir / "timing.json"
     rows = _previous_timing(timing_path)
+    downloads_dir = os.path.relpath((executed_dir / DOWNLOADS_FOLDER).resolve(), notebooks_dir.resolve())
     for page in pages:
         if only and not any(page.notebook.startswith(o) for o in only):
             continue
+        source = notebooks_dir / page.notebook
+        parameters = dict(page.parameters)
+        if "downloads_dir" in notebook_parameters(nbformat.read(str(source), as_version=4)):
+            parameters["downloads_dir"] = downloads_dir  # the page's whole predictions, linked from it
         start = time.perf_counter()
-        papermill.execute_notebook(str(notebooks_dir / page.notebook), str(executed_dir / page.notebook),
-                                   parameters=page.parameters, kernel_name="python3", cwd=str(notebooks_dir),
-                                   progress_bar=False)
+        papermill.execute_notebook(str(source), str(executed_dir / page.notebook), parameters=parameters,
+                                   kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False)
+        reader_view_file(executed_dir / page.notebook)
         rows[page.notebook] = {"page": page.notebook, "seconds": round(time.perf_counter() - start, 1),
                                "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "parameters": page.parameters}
         _write_timing(rows, timing_path)
@@ -152,3 +162,236 @@ def timing_markdown(pages: list[dict], machine: str) -> str:
 
 def settings_dict(s: BookSettings) -> dict:
     return {**asdict(s), "dtype": s.resolved_dtype()}
+
+
+# --- What a reader sees: set-up code collapsed, a summary of the run's settings, results in front ---------
+
+SETUP_TAG = "hide-cell"  # Jupyter Book: the whole cell behind a "Show code cell content" button
+CODE_TAG = "hide-input"  # the output shown, its code behind a "Show code cell source" button
+PARAMETER_TAGS = ("parameters", "injected-parameters")  # the notebook's defaults; papermill's values
+READER_TAGS = ("hide-cell", "hide-input", "hide-output", "remove-cell", "remove-input", "remove-output")
+SETTINGS_CELL_ID = "run-settings"
+GLUE_MIME_PREFIX = "application/papermill.record/"  # myst_nb.glue(..., display=False) outputs
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"  # live progress bars: nothing to read afterwards
+
+# the settings summary's rows: (label, parameter names); every other parameter goes to "settings"
+SETTING_GROUPS = (
+    ("model", ("model", "dtype")),
+    ("data", ("data_dir", "out", "source", "data_source", "split", "min_seconds", "max_seconds", "seed")),
+    ("n per task", ("per_task", "limit", "asr_limit", "blind_limit")),
+    ("device", ("device",)),
+)
+PATH_PARAMETERS = ("output_dir", "results_dir", "benchmarks_dir", "downloads_dir", "short_dir")
+
+
+def is_setup_code(source: str) -> bool:
+    """True for a cell that only prepares: imports, definitions, display options, line magics."""
+    import ast
+
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%"))
+    try:
+        body = ast.parse(code).body
+    except SyntaxError:
+        return False
+    def prepares(node) -> bool:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+            return True
+        call = node.value if isinstance(node, ast.Expr) else None
+        return (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.func.attr in ("set_option", "filterwarnings", "simplefilter"))
+    return bool(body) and all(prepares(node) for node in body)
+
+
+def has_visible_output(cell) -> bool:
+    """True when a code cell shows something: glued values (display=False) do not count."""
+    for out in cell.get("outputs", []):
+        if out["output_type"] in ("stream", "error"):
+            return True
+        if any(not mime.startswith(GLUE_MIME_PREFIX) for mime in out.get("data", {})):
+            return True
+    return False
+
+
+def notebook_parameters(nb) -> dict:
+    """The values a notebook ran with: its "parameters" cell's defaults, then papermill's injected
+    values over them (both read as Python literals)."""
+    import ast
+
+    values = {}
+    for tag in PARAMETER_TAGS:
+        for cell in nb["cells"]:
+            if tag not in cell.get("metadata", {}).get("tags", []):
+                continue
+            for node in ast.parse(_source(cell)).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    try:
+                        values[node.targets[0].id] = ast.literal_eval(node.value)
+                    except (ValueError, TypeError):  # an expression, not a literal: shown as written
+                        values[node.targets[0].id] = ast.unparse(node.value)
+    return values
+
+
+# what None means for a parameter (the notebooks' comments say so); elsewhere it is the default
+NONE_MEANS = {"limit": "all", "tasks": "all", "blind_limit": "all", "dtype": "the model's own",
+              "output_dir": "a temporary folder", "results_dir": "a temporary folder", "downloads_dir": "none"}
+
+
+def format_setting(name: str, value) -> str:
+    """One parameter's value as a reader reads it."""
+    if value is None:
+        return NONE_MEANS.get(name, "default")
+    if isinstance(value, dict):
+        return ", ".join(f"{'others' if k == '*' else k} {v}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_settings_markdown(parameters: dict) -> str:
+    """A small table of the settings a page ran with: model, data, n per task, device, the rest."""
+    def cell(label, names):  # the parameter named like its row needs no name
+        return "; ".join(f"{'' if n == label else n + ' '}`{format_setting(n, parameters[n])}`"
+                         for n in names if n in parameters)
+    grouped = {n for _, names in SETTING_GROUPS for n in names} | set(PATH_PARAMETERS)
+    rows = [(label, cell(label, names)) for label, names in SETTING_GROUPS]
+    rows.append(("settings", cell("", [n for n in parameters if n not in grouped])))
+    rows.append(("files", cell("", [n for n in PATH_PARAMETERS if n in parameters])))
+    lines = ["| this run | |", "|---|---|"] + [f"| {label} | {text} |" for label, text in rows if text]
+    return "\n".join(lines) + "\n"
+
+
+def reader_view(nb):
+    """Tag a notebook for the book (in place; returns it): parameter and set-up cells collapsed
+    (expandable), every other code cell's source collapsed behind its output (cells the notebook
+    tagged itself keep their tags), live widgets dropped, and a table of the run's settings above the
+    collapsed cells. Applying it twice changes nothing."""
+    import nbformat
+
+    nb.get("metadata", {}).pop("widgets", None)
+    cells = [c for c in nb["cells"] if c.get("id") != SETTINGS_CELL_ID]
+    first_setup = None
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        cell["outputs"] = [o for o in cell.get("outputs", []) if WIDGET_MIME not in o.get("data", {})]
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        setup = any(t in tags for t in PARAMETER_TAGS) or is_setup_code(_source(cell))
+        if setup and first_setup is None:
+            first_setup = i
+        if not any(t in tags for t in READER_TAGS):  # a tag the notebook has (or a first pass set) wins
+            tags.append(SETUP_TAG if setup or not has_visible_output(cell) else CODE_TAG)
+    settings = nbformat.v4.new_markdown_cell(run_settings_markdown(notebook_parameters(nb)))
+    settings["id"] = SETTINGS_CELL_ID
+    cells.insert(first_setup if first_setup is not None else min(1, len(cells)), settings)
+    nb["cells"] = cells
+    return nb
+
+
+def reader_view_file(path: str | Path) -> None:
+    """`reader_view` on a notebook file, written back."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.write(reader_view(nb), str(path))
+
+
+def _source(cell) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+# --- Prediction tables: a few rows on the page, every row in a file beside it --------------------------
+
+PREVIEW_ROWS = 6
+PREVIEW_WIDTH = 60  # characters of a text cell on the page
+
+
+def shorten(value, width: int = PREVIEW_WIDTH):
+    """A text cut to `width` characters (an ellipsis marks the cut); other values unchanged."""
+    if isinstance(value, str) and len(value) > width:
+        return value[: width - 1].rstrip() + "…"
+    return value
+
+
+def predictions_preview(frame, columns: list[str], n_rows: int = PREVIEW_ROWS, width: int = PREVIEW_WIDTH):
+    """A few prediction rows for the page: the first row of each task first (so every task shows),
+    then the following rows, at most `n_rows`; long texts cut to `width` characters."""
+    import pandas as pd
+
+    frame = frame.reset_index(drop=True)
+    firsts = frame.groupby("task", sort=False).head(1).index if "task" in frame else pd.Index([])
+    order = list(firsts) + [i for i in frame.index if i not in set(firsts)]
+    preview = frame.loc[order[:n_rows], [c for c in columns if c in frame]]
+    return preview.apply(lambda col: col.map(lambda v: shorten(v, width)))
+
+
+def write_predictions(rows: list[dict], folder: str | Path, name: str) -> tuple[Path, Path]:
+    """Every row, twice: `<name>.jsonl` as the runner wrote it and `<name>.csv` flat (nested fields
+    such as provenance become `provenance.model` ... columns, lists JSON text)."""
+    import pandas as pd
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    jsonl, csv = folder / f"{name}.jsonl", folder / f"{name}.csv"
+    jsonl.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    flat = pd.json_normalize(rows)
+    for col in flat.columns:
+        if flat[col].map(lambda v: isinstance(v, (list, dict))).any():
+            flat[col] = flat[col].map(lambda v: json.dumps(v, default=str) if isinstance(v, (list, dict)) else v)
+    flat.to_csv(csv, index=False)
+    return csv, jsonl
+
+
+def predictions_link(rows: list[dict], name: str, downloads_dir: str | Path | None) -> str:
+    """Markdown under a preview: links to the whole predictions, written to `downloads_dir` (a folder
+    beside the notebook: the links are relative, `<folder name>/<name>.csv`), or where they are when
+    no folder is given."""
+    if downloads_dir is None:
+        return (f"All {len(rows)} rows: the predictions JSONL files of this run's output folder "
+                "(the book links them as CSV and JSONL).")
+    csv, jsonl = write_predictions(rows, downloads_dir, name)
+    folder = Path(downloads_dir).name
+    return (f"All {len(rows)} rows of this page: [CSV]({folder}/{csv.name}) "
+            f"({csv.stat().st_size / 1024:.0f} kB), [JSONL]({folder}/{jsonl.name}) "
+            f"({jsonl.stat().st_size / 1024:.0f} kB).")
+
+
+def show_predictions(rows: list[dict], columns: list[str], name: str, downloads_dir: str | Path | None,
+                     frame=None) -> None:
+    """Display a preview of the prediction rows and the links to all of them (a notebook's cell).
+    `frame`: the rows as a table with extra columns, where the page computed some."""
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    with pd.option_context("display.max_colwidth", None):  # the preview cut its texts already
+        display(predictions_preview(pd.DataFrame(rows) if frame is None else frame, columns))
+    display(Markdown(predictions_link(rows, name, downloads_dir)))
+
+
+# --- A preview of the book from the committed notebooks (their default outputs), for the browser check --
+
+BOOK_FILES = ("_config.yml", "_toc.yml", "book/intro.md", "book/_ext", "book/_static")
+
+
+def stage_preview_book(repo: str | Path, dest: str | Path) -> Path:
+    """Lay out a book in `dest` like `make book` does (config, toc, intro, `book/executed/`), from the
+    committed notebooks with their default outputs, each through `reader_view`; returns the book's
+    source folder (`dest/book`) for `jupyter-book build`. No notebook is executed."""
+    import shutil
+
+    repo, dest = Path(repo), Path(dest)
+    for name in BOOK_FILES:
+        src, dst = repo / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst, dirs_exist_ok=True) if src.is_dir() else shutil.copyfile(src, dst)
+    shutil.copyfile(dest / "_toc.yml", dest / "book" / "_toc.yml")  # book/_toc.yml links to the top one
+    executed = dest / "book" / "executed"
+    executed.mkdir(parents=True, exist_ok=True)
+    for notebook in sorted((repo / "notebooks").glob("*.ipynb")):
+        shutil.copyfile(notebook, executed / notebook.name)
+        reader_view_file(executed / notebook.name)
+    pages = [{"page": p.name, "seconds": 0.0, "finished": "committed outputs"} for p in sorted(executed.glob("*.ipynb"))]
+    (executed / "timing.md").write_text(timing_markdown(pages, "the committed notebooks (not executed)"))
+    return dest / "book"

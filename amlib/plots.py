@@ -183,3 +183,28 @@ def category_figure(averages: pd.DataFrame, title: str = "Average score per task
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))  # room for the legend below
     return fig
+
+
+def ratio_curve_figure(tables: dict[str, pd.DataFrame], title: str, xlabel: str = "ratio removed") -> plt.Figure:
+    """The headline curves of a pruning or eviction grid, one panel per table: the average score over
+    tasks ("Avg") against the ratio, one line per method or press starting from vanilla's score at 0,
+    vanilla dashed. `tables`: panel title -> `pruning_table` or `eviction_table` (index (name, ratio))."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.4), squeeze=False, sharey=True)
+    for ax, (panel, wide) in zip(axes.flat, tables.items()):
+        names = list(dict.fromkeys(wide.index.get_level_values(0)))
+        vanilla = float(wide.loc["vanilla", "Avg"].iloc[0]) if "vanilla" in names else None
+        if vanilla is not None:
+            ax.axhline(vanilla, color=METHOD_COLORS["vanilla"], ls="--", lw=1, label="vanilla")
+        for name in [n for n in names if n != "vanilla"]:
+            part = wide.loc[name, "Avg"].sort_index()
+            x, y = list(part.index), list(part.values)
+            if vanilla is not None:
+                x, y = [0.0] + x, [vanilla] + y
+            ax.plot(x, y, "o-", ms=4, color=METHOD_COLORS.get(name), label=name)
+        ax.set_title(panel, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=7, ncol=2)
+    axes.flat[0].set_ylabel("average score over tasks")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -867,3 +867,15 @@ def blind_report(audio_rows: list[dict], blind_rows: list[dict], blind_samples, 
                                     for a, b in zip(paired, blind_rows)]})
     table["same_audio_tokens_pct"] = 100 * tokens.groupby("task")["same"].mean().reindex(table.index)
     return blind_flags(table)
+
+
+def headline_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    """A `score_table` as a reader's table: per task its metric, "score [ci_low, ci_high]", n and the
+    chance level (the landing page shows it)."""
+    return pd.DataFrame({
+        "metric": scores["metric"],
+        "score [95 % interval]": [f"{s:.1f} [{lo:.1f}, {hi:.1f}]" for s, lo, hi in
+                                  zip(scores["score"], scores["ci_low"], scores["ci_high"])],
+        "n": scores["n"].astype(int),
+        "chance": [f"{c:.1f}" if pd.notna(c) else "" for c in scores["chance"]],
+    }, index=scores.index)

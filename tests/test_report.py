@@ -1,6 +1,7 @@
 """Tests for amlib.report's score tables on hand-made prediction rows (no model needed)."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from amlib.report import beside_paper, score_table
@@ -138,3 +139,14 @@ def test_on_common_items_and_deletion_pattern():
     assert table.loc["vanilla", "errors"] == 0 and np.isnan(table.loc["vanilla", "deletion share %"])
     with pytest.raises(ValueError, match="share no item"):
         on_common_items([vanilla, [_asr_row("z", "x", "x")]])
+
+
+def test_headline_scores_reads_as_score_interval_n_and_chance():
+    from amlib.report import headline_scores
+
+    scores = pd.DataFrame({"metric": ["macro-F1", "WAR"], "score": [61.25, 40.0], "ci_low": [40.0, 20.04],
+                           "ci_high": [80.0, 55.5], "n": [10, 3], "chance": [50.0, float("nan")]},
+                          index=pd.Index(["SGR", "ASR"], name="task"))
+    table = headline_scores(scores)
+    assert table.loc["SGR"].tolist() == ["macro-F1", "61.2 [40.0, 80.0]", 10, "50.0"]
+    assert table.loc["ASR", "chance"] == ""
