@@ -7,7 +7,8 @@ Chromium (Debian's chromium and chromium-driver, installed by `make setup`). Per
 no parameter cell visible before the reader asks for it, the run's settings shown, no glue placeholder
 left, every image loaded and every download link served.
 
-AMLIB_SCREENSHOTS=<folder> keeps a screenshot of each page there.
+AMLIB_SCREENSHOTS=<folder> keeps a screenshot of each page there. AMLIB_BOOK_HTML=<folder> checks an
+existing build instead (after `make book`: AMLIB_BOOK_HTML=book/_build/html), with the same assertions.
 """
 
 import functools
@@ -37,6 +38,10 @@ def page_names() -> list[str]:
 
 @pytest.fixture(scope="module")
 def book_html(tmp_path_factory) -> Path:
+    built = os.environ.get("AMLIB_BOOK_HTML")  # an existing build, e.g. make book's book/_build/html
+    if built:
+        assert (Path(built) / "intro.html").is_file(), f"AMLIB_BOOK_HTML={built}: no intro.html there"
+        return Path(built)
     dest = tmp_path_factory.mktemp("preview-book")
     source = stage_preview_book(REPO, dest)
     jupyter_book = Path(sys.executable).parent / "jupyter-book"
