@@ -211,10 +211,43 @@ def crash_rank_after(monkeypatch, rank: int, rows: int) -> None:
     monkeypatch.setattr(runner, "write_row", write_row)
 
 
+class ThreadBarrier:
+    """A barrier of thread-ranks that, like a process group, breaks only for barriers not yet passed
+    when a rank dies: threading.Barrier.abort() also fails a waiter that was already released but not
+    yet rescheduled, which made the crash test depend on thread timing."""
+
+    def __init__(self, parties: int, timeout: float = 60.0):
+        self.parties, self.timeout = parties, timeout
+        self.count = self.generation = 0
+        self.dead = False
+        self.cond = threading.Condition()
+
+    def wait(self) -> None:
+        with self.cond:
+            if self.dead:
+                raise threading.BrokenBarrierError
+            generation = self.generation
+            self.count += 1
+            if self.count == self.parties:
+                self.count, self.generation = 0, self.generation + 1
+                self.cond.notify_all()
+                return
+            self.cond.wait_for(lambda: self.generation != generation or self.dead, self.timeout)
+            if self.generation == generation:  # a rank died (or timed out) before all arrived
+                self.dead = True
+                self.cond.notify_all()
+                raise threading.BrokenBarrierError
+
+    def abort(self) -> None:
+        with self.cond:
+            self.dead = True
+            self.cond.notify_all()
+
+
 def launch_threads(world_size: int, job) -> dict[int, BaseException]:
     """`job(ranks)` in `world_size` threads sharing a barrier; a rank that raises breaks the barrier
     (as torchrun stops the others). Returns {rank: exception}."""
-    barrier = threading.Barrier(world_size, timeout=60)
+    barrier = ThreadBarrier(world_size)
     errors = {}
 
     def run(rank):
