@@ -27,11 +27,12 @@ the clips already written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,14 @@ def corpus_voices() -> list[CorpusVoice]:
 _backends: dict[str, object] = {}
 
 
+@functools.lru_cache(maxsize=None)
+def _suite_voice(voice_id: str):
+    """The suite's own voice object behind a corpus voice of espeak-ng, flite or festival."""
+    from amlib.data.offline.voices import content_voices
+
+    return next(v for v in content_voices("train") if v.id == voice_id)
+
+
 def _speak(text: str, voice: CorpusVoice, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """`text` read by `voice` at a drawn speaking rate; returns the wave and the settings drawn."""
     from amlib.data.offline import voices as suite
@@ -166,12 +175,10 @@ def _speak(text: str, voice: CorpusVoice, rng: np.random.Generator) -> tuple[np.
 
     if voice.engine == "espeak-ng":
         rate = float(rng.uniform(-35, 5))
-        suite_voice = next(v for v in suite.content_voices("train") if v.id == voice.id)
-        return suite.speak(text, suite_voice, suite.Prosody(rate=rate)), {"espeak_rate_pct": round(rate, 1)}
+        return suite.speak(text, _suite_voice(voice.id), suite.Prosody(rate=rate)), {"espeak_rate_pct": round(rate, 1)}
     tempo = float(rng.uniform(0.85, 1.2))
     if voice.engine in ("flite", "festival"):
-        suite_voice = next(v for v in suite.content_voices("train") if v.id == voice.id)
-        wave = suite.speak(text, suite_voice)
+        wave = suite.speak(text, _suite_voice(voice.id))
     else:
         from amlib.data.sources.tts_backends import KokoroBackend, PiperBackend
 
