@@ -39,7 +39,7 @@ def main() -> None:
     samples = read_manifest(args.data)
     rows = run_eval(REFERENCE_MODEL, args.data, args.out / "audio", dtype=args.dtype, device=args.device)
     choice = [s for s in samples if s.task != "ASR"]
-    blind_samples = silent_copy(choice, args.out / "blind-data")
+    silent_copy(choice, args.out / "blind-data")
     blind_rows = run_eval(REFERENCE_MODEL, args.out / "blind-data", args.out / "blind", dtype=args.dtype,
                           device=args.device)
     table = score_table(rows).set_index("task")
