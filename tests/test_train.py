@@ -7,6 +7,7 @@ from amlib.data import load_audio, read_manifest, write_manifest
 from amlib.tasks import TASKS
 from amlib.reference.train.examples import IGNORE, collate, encode, target_text
 from amlib.reference.train.loop import TrainConfig, batches, train
+from amlib.reference.train import pack
 from amlib.reference.train.pack import compress_dataset, shard_dataset, split_file
 from conftest import make_item
 
@@ -108,6 +109,20 @@ def test_compressed_copy_validates_and_split_parts_rejoin(dataset, tmp_path):
     blob.write_bytes(bytes(range(256)) * 10)
     parts = split_file(blob, 1000, tmp_path / "parts")
     assert len(parts) == 3 and b"".join(p.read_bytes() for p in parts) == blob.read_bytes()
+
+
+def test_a_repacked_dataset_encodes_only_the_clips_not_packed(dataset, tmp_path, monkeypatch):
+    packed = compress_dataset(dataset, tmp_path / "packed")
+    missing, kept = (s.audio_path for s in read_manifest(packed)[:2])
+    kept_stamp = kept.stat().st_mtime_ns
+    missing.unlink()  # as if the first run had been killed before this clip
+    encoded = []
+    real = pack.encode_opus
+    monkeypatch.setattr(pack, "encode_opus", lambda src, dst, kbps: (encoded.append(dst), real(src, dst, kbps)))
+    compress_dataset(dataset, tmp_path / "packed")
+    assert len(encoded) == 1 and encoded[0].parent == missing.parent  # the one missing clip, under a temporary name
+    assert missing.is_file() and kept.stat().st_mtime_ns == kept_stamp
+    assert not list((tmp_path / "packed").rglob(".*"))  # no temporary file left
 
 
 def test_shards_respect_their_budgets_and_keep_every_sample(dataset, tmp_path):

@@ -35,6 +35,16 @@ def encode_opus(src: Path, dst: Path, kbps: int = BITRATE_KBPS) -> None:
         sf.write(dst, load_audio(src), SAMPLE_RATE, format="OGG", subtype="OPUS", compression_level=SOUNDFILE_LEVEL)
 
 
+def _encode_once(src: Path, dst: Path, kbps: int) -> None:
+    """Encode unless `dst` exists: a re-run (a grown dataset, an interrupted pack) encodes only what is new.
+    Written under a temporary name first, so a killed run leaves no partial file under the real one."""
+    if dst.is_file():
+        return
+    tmp = dst.with_name(f".{dst.stem}.part{dst.suffix}")
+    encode_opus(src, tmp, kbps)
+    tmp.replace(dst)
+
+
 def compress_dataset(src: str | Path, dst: str | Path, kbps: int = BITRATE_KBPS, workers: int = 2) -> Path:
     """Write `dst/manifest.jsonl` + `dst/audio/*.ogg` (Opus) from the dataset in `src`."""
     dst = Path(dst)
@@ -45,7 +55,7 @@ def compress_dataset(src: str | Path, dst: str | Path, kbps: int = BITRATE_KBPS,
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         jobs.append((sample, rel))
     with ThreadPoolExecutor(workers) as pool:  # each job waits on its own ffmpeg process
-        list(pool.map(lambda job: encode_opus(job[0].audio_path, dst / job[1], kbps), jobs))
+        list(pool.map(lambda job: _encode_once(job[0].audio_path, dst / job[1], kbps), jobs))
     write_manifest(dst / "manifest.jsonl", [{**s.to_json(), "audio": rel} for s, rel in jobs])
     read_manifest(dst)  # validates the rewritten manifest and that every file exists
     (dst / "packed.json").write_text(json.dumps({"from": str(src), "format": "ogg/opus", "kbps": kbps}))
