@@ -2,9 +2,11 @@
 the audio replaced by silence (blind baseline), and ASR split into TTS and real-speech items.
 
     python scripts/evaluate_reference.py --data data/built/offline-test-20 --out results/reference-test \\
-        --dtype bfloat16 [--weights amlib/reference/weights]
+        --dtype bfloat16 [--tasks SCR SER ...]
 
-Writes `<out>/summary.json` and `<out>/summary.md` (score, 95 % CI, chance, score / chance, blind score)
+`--tasks SCR SER ...` evaluates those tasks only (the prediction folders are resumable: a later run with
+more tasks, or none named, computes only what is missing; e.g. the choice tasks first, then the costly
+ASR items). Writes and prints `<out>/summary.json` (score, 95 % CI, chance, score / chance, blind score)
 beside the two resumable prediction folders. Run it once per set of weights, after they are committed:
 it decides nothing.
 """
@@ -16,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from amlib.data import read_manifest
 from amlib.data.blind import silent_copy
@@ -35,15 +38,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tasks", nargs="*", default=None, help="task codes (default: all ten)")
     args = ap.parse_args()
-    samples = read_manifest(args.data)
-    rows = run_eval(REFERENCE_MODEL, args.data, args.out / "audio", dtype=args.dtype, device=args.device)
-    choice = [s for s in samples if s.task != "ASR"]
+    samples = [s for s in read_manifest(args.data) if args.tasks is None or s.task in args.tasks]
+    rows = run_eval(REFERENCE_MODEL, args.data, args.out / "audio", tasks=args.tasks, dtype=args.dtype,
+                    device=args.device)
+    choice = [s for s in read_manifest(args.data) if s.task != "ASR"]  # the silent copy: always all of them
     silent_copy(choice, args.out / "blind-data")
-    blind_rows = run_eval(REFERENCE_MODEL, args.out / "blind-data", args.out / "blind", dtype=args.dtype,
-                          device=args.device)
+    blind_tasks = None if args.tasks is None else [t for t in args.tasks if t != "ASR"]
+    blind_rows = run_eval(REFERENCE_MODEL, args.out / "blind-data", args.out / "blind", tasks=blind_tasks,
+                          dtype=args.dtype, device=args.device) if blind_tasks != [] else []
     table = score_table(rows).set_index("task")
-    blind = score_table(blind_rows).set_index("task")
+    blind = score_table(blind_rows).set_index("task") if blind_rows else pd.DataFrame()
     real = real_speech_ids(samples)
     asr = [r for r in rows if r["task"] == "ASR"]
     per_item = {r["id"]: war([r["answer"]], [r["prediction"] or ""]) for r in asr}
