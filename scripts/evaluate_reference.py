@@ -48,8 +48,8 @@ def main() -> None:
     blind_tasks = None if args.tasks is None else [t for t in args.tasks if t != "ASR"]
     blind_rows = run_eval(REFERENCE_MODEL, args.out / "blind-data", args.out / "blind", tasks=blind_tasks,
                           dtype=args.dtype, device=args.device) if blind_tasks != [] else []
-    table = score_table(rows).set_index("task")
-    blind = score_table(blind_rows).set_index("task") if blind_rows else pd.DataFrame()
+    table = score_table(rows)  # indexed by task
+    blind = score_table(blind_rows) if blind_rows else pd.DataFrame()
     real = real_speech_ids(samples)
     asr = [r for r in rows if r["task"] == "ASR"]
     per_item = {r["id"]: war([r["answer"]], [r["prediction"] or ""]) for r in asr}
