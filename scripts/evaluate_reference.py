@@ -29,7 +29,8 @@ from amlib.reference.model import REFERENCE_MODEL
 
 
 def real_speech_ids(samples) -> set[str]:
-    return {s.id for s in samples if s.task == "ASR" and s.meta.get("real_speakers")}
+    """ASR items read by a real (recorded) speaker: the builders list them in meta["assets"]["real_speakers"]."""
+    return {s.id for s in samples if s.task == "ASR" and s.meta.get("assets", {}).get("real_speakers")}
 
 
 def main() -> None:
