@@ -41,10 +41,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tasks", nargs="*", default=None, help="task codes (default: all ten)")
     args = ap.parse_args()
-    samples = [s for s in read_manifest(args.data) if args.tasks is None or s.task in args.tasks]
+    every = read_manifest(args.data)
+    samples = [s for s in every if args.tasks is None or s.task in args.tasks]
     rows = run_eval(REFERENCE_MODEL, args.data, args.out / "audio", tasks=args.tasks, dtype=args.dtype,
                     device=args.device)
-    choice = [s for s in read_manifest(args.data) if s.task != "ASR"]  # the silent copy: always all of them
+    choice = [s for s in every if s.task != "ASR"]  # the silent copy: always all of them
     silent_copy(choice, args.out / "blind-data")
     blind_tasks = None if args.tasks is None else [t for t in args.tasks if t != "ASR"]
     blind_rows = run_eval(REFERENCE_MODEL, args.out / "blind-data", args.out / "blind", tasks=blind_tasks,
