@@ -377,7 +377,7 @@ def configuration_label(rows: list[dict]) -> str:
 def asr_error_table(runs: list[list[dict]], k: int = 8) -> pd.DataFrame:
     """Per configuration, over its ASR rows without errors: n, corpus WER split into substitution /
     deletion / insertion rates (% of reference words), answers caught in a repetition loop, answers
-    cut off by the token budget (new tokens = the task's max_new_tokens), and the k most frequent
+    cut off by the token budget (new tokens = the row's `max_new_tokens`, else the task's), and the k most frequent
     insertions, deletions and substitutions (the paper's Tables 9-10)."""
     from amlib.metrics.asr_errors import error_patterns, repetition_loop
 
@@ -390,7 +390,7 @@ def asr_error_table(runs: list[list[dict]], k: int = 8) -> pd.DataFrame:
         patterns = error_patterns([r["answer"] for r in asr], [r["prediction"] for r in asr])
         out.append({"configuration": configuration_label(rows), "n": len(asr), **patterns.rates(),
                     "loops": sum(repetition_loop(r["prediction"]) is not None for r in asr),
-                    "truncated": sum((r.get("new_tokens") or 0) >= budget for r in asr),
+                    "truncated": sum((r.get("new_tokens") or 0) >= (r.get("max_new_tokens") or budget) for r in asr),
                     "insertions": patterns.top("insertions", k), "deletions": patterns.top("deletions", k),
                     "substitutions": patterns.top("substitutions", k)})
     return pd.DataFrame(out)

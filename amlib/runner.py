@@ -168,19 +168,26 @@ def predict_one(adapter: AudioLMAdapter, sample: Sample) -> dict:
 def answer_row(adapter: AudioLMAdapter, sample: Sample, prepared) -> dict:
     """Generate from already prepared inputs and make the row's result fields."""
     spec = get_task(sample.task)
-    gen = adapter.generate(prepared, max_new_tokens=spec.max_new_tokens)
+    budget = answer_budget(adapter, spec)
+    gen = adapter.generate(prepared, max_new_tokens=budget)
     parsed = parse_choice(gen.text, spec.n_options, sample.choices) if spec.is_choice else gen.text
     return {
         "prediction": gen.text, "parsed": parsed,
         "correct": (parsed == sample.answer) if spec.is_choice else None,
         "prefill_s": gen.timing.prefill_s, "decode_s": gen.timing.decode_s,
-        "new_tokens": gen.new_tokens, "peak_memory_mb": gen.timing.peak_memory_mb,
+        "new_tokens": gen.new_tokens, "max_new_tokens": budget, "peak_memory_mb": gen.timing.peak_memory_mb,
         "memory_kind": gen.timing.memory_kind, "audio_tokens": prepared.audio_tokens,
         "prompt_tokens": prepared.prompt_tokens, "audio_windows": prepared.n_windows,
         # remote APIs: only the HTTP round trip is known, and a cached response costs nothing
         **{k: getattr(gen.timing, k) for k in ("round_trip_s", "cached") if hasattr(gen.timing, k)},
         **efficiency_fields(adapter, gen),
     }
+
+
+def answer_budget(adapter: AudioLMAdapter, spec) -> int:
+    """The answer's token budget: the task's (the paper's), or less where the adapter caps it."""
+    cap = getattr(adapter, "answer_token_cap", None)
+    return spec.max_new_tokens if cap is None else min(cap, spec.max_new_tokens)
 
 
 def efficiency_fields(adapter: AudioLMAdapter, gen) -> dict:

@@ -196,3 +196,19 @@ def test_built_in_models_take_the_requested_dtype():
     assert load_model("tiny-random-qwen2-audio").provenance()["dtype"] == "float32"
     with pytest.raises(ValueError, match="unknown dtype"):
         load_model("tiny-random-qwen2-audio", dtype="bf17")
+
+
+def test_answer_budget_is_the_tasks_unless_the_adapter_caps_it(tiny_adapter, samples, tmp_path):
+    from amlib.models.tiny_registry import TINY_ANSWER_TOKENS
+    from amlib.runner import answer_budget
+    from amlib.tasks import TASKS
+
+    rows = {r["id"]: r for r in evaluate(tiny_adapter, samples, tmp_path / "pred.jsonl", progress=False)}
+    # a random model never stops: its ASR answer fills the capped budget, and the row says which budget
+    assert rows["asr0"]["new_tokens"] == rows["asr0"]["max_new_tokens"] == TINY_ANSWER_TOKENS < TASKS["ASR"].max_new_tokens
+    assert rows["sgr0"]["max_new_tokens"] == TASKS["SGR"].max_new_tokens  # below the cap: the task's own
+
+    class Uncapped:  # real checkpoints and API models: the paper's budgets
+        pass
+
+    assert answer_budget(Uncapped(), TASKS["ASR"]) == TASKS["ASR"].max_new_tokens

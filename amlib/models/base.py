@@ -52,6 +52,10 @@ class AudioLMAdapter(ABC):
     # greedy decoding through `amlib.fastpath.graph_decode` (static KV buffers, a CUDA graph per token)
     # where `decode_modules()` exists: None = on CUDA only, True = also eagerly elsewhere, False = never
     fast_decode: bool | None = None
+    # a cap on every task's answer budget in the runner (None: the task's own, as in the paper); the
+    # tiny random models set one: their answers are noise that never stops, so ASR's 1,100 tokens
+    # would only cost time. The runner records the budget it used in each row (`max_new_tokens`).
+    answer_token_cap: int | None = None
 
     def __init__(self, model: torch.nn.Module, processor, model_id: str, revision: str = "unknown"):
         self.model = model.eval()

@@ -21,6 +21,9 @@ TINY_MODELS: dict[str, tuple[str, str]] = {
 }
 
 
+TINY_ANSWER_TOKENS = 32  # the tiny-random-* models' answer budget cap (`AudioLMAdapter.answer_token_cap`)
+
+
 def _resolve(ref: str):
     module, name = ref.split(":")
     return getattr(importlib.import_module(module), name)
@@ -30,4 +33,7 @@ def load_tiny(name: str, device: str = "cpu", seed: int = 0):
     factory, adapter = (_resolve(ref) for ref in TINY_MODELS[name])
     builds_on_device = "device" in inspect.signature(factory).parameters  # large ones: no CPU copy first
     model, processor = factory(seed=seed, device=device) if builds_on_device else factory(seed=seed)
-    return adapter(model.to(device), processor, model_id=name, revision=f"random-seed{seed}")
+    adapter = adapter(model.to(device), processor, model_id=name, revision=f"random-seed{seed}")
+    if name.startswith("tiny-random-"):  # test stand-ins; the full-size random model keeps the paper's budgets
+        adapter.answer_token_cap = TINY_ANSWER_TOKENS
+    return adapter
