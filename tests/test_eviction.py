@@ -17,30 +17,12 @@ from amlib.eviction.install import PressInstallation
 from amlib.eviction.presses import PRESS_SPECS, make_press
 from amlib.models import load_model
 from amlib.runner import RunConfig, evaluate, read_predictions
-from amlib.tasks import TASKS
 
-from conftest import noise, write_rows, make_item
-from test_pruning import FAMILIES
+from conftest import make_item, write_rows
+from oracles import FAMILIES, STEPS, prepare, sharpen
 
-
-def sharpen(adapter, factor: float = 6.0) -> None:
-    """Scale every layer's query and key projections (also a fused qkv's q and k rows): attention
-    logits x factor^2, far from uniform."""
-    with torch.no_grad():
-        for layer in adapter.decoder_layers():
-            attn = layer.self_attn
-            if hasattr(attn, "qkv_proj"):
-                rows = attn.config.num_attention_heads * attn.head_dim + attn.num_key_value_heads * attn.head_dim
-                attn.qkv_proj.weight[:rows].mul_(factor)
-                continue
-            for name in ("q_proj", "k_proj"):
-                proj = getattr(attn, name)
-                proj.weight.mul_(factor)
-                if proj.bias is not None:
-                    proj.bias.mul_(factor)
 
 RUNNABLE = [p for p in PRESSES if PRESS_SPECS[p].unavailable is None]
-STEPS = 4
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +40,6 @@ def get(adapters, name, sharp=False, attn="sdpa"):
             sharpen(adapter)
         adapters[key] = adapter
     return adapters[key]
-
-
-def prepare(adapter, seconds: float = 6.0):
-    return adapter.build_inputs(noise(seconds), TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
 
 
 def expected_failure(adapter, press: str) -> str | None:

@@ -14,38 +14,8 @@ import torch
 from amlib.models import load_model
 from amlib.pruning import METHODS, DARTPruning, FastVPruning, FramePruning, RandomPruning, n_keep, pruning
 from amlib.pruning.base import PruningInputs
-from amlib.tasks import TASKS
 
-from conftest import noise
-
-FAMILIES = ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni", "tiny-random-phi-4-multimodal",
-            "tiny-random-voxtral", "tiny-random-gemma3n", "tiny-random-audio-flamingo-3"]
-STEPS = 4  # prefill + 3 decode steps
-
-
-def prepare(adapter, seconds: float = 6.0):
-    return adapter.build_inputs(noise(seconds), TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
-
-
-def generate_logits(adapter, prepared, steps: int = STEPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens, logits of every step) of a forced `steps`-token greedy generate() (EOS not allowed to stop)."""
-    tensors = {k: v.to(adapter.device) for k, v in prepared.tensors.items()}
-    with torch.inference_mode():
-        out = adapter.model.generate(**tensors, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
-                                     output_logits=True, return_dict_in_generate=True,
-                                     pad_token_id=adapter.pad_token_id)
-    return out.sequences[0, tensors["input_ids"].shape[1]:], torch.stack(out.logits).float()
-
-
-def sharpen(adapter, factor: float = 6.0) -> None:
-    """Scale every layer's q and k projections: attention logits x factor^2, far from uniform."""
-    with torch.no_grad():
-        for layer in adapter.decoder_layers():
-            for name in ("q_proj", "k_proj"):
-                proj = getattr(layer.self_attn, name)
-                proj.weight.mul_(factor)
-                if proj.bias is not None:
-                    proj.bias.mul_(factor)
+from oracles import FAMILIES, STEPS, generate_logits, prepare, sharpen
 
 
 @pytest.fixture(scope="module")
