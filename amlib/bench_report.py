@@ -116,3 +116,54 @@ def gpu_targets(result: dict, model: str = TARGET_MODEL, seconds: float = TARGET
     table = pd.DataFrame(out, columns=["target", "measured", "must be", "limit", "unit"])
     table["met"] = [m <= lim if op == "<=" else m >= lim for m, op, lim in zip(table["measured"], table["must be"], table["limit"])]
     return table
+
+
+# -- the readings of the benchmark pages, computed (no figure of a reading is typed by hand) ----------
+
+def _config_name(run: dict) -> str:
+    return f"{_name(run).removeprefix('qwen2.5-omni-').upper()} at {run['audio_seconds']:g} s"
+
+
+def encoder_speedups(result: dict) -> str:
+    """Vanilla prefill with transformers' encoder over the chunked one, per model and length:
+    '3B at 90 s: 1.30x; 3B at 300 s: 2.09x; ...'."""
+    parts = []
+    for run in result["runs"]:
+        rows = {r["encoder"]: r for r in run["rows"] if r["method"] == "vanilla" and not r.get("host_waits_at_layer_k")}
+        parts.append(f"{_config_name(run)}: {rows['hf']['prefill_s'] / rows['chunked']['prefill_s']:.2f}x")
+    return "; ".join(parts)
+
+
+def decode_against_bound(result: dict) -> str:
+    """The CUDA-graph decoder's ms per token against the weight-and-cache read bound, unpruned, per model
+    and context: '3B at 7575 tokens: 7.30 ms, 5.0x the bound of 1.47 ms; ...'."""
+    parts = []
+    for run in result["runs"]:
+        bound = run["decode_lower_bound_s"]
+        for d in run["decode"]:
+            if d["pruning"] != "none":
+                continue
+            graph = d["graph"]["per_token_s"]
+            parts.append(f"{_name(run).removeprefix('qwen2.5-omni-').upper()} at {d['context_tokens']} tokens: "
+                         f"{1e3 * graph:.2f} ms, {graph / bound:.1f}x the bound of {1e3 * bound:.2f} ms")
+    return "; ".join(parts)
+
+
+def pruning_bench_reading(result: dict) -> dict[str, str]:
+    """What the pruning benchmark (scripts/bench_pruning.py's JSON) shows, as glue-ready text: the share
+    of the FLOP bound the pruned LM reaches per ratio (worst and best method), and at the highest ratio
+    Frame's kept tokens, its LM speed-up against its bound, a plain decoder's time on the kept tokens
+    and the encoder's share of the whole prefill."""
+    rows = pd.DataFrame(result["rows"])
+    pruned = rows[rows["method"] != "vanilla"]
+    shares = []
+    for ratio, group in pruned.groupby("ratio"):
+        worst, best = group.loc[group["lm_fraction_of_bound"].idxmin()], group.loc[group["lm_fraction_of_bound"].idxmax()]
+        shares.append(f"{ratio:g}: {worst['lm_fraction_of_bound']:.2f} ({worst['method']}) to "
+                      f"{best['lm_fraction_of_bound']:.2f} ({best['method']})")
+    top = pruned["ratio"].max()
+    frame = pruned[(pruned["method"] == "frame") & (pruned["ratio"] == top)].iloc[0]
+    return {"bound_shares": "; ".join(shares), "top_ratio": f"{top:g}", "kept_tokens": f"{int(frame['kept_tokens']):,}",
+            "speedup": f"{frame['lm_speedup']:.1f}x", "bound": f"{frame['lm_speedup_bound']:.1f}x",
+            "plain_lm_ms": f"{1e3 * frame['plain_lm_s_at_kept_length']:.1f}",
+            "encoder_share": f"{100 * frame['encoder_s'] / frame['prefill_s']:.0f} %"}

@@ -56,3 +56,36 @@ def test_speedup_rows_leave_out_vanilla_and_the_host_wait_row(bench):
         pruned = [r for r in run["rows"] if r["method"] != "vanilla" and not r["host_waits_at_layer_k"]]
         assert len(table) == len(pruned) and "vanilla" not in set(table["method"])
         assert list(table.columns) == ["method", "ratio", "speedup", "bound"]
+
+
+def _pruning_result():
+    def row(method, ratio, share, kept=100, encoder=0.2, prefill=0.25):
+        return {"method": method, "ratio": ratio, "lm_fraction_of_bound": share, "kept_tokens": kept,
+                "lm_speedup": 3.2, "lm_speedup_bound": 7.0, "plain_lm_s_at_kept_length": 0.0276,
+                "encoder_s": encoder, "prefill_s": prefill}
+    return {"rows": [row("vanilla", 0.0, 1.0), row("frame", 0.3, 0.9), row("dart", 0.3, 0.7),
+                     row("frame", 0.9, 0.46, kept=825), row("fastv", 0.9, 0.5, kept=825)]}
+
+
+def test_pruning_bench_reading_is_computed_from_the_rows():
+    from amlib.bench_report import pruning_bench_reading
+
+    reading = pruning_bench_reading(_pruning_result())
+    assert reading["bound_shares"] == "0.3: 0.70 (dart) to 0.90 (frame); 0.9: 0.46 (frame) to 0.50 (fastv)"
+    assert reading["kept_tokens"] == "825" and reading["top_ratio"] == "0.9"
+    assert (reading["speedup"], reading["bound"], reading["plain_lm_ms"]) == ("3.2x", "7.0x", "27.6")
+    assert reading["encoder_share"] == "80 %"  # 0.2 of 0.25 s
+
+
+def test_encoder_and_decode_readings():
+    from amlib.bench_report import decode_against_bound, encoder_speedups
+
+    def vanilla(encoder, prefill):
+        return {"method": "vanilla", "ratio": 0.0, "encoder": encoder, "prefill_s": prefill}
+    run = {"model": "qwen2.5-omni-3b thinker", "audio_seconds": 300.0, "decode_lower_bound_s": 0.0015,
+           "rows": [vanilla("hf", 0.33), vanilla("chunked", 0.15),
+                    {**vanilla("hf", 9.0), "host_waits_at_layer_k": True}],
+           "decode": [{"pruning": "none", "context_tokens": 7575, "graph": {"per_token_s": 0.0075}},
+                      {"pruning": "frame 0.9 K2", "context_tokens": 7575, "graph": {"per_token_s": 0.007}}]}
+    assert encoder_speedups({"runs": [run]}) == "3B at 300 s: 2.20x"
+    assert decode_against_bound({"runs": [run]}) == "3B at 7575 tokens: 7.50 ms, 5.0x the bound of 1.50 ms"

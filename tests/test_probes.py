@@ -188,3 +188,7 @@ def test_compare_flags_before_and_after():
     table = compare_flags(before, after)
     assert list(table["probe"]) == ["loudness"]
     assert table.loc[0, "flagged before"] and not table.loc[0, "flagged after"]
+    assert table.loc[0, "status"] == "fixed"
+    # the other way round the same cue is a new flag, and a cue flagged in both runs is still flagged
+    assert compare_flags(after, before).loc[0, "status"] == "new flag"
+    assert compare_flags(before, before).loc[0, "status"] == "still flagged"

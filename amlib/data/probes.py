@@ -545,8 +545,41 @@ def compare_flags(before: Sequence[dict], after: Sequence[dict]):
     keys = [k for k in b if b[k]["flagged"]] + [k for k in a if a[k]["flagged"] and not (k in b and b[k]["flagged"])]
     order = {t: i for i, t in enumerate(TASK_ORDER)}
     keys.sort(key=lambda k: (order[k[0]], PROBES.index(k[1])))
-    out = [{"task": t, "probe": p, "before": cell(b[(t, p)]) if (t, p) in b else "-",
-            "after": cell(a[(t, p)]) if (t, p) in a else "-",
-            "flagged before": bool(b.get((t, p), {}).get("flagged")), "flagged after": bool(a.get((t, p), {}).get("flagged"))}
-           for t, p in keys]
-    return pd.DataFrame(out, columns=["task", "probe", "before", "after", "flagged before", "flagged after"])
+    out = []
+    for t, p in keys:
+        was, now = bool(b.get((t, p), {}).get("flagged")), bool(a.get((t, p), {}).get("flagged"))
+        out.append({"task": t, "probe": p, "before": cell(b[(t, p)]) if (t, p) in b else "-",
+                    "after": cell(a[(t, p)]) if (t, p) in a else "-", "flagged before": was, "flagged after": now,
+                    "status": flag_status(was, now)})
+    return pd.DataFrame(out, columns=["task", "probe", "before", "after", "flagged before", "flagged after", "status"])
+
+
+def flag_status(flagged_before: bool, flagged_after: bool) -> str:
+    """What the generator change did to a cue: 'fixed' (flagged before, not after), 'still flagged',
+    'new flag' (flagged after only) or 'never flagged'."""
+    if flagged_before:
+        return "still flagged" if flagged_after else "fixed"
+    return "new flag" if flagged_after else "never flagged"
+
+
+def probe_key(task: str, probe: str) -> str:
+    """A glue key for one (task, probe): 'probe_SCR_text_options'."""
+    return "probe_" + "_".join(f"{task} {probe}".replace(":", " ").split())
+
+
+def cue_verdict(row: dict) -> str:
+    """'62 [47-76] %, chance 50: not distinguishable from chance at this n' for one probe row."""
+    from amlib.claims import versus
+
+    return (f"{100 * row['accuracy']:.0f} [{100 * row['ci_low']:.0f}-{100 * row['ci_high']:.0f}] %, chance "
+            f"{100 * row['chance']:.0f}: {versus(row['ci_low'], row['ci_high'], row['chance'])}")
+
+
+def probe_settings(before: dict, after: dict) -> str:
+    """The committed runs' sizes and seeds, once if both runs used the same."""
+    def text(s):
+        return (f"{s['train_per_task']} train items per task, seed {s['train_seed']}; {s['test_per_task']} test items, "
+                f"seed {s['test_seed']}; {s['min_seconds']:g}-{s['max_seconds']:g} s")
+
+    same = before["settings"] == after["settings"]
+    return text(after["settings"]) + (", both runs" if same else f" (before: {text(before['settings'])})")
