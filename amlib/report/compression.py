@@ -26,24 +26,49 @@ def configuration_of(rows: list[dict]) -> tuple[str, float]:
     return configs.pop()
 
 
-def pruning_scores(runs: list[list[dict]], seed: int = 0, parser: str = "ours") -> pd.DataFrame:
-    """Long table, one row per (method, ratio, task): score and CI, n, chance, mean prefill/decode
-    seconds, kept audio tokens, the theoretical LM FLOPs ratio. `runs`: each configuration's rows."""
+def _mean(part: pd.DataFrame, column: str, default: float = np.nan) -> float:
+    return part[column].mean() if column in part else default
+
+
+def configuration_scores(runs: list[list[dict]], configuration, measures, seed: int = 0,
+                         parser: str = "ours") -> pd.DataFrame:
+    """The long table shared by `pruning_scores` and `eviction_scores`: one row per (configuration,
+    task) with the configuration's keys (`configuration(rows)` -> dict), score and interval, n,
+    errors, "failed" (every row of the task an error: score NaN, never 0) and "error" (the most
+    frequent error message), chance, the measures of `measures(ok_rows)` -> dict (means over the
+    rows that ran) and the parser."""
     out = []
     for rows in runs:
-        method, ratio = configuration_of(rows)
+        keys = configuration(rows)
         scores = score_table(rows, seed=seed, parser=parser)
         frame = pd.DataFrame(rows)
+        ran = frame["error"].isna() if "error" in frame else pd.Series(True, index=frame.index)
         for task, s in scores.iterrows():
-            part = frame[(frame["task"] == task) & frame["error"].isna()]
-            out.append({"method": method, "ratio": ratio, "task": task, "score": s["score"], "ci_low": s["ci_low"],
-                        "ci_high": s["ci_high"], "n": int(s["n"]), "errors": int(s["errors"]), "chance": s["chance"],
-                        "prefill_s": part["prefill_s"].mean(), "decode_s": part["decode_s"].mean(),
-                        "audio_tokens": part["audio_tokens"].mean(),
-                        "kept_audio_tokens": part["audio_tokens_after"].mean() if "audio_tokens_after" in part else part["audio_tokens"].mean(),
-                        "flops_ratio": part["prefill_flops_ratio"].mean() if "prefill_flops_ratio" in part else 1.0,
-                        "parser": parser})
-    table = pd.DataFrame(out)
+            out.append({**keys, "task": task, "score": s["score"], "ci_low": s["ci_low"], "ci_high": s["ci_high"],
+                        "n": int(s["n"]), "errors": int(s["errors"]), "failed": bool(s["errors"] == s["n"]),
+                        "error": s["error"], "chance": s["chance"],
+                        **measures(frame[(frame["task"] == task) & ran]), "parser": parser})
+    return pd.DataFrame(out)
+
+
+def _pruning_measures(part: pd.DataFrame) -> dict:
+    return {"prefill_s": _mean(part, "prefill_s"), "decode_s": _mean(part, "decode_s"),
+            "audio_tokens": _mean(part, "audio_tokens"),
+            "kept_audio_tokens": _mean(part, "audio_tokens_after") if "audio_tokens_after" in part
+            else _mean(part, "audio_tokens"),
+            "flops_ratio": _mean(part, "prefill_flops_ratio", 1.0)}
+
+
+def pruning_scores(runs: list[list[dict]], seed: int = 0, parser: str = "ours") -> pd.DataFrame:
+    """Long table, one row per (method, ratio, task): score and CI, n, errors, failed / error (a
+    configuration whose rows of a task all failed scores NaN with its error named), chance, mean
+    prefill/decode seconds, kept audio tokens, the theoretical LM FLOPs ratio (1 where not recorded).
+    `runs`: each configuration's rows."""
+    def keys(rows):
+        method, ratio = configuration_of(rows)
+        return {"method": method, "ratio": ratio}
+
+    table = configuration_scores(runs, keys, _pruning_measures, seed, parser)
     table["flops_ratio"] = table["flops_ratio"].fillna(1.0)
     return table.sort_values(["ratio", "method", "task"], key=lambda c: c.map(_method_rank) if c.name == "method" else c)
 
@@ -71,11 +96,29 @@ def _method_rank(method: str) -> int:
     return order.index(method) if method in order else len(order)
 
 
-def pruning_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Table 4's layout: rows (method, ratio), tasks as columns (paper order), and their average."""
-    wide = scores.pivot_table(index=["method", "ratio"], columns="task", values="score")
+def wide_scores(scores: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The layout of Tables 4 and 7: one row per configuration (`keys`), tasks as columns (paper
+    order), a failed task NaN, and "Avg" = the mean over the row's tasks, NaN where one of them
+    failed (an average without it would compare unlike sets). Where any row of `scores` is an error,
+    two columns more: "errors" (error rows of the configuration) and "failed" (its failed tasks with
+    their error, "" if none), so that a partly failed configuration shows its error count beside
+    its scores."""
+    wide = scores.groupby(keys + ["task"])["score"].mean().unstack("task")
     wide = wide[[t for t in TASK_ORDER if t in wide.columns]]
-    wide["Avg"] = wide.mean(axis=1)
+    by_config = scores.groupby(keys)
+    failed = by_config.apply(lambda part: "; ".join(f"{t}: {e}" for t, e, f in
+                                                    zip(part["task"], part["error"], part["failed"]) if f),
+                             include_groups=False).reindex(wide.index)
+    wide["Avg"] = wide.mean(axis=1).where(failed == "")
+    if scores["errors"].sum() > 0:
+        wide["errors"] = by_config["errors"].sum().reindex(wide.index).astype(int)
+        wide["failed"] = failed
+    return wide
+
+
+def pruning_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Table 4's layout (`wide_scores`): rows (method, ratio), tasks as columns, their average."""
+    wide = wide_scores(scores, ["method", "ratio"])
     order = sorted(wide.index, key=lambda mr: (mr[1], _method_rank(mr[0])))
     return wide.loc[order]
 
@@ -90,11 +133,12 @@ def paper_pruning_table(model: str = "Qwen2.5-Omni-3B") -> pd.DataFrame:
 
 
 def capability_scores(wide: pd.DataFrame, best_over_ratios: bool = True) -> pd.DataFrame:
-    """Figure 9's six capabilities per method: means of the listed tasks' scores; with
+    """Figure 9's six capabilities per method: means of the listed tasks' scores (NaN where one of
+    them has none: a failed task leaves the capability unknown, not its other task's score); with
     `best_over_ratios`, each method's best ratio per capability (as the paper reports), vanilla as is."""
-    caps = pd.DataFrame({cap: wide[[t for t in tasks if t in wide.columns]].mean(axis=1)
+    caps = pd.DataFrame({cap: wide[[t for t in tasks if t in wide.columns]].mean(axis=1, skipna=False)
                          for cap, tasks in CAPABILITIES.items() if any(t in wide.columns for t in tasks)})
-    if best_over_ratios:
+    if best_over_ratios:  # max skips NaN: the best ratio among those that have a score
         caps = caps.groupby(level="method").max()
         caps = caps.loc[sorted(caps.index, key=_method_rank)]
     return caps
@@ -121,36 +165,29 @@ def eviction_configuration_of(rows: list[dict]) -> tuple[str, float, str]:
     return configs.pop()
 
 
+def _eviction_measures(part: pd.DataFrame) -> dict:
+    kv = _mean(part, "kv_bytes")
+    return {"prefill_s": _mean(part, "prefill_s"), "decode_s": _mean(part, "decode_s"),
+            "new_tokens": _mean(part, "new_tokens"), "peak_memory_mb": _mean(part, "peak_memory_mb"),
+            "kv_mb": kv / 2**20, "kv_compression": _mean(part, "kv_compression", 0.0)}
+
+
 def eviction_scores(runs: list[list[dict]], seed: int = 0, parser: str = "ours") -> pd.DataFrame:
-    """Long table, one row per (press, ratio, protocol, task): score and CI, n, chance, mean prefill /
-    decode seconds, peak memory, KV-cache bytes after prefill and the compression achieved."""
-    out = []
-    for rows in runs:
-        press, ratio, protocol = eviction_configuration_of(rows)
-        scores = score_table(rows, seed=seed, parser=parser)
-        frame = pd.DataFrame(rows)
-        for task, s in scores.iterrows():
-            part = frame[(frame["task"] == task) & frame["error"].isna()]
-            kv = part["kv_bytes"].mean() if "kv_bytes" in part else np.nan
-            out.append({"press": press, "ratio": ratio, "protocol": protocol, "task": task, "score": s["score"],
-                        "ci_low": s["ci_low"], "ci_high": s["ci_high"], "n": int(s["n"]), "errors": int(s["errors"]),
-                        "chance": s["chance"], "prefill_s": part["prefill_s"].mean(),
-                        "decode_s": part["decode_s"].mean(), "new_tokens": part["new_tokens"].mean(),
-                        "peak_memory_mb": part["peak_memory_mb"].mean(),
-                        "kv_mb": kv / 2**20 if not pd.isna(kv) else np.nan,
-                        "kv_compression": part["kv_compression"].mean() if "kv_compression" in part else 0.0,
-                        "parser": parser})
-    table = pd.DataFrame(out)
+    """Long table, one row per (press, ratio, protocol, task): score and CI, n, errors, failed /
+    error (as in `pruning_scores`), chance, mean prefill / decode seconds, peak memory, KV-cache
+    MB after prefill and the compression achieved (0 where not recorded)."""
+    def keys(rows):
+        return dict(zip(("press", "ratio", "protocol"), eviction_configuration_of(rows)))
+
+    table = configuration_scores(runs, keys, _eviction_measures, seed, parser)
     table["kv_compression"] = table["kv_compression"].fillna(0.0)
     return table.sort_values(["protocol", "ratio", "press", "task"]).reset_index(drop=True)
 
 
 def eviction_table(scores: pd.DataFrame, protocol: str = "query_aware") -> pd.DataFrame:
-    """Table 7's layout for one protocol: rows (press, ratio) with vanilla first, tasks as columns."""
-    part = scores[scores["protocol"].isin([protocol, "none"])]
-    wide = part.pivot_table(index=["press", "ratio"], columns="task", values="score")
-    wide = wide[[t for t in TASK_ORDER if t in wide.columns]]
-    wide["Avg"] = wide.mean(axis=1)
+    """Table 7's layout for one protocol (`wide_scores`): rows (press, ratio) with vanilla first,
+    tasks as columns, their average."""
+    wide = wide_scores(scores[scores["protocol"].isin([protocol, "none"])], ["press", "ratio"])
     return wide.loc[sorted(wide.index, key=lambda pr: (pr[0] != "vanilla", pr[0], pr[1]))]
 
 

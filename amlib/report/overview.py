@@ -47,7 +47,8 @@ def overview_scores(runs: dict[str, list[dict]], seed: int = 0, n_resamples: int
         ours = score_table(rows, seed=seed, n_resamples=n_resamples, parser="ours")
         paper = score_table(rows, seed=seed, n_resamples=n_resamples, parser="paper")
         prov = rows[0]["provenance"]
-        part = ours[["metric", "score", "ci_low", "ci_high", "ci_method", "n", "unparsed", "errors", "chance"]].copy()
+        part = ours[["metric", "score", "ci_low", "ci_high", "ci_method", "n", "unparsed", "errors", "chance",
+                     "error"]].copy()
         part.insert(0, "run", label)
         part.insert(1, "category", [get_task(t).category for t in part.index])
         part["score_paper_parser"] = paper["score"]
@@ -61,7 +62,9 @@ def overview_scores(runs: dict[str, list[dict]], seed: int = 0, n_resamples: int
 def table3_overview(scores: pd.DataFrame, data_label: str) -> pd.DataFrame:
     """Table 3's layout: one row per run of `overview_scores` (our parser, on `data_label`) above the
     paper's rows (the paper's parser, on its data), the ten tasks as columns in paper order (NaN where
-    a row has no score), Avg = mean over the tasks the row has, n_tasks = how many."""
+    a row has no score; a task whose rows all failed is NaN too), Avg = mean over the tasks the row
+    has (NaN for a run with a failed task: it would average unlike sets), n_tasks = how many;
+    `attrs["failed_tasks"]`: run -> its failed tasks."""
     tasks = list(TASK_ORDER)
     runs = list(dict.fromkeys(scores["run"]))
     ours = scores.pivot(index="run", columns="task", values="score").reindex(index=runs, columns=tasks)
@@ -69,8 +72,10 @@ def table3_overview(scores: pd.DataFrame, data_label: str) -> pd.DataFrame:
     paper = paper_table("table3_baseline").set_index("model")
     paper = paper[tasks].assign(group="paper: " + paper["group"], data=PAPER_DATA, parser="paper")
     table = pd.concat([ours, paper])
-    table["Avg"] = table[tasks].mean(axis=1)
+    failed = scores[scores["errors"] == scores["n"]].groupby("run")["task"].agg(list).to_dict()
+    table["Avg"] = table[tasks].mean(axis=1).where([model not in failed for model in table.index])
     table["n_tasks"] = table[tasks].notna().sum(axis=1)
+    table.attrs["failed_tasks"] = failed  # read by category_averages
     table.index.name = "model"
     return table[["group", "data", "parser", *tasks, "Avg", "n_tasks"]]
 
@@ -86,13 +91,17 @@ def interval_cells(scores: pd.DataFrame) -> pd.DataFrame:
 def category_averages(table: pd.DataFrame) -> pd.DataFrame:
     """Figure 8: for each row of a table with task columns (e.g. `table3_overview`), the mean score of
     each category's tasks (`amlib.tasks.CATEGORY_TASKS`) that the row has (the paper's human row has
-    no ASR); long: model, group, category, average, tasks (those averaged), n_tasks."""
+    no ASR; NaN where a task of the category failed, `table.attrs["failed_tasks"]`); long: model,
+    group, category, average, tasks (those averaged), n_tasks."""
     from amlib.tasks import CATEGORY_TASKS
 
+    failed = table.attrs.get("failed_tasks", {})
     out = []
     for model, row in table.iterrows():
         for category, tasks in CATEGORY_TASKS.items():
             have = [t for t in tasks if t in table.columns and pd.notna(row[t])]
+            if set(tasks) & set(failed.get(model, ())):  # a failed task: no average, not the others'
+                have = []
             out.append({"model": model, "group": row.get("group"), "category": category,
                         "average": float(np.mean([row[t] for t in have])) if have else np.nan,
                         "tasks": " ".join(have), "n_tasks": len(have)})

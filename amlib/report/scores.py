@@ -45,12 +45,25 @@ def _item_choices(spec: TaskSpec, row: dict, parser: str) -> list[str] | None:
     return None
 
 
+# The columns of a task whose every row failed: NaN, as no answer was scored.
+NO_SCORE_WHEN_FAILED = ("score", "ci_low", "ci_high", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "war_capped")
+
+
+def most_common_error(errors: pd.Series) -> str | None:
+    """The most frequent error message of some rows (first seen on ties), None without errors."""
+    errors = errors.dropna()
+    return str(errors.value_counts(sort=True).index[0]) if len(errors) else None
+
+
 def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser: str = "ours") -> pd.DataFrame:
     """One row per task: score with its interval, accuracy with its Wilson interval, n, unparsed
     answers, errors and chance level; the parser and interval methods are named in columns.
 
     Every answer is parsed again from its `prediction` text with `parser` ("ours" or "paper"), so
-    the table never mixes parsers. Error rows (no prediction) count as unparsed, hence wrong.
+    the table never mixes parsers. Error rows (no prediction) count as unparsed, hence wrong, and
+    "errors" counts them; "error" names the most frequent error message (None without errors). A
+    task whose rows ALL failed did not run: it is "failed", its score, intervals and accuracy are
+    NaN (never 0, which would read as a result).
     """
     if parser not in PARSERS:
         raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
@@ -81,7 +94,10 @@ def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser
         scored = score_task(spec, truth, pred, seed=seed, n_resamples=n_resamples, choices=choices)
         out.append({"task": task, "parser": parser if spec.is_choice else None, **scored,
                     "accuracy_ci_method": ACCURACY_CI_METHOD if spec.is_choice else None,
-                    "errors": int(part["error"].notna().sum()), "chance": chance})
+                    "errors": int(part["error"].notna().sum()), "chance": chance,
+                    "error": most_common_error(part["error"])})
+        if out[-1]["errors"] == out[-1]["n"]:  # nothing ran: no score, not a score of 0
+            out[-1].update(dict.fromkeys(NO_SCORE_WHEN_FAILED, np.nan))
     table = pd.DataFrame(out).set_index("task")
     table.attrs["parser"] = parser
     return table
