@@ -135,10 +135,14 @@ def test_overview_scores_and_table3_layout_on_hand_made_rows():
     paper = paper_table("table3_baseline")
     assert list(table.index[:2]) == ["model-x", "model-y"] and len(table) == 2 + len(paper)
     assert list(table.columns) == ["group", "data", "parser", *TASKS, "Avg", "n_tasks"]
-    assert table.loc["model-x", "data"] == "our data" and table.loc["model-x", "parser"] == "ours"
-    assert table.loc["model-x", "Avg"] == pytest.approx((100 + 100 / 3) / 2)
+    assert table.loc["model-x", "data"] == "our data" and table.loc["model-x", "parser"] == "released parser and scoring"
+    # Table 3 uses the released parser and scoring: the SGR script reads "the answer is a" as nothing
+    # (no "a."/"a)", no option text), so no SGR item is parsed and the script scores 0; model-y's
+    # unparsed "E" answers leave the denominator, its 4 right ones score 100
+    assert table.loc["model-x", "SGR"] == 0.0 and table.loc["model-y", "MC"] == 100.0
+    assert table.loc["model-x", "Avg"] == pytest.approx((100 + 0) / 2)
     assert table.loc["model-x", "n_tasks"] == 2 and np.isnan(table.loc["model-x", "SER"])
-    assert table.loc["Qwen2.5-Omni-3B", "MC"] == 97.4 and table.loc["Qwen2.5-Omni-3B", "parser"] == "paper"
+    assert table.loc["Qwen2.5-Omni-3B", "MC"] == 97.4 and table.loc["Qwen2.5-Omni-3B", "parser"] == "released parser and scoring"
     # Avg is recomputed from the task columns; it agrees with the paper's printed Avg (a transcription check)
     printed = paper.set_index("model")["Avg"]
     assert (table.loc[printed.index, "Avg"] - printed).abs().max() < 0.06

@@ -10,7 +10,7 @@ import pandas as pd
 
 from amlib.report.paper import paper_table
 from amlib.report.runs import run_files
-from amlib.report.scores import random_baseline, score_table
+from amlib.report.scores import BESIDE_PAPER, random_baseline, score_table
 from amlib.tasks import TASK_ORDER, get_task
 
 
@@ -41,17 +41,18 @@ def read_vanilla_runs(results_dir, samples=None, seed: int | None = 0) -> dict[s
 def overview_scores(runs: dict[str, list[dict]], seed: int = 0, n_resamples: int = 1000) -> pd.DataFrame:
     """Long table, one row per (run, task): the task's category, the score by our parser with its 95 %
     interval and method, n, unparsed answers, errors, chance, the score by the paper's parser
-    (`score_paper_parser`), and the run's model, device and dtype from its provenance."""
+    (`score_released`: the paper's released parser and scoring, for Table 3 beside the paper's rows),
+    and the run's model, device and dtype from its provenance."""
     parts = []
     for label, rows in runs.items():
         ours = score_table(rows, seed=seed, n_resamples=n_resamples, parser="ours")
-        paper = score_table(rows, seed=seed, n_resamples=n_resamples, parser="paper")
+        released = score_table(rows, seed=seed, n_resamples=n_resamples, parser="released", scoring="released")
         prov = rows[0]["provenance"]
         part = ours[["metric", "score", "ci_low", "ci_high", "ci_method", "n", "unparsed", "errors", "chance",
                      "error"]].copy()
         part.insert(0, "run", label)
         part.insert(1, "category", [get_task(t).category for t in part.index])
-        part["score_paper_parser"] = paper["score"]
+        part["score_released"] = released["score"]
         part = part.assign(model=prov.get("model"), device=prov.get("device"), dtype=prov.get("dtype"))
         parts.append(part.reset_index())
     if not parts:
@@ -60,17 +61,17 @@ def overview_scores(runs: dict[str, list[dict]], seed: int = 0, n_resamples: int
 
 
 def table3_overview(scores: pd.DataFrame, data_label: str) -> pd.DataFrame:
-    """Table 3's layout: one row per run of `overview_scores` (our parser, on `data_label`) above the
-    paper's rows (the paper's parser, on its data), the ten tasks as columns in paper order (NaN where
+    """Table 3's layout: one row per run of `overview_scores` (on `data_label`) above the paper's rows
+    (on its data), both parsed and scored as the paper's released scripts do ("score_released"), the ten tasks as columns in paper order (NaN where
     a row has no score; a task whose rows all failed is NaN too), Avg = mean over the tasks the row
     has (NaN for a run with a failed task: it would average unlike sets), n_tasks = how many;
     `attrs["failed_tasks"]`: run -> its failed tasks."""
     tasks = list(TASK_ORDER)
     runs = list(dict.fromkeys(scores["run"]))
-    ours = scores.pivot(index="run", columns="task", values="score").reindex(index=runs, columns=tasks)
-    ours = ours.assign(group="this run", data=data_label, parser="ours")
+    ours = scores.pivot(index="run", columns="task", values="score_released").reindex(index=runs, columns=tasks)
+    ours = ours.assign(group="this run", data=data_label, parser=BESIDE_PAPER)
     paper = paper_table("table3_baseline").set_index("model")
-    paper = paper[tasks].assign(group="paper: " + paper["group"], data=PAPER_DATA, parser="paper")
+    paper = paper[tasks].assign(group="paper: " + paper["group"], data=PAPER_DATA, parser=BESIDE_PAPER)
     table = pd.concat([ours, paper])
     failed = scores[scores["errors"] == scores["n"]].groupby("run")["task"].agg(list).to_dict()
     table["Avg"] = table[tasks].mean(axis=1).where([model not in failed for model in table.index])

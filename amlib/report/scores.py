@@ -9,7 +9,8 @@ import pandas as pd
 
 from amlib.metrics import macro_f1, parse_choice, score_task
 from amlib.metrics.bootstrap import ACCURACY_CI_METHOD
-from amlib.metrics.classification import LABEL_TEXT_TASKS, label_text
+from amlib.metrics.classification import LABEL_TEXT_TASKS, label_text, to_label_text
+from amlib.metrics.released import released_score, released_war
 from amlib.metrics.parsing import PARSERS
 from amlib.report.paper import paper_table
 from amlib.tasks import TASK_ORDER, TaskSpec, get_task
@@ -38,7 +39,7 @@ def _item_choices(spec: TaskSpec, row: dict, parser: str) -> list[str] | None:
         return list(choices)
     if spec.fixed_choices is not None:
         return list(spec.fixed_choices)
-    if parser == "ours" or spec.code in LABEL_TEXT_TASKS:
+    if parser in ("ours", "released") or spec.code in LABEL_TEXT_TASKS:
         raise ValueError(
             f"prediction row {row.get('id')!r} ({spec.code}) has no 'choices', which scoring with "
             f"parser={parser!r} needs (rows written before parser version 2 lack them); re-run it")
@@ -55,18 +56,42 @@ def most_common_error(errors: pd.Series) -> str | None:
     return str(errors.value_counts(sort=True).index[0]) if len(errors) else None
 
 
-def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser: str = "ours") -> pd.DataFrame:
-    """One row per task: score with its interval, accuracy with its Wilson interval, n, unparsed
-    answers, errors and chance level; the parser and interval methods are named in columns.
+SCORINGS = ("ours", "released")
 
-    Every answer is parsed again from its `prediction` text with `parser` ("ours" or "paper"), so
-    the table never mixes parsers. Error rows (no prediction) count as unparsed, hence wrong, and
-    "errors" counts them; "error" names the most frequent error message (None without errors). A
-    task whose rows ALL failed did not run: it is "failed", its score, intervals and accuracy are
-    NaN (never 0, which would read as a result).
+
+def _released(spec: TaskSpec, truth: list, pred: list, choices) -> dict:
+    """The released scripts' score of one task (`amlib.metrics.released`), without an interval."""
+    if not spec.is_choice:
+        score, used = released_war(truth, pred)
+    else:
+        if spec.code in LABEL_TEXT_TASKS:
+            truth, pred, _ = to_label_text(spec, truth, pred, choices)
+        score, used = released_score(spec.code, truth, pred)
+    return {"score": score, "ci_low": np.nan, "ci_high": np.nan, "ci_method": "none (released scoring)",
+            "scored_items": used}
+
+
+def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser: str = "ours",
+                scoring: str = "ours") -> pd.DataFrame:
+    """One row per task: score with its interval, accuracy with its Wilson interval, n, unparsed
+    answers, errors and chance level; the parser, the scoring and the interval methods are named in
+    columns.
+
+    Every answer is parsed again from its `prediction` text with `parser` ("ours", "paper" or
+    "released"), so the table never mixes parsers. Error rows (no prediction) count as unparsed,
+    hence wrong, and "errors" counts them; "error" names the most frequent error message (None
+    without errors). A task whose rows ALL failed did not run: it is "failed", its score, intervals
+    and accuracy are NaN (never 0, which would read as a result).
+
+    `scoring="ours"` (default, the headline): macro-F1 over all items (WAR for ASR) with its
+    interval. `scoring="released"`: the score as the paper's released scripts compute it (unparsed
+    answers dropped, SGR weighted F1, SD the F1 of "fake", ...; `amlib.metrics.released`), for
+    tables beside the paper's numbers only; no interval (NaN), "scored_items" = items it used.
     """
     if parser not in PARSERS:
         raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; known: {', '.join(SCORINGS)}")
     if not rows:
         raise ValueError("no prediction rows to score")
     frame = pd.DataFrame(rows)
@@ -81,7 +106,7 @@ def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser
         choices = None
         if spec.is_choice:
             choices = [_item_choices(spec, r, parser) for r in records]
-            pred = [parse_choice(text, spec.n_options, c, parser=parser) for text, c in zip(texts, choices)]
+            pred = [parse_choice(text, spec.n_options, c, parser=parser, task=task) for text, c in zip(texts, choices)]
             if spec.code in LABEL_TEXT_TASKS:
                 options = [[label_text(o) for o in c] for c in choices]
                 labels = sorted({o for opts in options for o in opts})
@@ -92,7 +117,9 @@ def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser
         else:
             pred, chance = texts, np.nan
         scored = score_task(spec, truth, pred, seed=seed, n_resamples=n_resamples, choices=choices)
-        out.append({"task": task, "parser": parser if spec.is_choice else None, **scored,
+        if scoring == "released":
+            scored.update(_released(spec, truth, pred, choices))
+        out.append({"task": task, "parser": parser if spec.is_choice else None, "scoring": scoring, **scored,
                     "accuracy_ci_method": ACCURACY_CI_METHOD if spec.is_choice else None,
                     "errors": int(part["error"].notna().sum()), "chance": chance,
                     "error": most_common_error(part["error"])})
@@ -100,27 +127,34 @@ def score_table(rows: list[dict], seed: int = 0, n_resamples: int = 1000, parser
             out[-1].update(dict.fromkeys(NO_SCORE_WHEN_FAILED, np.nan))
     table = pd.DataFrame(out).set_index("task")
     table.attrs["parser"] = parser
+    table.attrs["scoring"] = scoring
     return table
+
+
+BESIDE_PAPER = "released parser and scoring"
 
 
 def beside_paper(scores: pd.DataFrame | list[dict], label: str, paper: str = "table3_baseline",
                  seed: int = 0, n_resamples: int = 1000) -> pd.DataFrame:
     """Our per-task scores as one row on top of the paper's rows (tasks as columns, paper order).
 
-    The paper's numbers were parsed with the paper's rules, so ours must be too: pass prediction
-    rows (scored here with parser="paper") or a `score_table(..., parser="paper")` frame; a frame
-    scored with another parser raises ValueError. The row label ends with "[paper parser]".
+    The paper's numbers come from its released per-task scripts, so ours must be parsed and scored
+    as those do: pass prediction rows (scored here with parser="released", scoring="released") or a
+    `score_table(..., parser="released", scoring="released")` frame; a frame parsed or scored
+    otherwise raises ValueError. The row label ends with "[released parser and scoring]".
     """
     if isinstance(scores, pd.DataFrame):
-        used = set(scores["parser"].dropna()) if "parser" in scores else set()
-        if used != {"paper"} and not (not used and scores.attrs.get("parser") == "paper"):
-            raise ValueError("beside_paper compares with the paper's numbers: score with "
-                             f"score_table(rows, parser='paper') (this table used {sorted(used) or 'unknown'})")
+        parsers = set(scores["parser"].dropna()) if "parser" in scores else set()
+        scorings = set(scores["scoring"].dropna()) if "scoring" in scores else set()
+        if parsers != {"released"} or scorings != {"released"}:
+            raise ValueError("beside_paper compares with the paper's numbers: score with score_table(rows, "
+                             "parser='released', scoring='released') (this table used parser "
+                             f"{sorted(parsers) or 'unknown'}, scoring {sorted(scorings) or 'unknown'})")
     else:
-        scores = score_table(scores, seed=seed, n_resamples=n_resamples, parser="paper")
+        scores = score_table(scores, seed=seed, n_resamples=n_resamples, parser="released", scoring="released")
     table = paper_table(paper).set_index("model")
     tasks = [t for t in TASK_ORDER if t in table.columns]
-    ours = pd.DataFrame([scores["score"].reindex(tasks)], index=[f"{label} [paper parser]"])
+    ours = pd.DataFrame([scores["score"].reindex(tasks)], index=[f"{label} [{BESIDE_PAPER}]"])
     return pd.concat([ours, table[tasks]]).round(1)
 
 
