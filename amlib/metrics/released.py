@@ -31,8 +31,9 @@ the prompt with the answer and cut there; on an answer alone it changes nothing)
   contain one of that emotion's keywords (angry: anger, frustrated, mad, furious; happy: joy,
   cheerful, pleased, delighted; sad: sadness, melancholy, depressed, sorrow; fearful: fear,
   anxiety, scared, afraid; monotone: flat, emotionless, neutral, bland). The emotion names
-  themselves are no keywords: an answer "Sad" or "happy" is unparsed, "fearful" parses (it
-  contains "fear"), and "a sad, maddening voice" reads as the angry option ("mad").
+  themselves are no keywords, so this rule needs an option whose TEXT holds a keyword: with the
+  options angry, happy, sad, fearful the answers "Sad" and "happy" are unparsed, while "fearful"
+  and "afraid" read as the fearful option (its text contains "fear").
 - SD (HAD), options a and b: l is "a" or starts with "a." or "a)" or ends with " a" -> a, then
   the same for b; else "option a", "choice a", "a)" or " a " in l -> a, then the same for b
   ("this is a fake" -> a, the article); else one option's text in l and not the other's; else,
