@@ -185,22 +185,41 @@ def category_figure(averages: pd.DataFrame, title: str = "Average score per task
     return fig
 
 
+FAILED_LABEL = "failed (no score)"
+
+
+def _mark_failed(ax: plt.Axes, ratios: list[float], color: str | None) -> None:
+    """Configurations without a score (every row of a task failed; NaN, never 0): an "x" at their
+    ratio on the bottom edge of the panel, labelled once per panel."""
+    if not ratios:
+        return
+    labelled = FAILED_LABEL in ax.get_legend_handles_labels()[1]
+    ax.plot(ratios, [0.02] * len(ratios), "x", ms=7, mew=2, color=color, transform=ax.get_xaxis_transform(),
+            clip_on=False, label=None if labelled else FAILED_LABEL)
+
+
 def ratio_curve_figure(tables: dict[str, pd.DataFrame], title: str, xlabel: str = "ratio removed") -> plt.Figure:
     """The headline curves of a pruning or eviction grid, one panel per table: the average score over
     tasks ("Avg") against the ratio, one line per method or press starting from vanilla's score at 0,
-    vanilla dashed. `tables`: panel title -> `pruning_table` or `eviction_table` (index (name, ratio))."""
+    vanilla dashed. A configuration without an average (a task failed: NaN) is left out of its
+    line and marked by an "x" on the panel's bottom edge, "failed (no score)", never drawn as 0.
+    `tables`: panel title -> `pruning_table` or `eviction_table` (index (name, ratio))."""
     fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.4), squeeze=False, sharey=True)
     for ax, (panel, wide) in zip(axes.flat, tables.items()):
         names = list(dict.fromkeys(wide.index.get_level_values(0)))
         vanilla = float(wide.loc["vanilla", "Avg"].iloc[0]) if "vanilla" in names else None
-        if vanilla is not None:
+        if vanilla is not None and pd.notna(vanilla):
             ax.axhline(vanilla, color=METHOD_COLORS["vanilla"], ls="--", lw=1, label="vanilla")
+        elif vanilla is not None:  # vanilla failed: no line to start from
+            _mark_failed(ax, [0.0], METHOD_COLORS["vanilla"])
+            vanilla = None
         for name in [n for n in names if n != "vanilla"]:
             part = wide.loc[name, "Avg"].sort_index()
             x, y = list(part.index), list(part.values)
             if vanilla is not None:
                 x, y = [0.0] + x, [vanilla] + y
             ax.plot(x, y, "o-", ms=4, color=METHOD_COLORS.get(name), label=name)
+            _mark_failed(ax, [r for r, v in zip(x, y) if pd.isna(v)], METHOD_COLORS.get(name))
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.legend(fontsize=7, ncol=2)

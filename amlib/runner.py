@@ -367,30 +367,3 @@ def load_for(model: str, device: str, ranks: Ranks, device_map: str | dict | Non
     if not fast_paths:
         adapter.set_fast_paths(False)
     return adapter
-
-
-def find_runs(results_dir: str | Path, model: str, kind: str = "pruning", seed: int | None = None) -> list[list[dict]]:
-    """The runs of `model` in `results_dir` (one list of rows per predictions file), told apart by
-    their rows' provenance, not their names: kind "vanilla", "pruning" (vanilla first, then every
-    pruning configuration) or "eviction" (vanilla first, then every press). Ordered by method/press,
-    ratio, layer/protocol; `seed` keeps one seed's files (None: all)."""
-    if kind not in ("vanilla", "pruning", "eviction"):
-        raise ValueError(f"kind must be vanilla, pruning or eviction, got {kind!r}")
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f"no predictions folder {results_dir}")
-    found = []
-    for path in sorted(results_dir.glob(f"{Path(model).name}__*__seed*.jsonl")):
-        rows = read_predictions(path)
-        if not rows:
-            continue
-        prov = rows[0]["provenance"]
-        if seed is not None and prov.get("seed") != seed:
-            continue
-        vanilla = prov.get("press") is None and prov.get("method") in (None, "vanilla")
-        if vanilla or (kind == "pruning" and prov.get("method") not in (None, "vanilla")) or (
-                kind == "eviction" and prov.get("press") is not None):
-            key = (not vanilla, prov.get("method") or "", prov.get("press") or "", float(prov.get("ratio") or 0),
-                   prov.get("layer") or 0, prov.get("protocol") or "")
-            found.append((key, rows))
-    return [rows for _, rows in sorted(found, key=lambda item: item[0])]

@@ -46,16 +46,20 @@ def test_errors_count_as_wrong_and_asr_shows_capped_beside_uncapped():
     assert table.loc["ASR", "errors"] == 1 and table.loc["ASR", "unparsed"] == 1
 
 
-def test_beside_paper_uses_the_paper_parser():
+def test_beside_paper_uses_the_released_parser_and_scoring():
     rows = [{"id": f"g{i}", "task": "SGR", "answer": "AB"[i % 2], "choices": ["male", "female"],
              "prediction": ["A cat", "b"][i % 2], "error": None} for i in range(4)]
-    with pytest.raises(ValueError, match="parser='paper'"):
-        beside_paper(score_table(rows, parser="ours"), "us")
+    for parser, scoring in (("ours", "ours"), ("paper", "ours"), ("released", "ours"), ("paper", "released")):
+        with pytest.raises(ValueError, match="parser='released', scoring='released'"):
+            beside_paper(score_table(rows, parser=parser, scoring=scoring), "us")
     table = beside_paper(rows, "us")
-    assert table.index[0] == "us [paper parser]"
-    assert table.loc["us [paper parser]", "SGR"] == 100.0  # "A cat" reads as A under the paper's rule
-    assert score_table(rows, parser="ours").loc["SGR", "score"] < 100.0
-    assert beside_paper(score_table(rows, parser="paper"), "us").equals(table)
+    label = "us [released parser and scoring]"
+    assert table.index[0] == label
+    # released SGR script: "a cat" matches none of its rules (unparsed, dropped); "b" -> female, right:
+    # weighted F1 over the 2 parsed items = 100. Ours keeps the 2 unparsed items as wrong: below 100.
+    assert table.loc[label, "SGR"] == 100.0
+    assert score_table(rows).loc["SGR", "score"] < 100.0
+    assert beside_paper(score_table(rows, parser="released", scoring="released"), "us").equals(table)
 
 
 def test_random_baseline_is_at_chance_and_reproducible():

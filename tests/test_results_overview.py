@@ -11,9 +11,9 @@ import soundfile as sf
 
 from amlib.data import load_audio, read_manifest, write_manifest
 from amlib.data.blind import silent_copy
-from amlib.report import (blind_flags, blind_report, category_averages, coverage_table, find_vanilla_files,
+from amlib.report import (blind_flags, blind_report, category_averages, coverage_table, find_runs,
                           overview_scores, paper_table, random_baseline, random_baseline_beside_paper,
-                          read_vanilla_runs, runnable_table, table3_overview)
+                          read_vanilla_runs, run_files, runnable_table, table3_overview)
 from amlib.tasks import CATEGORY_TASKS, TASK_ORDER
 from tests.conftest import make_item
 
@@ -33,22 +33,58 @@ def mc_rows(n, predict):
             for i in range(n)]
 
 
-def test_scan_finds_vanilla_files_of_every_model_and_ignores_the_rest(tmp_path):
-    names = ["qwen__vanilla__seed0.jsonl", "ref-model__vanilla__seed0.jsonl", "qwen__vanilla__seed1.jsonl",
-             "qwen__frame-r0.9-K2__seed0.jsonl", "qwen__snapkv-r0.5-query_aware__seed0.jsonl", "notes.jsonl",
-             "qwen__vanilla__seed0.json"]
-    for name in names:
-        (tmp_path / name).write_text("")
-    (tmp_path / "blind").mkdir()
-    (tmp_path / "blind" / "other__vanilla__seed0.jsonl").write_text("")
+def _named_vanilla(folder):
+    """A wrong finder, for the test below: vanilla = the file name says so (the old way)."""
+    return sorted(p.name for p in folder.glob("*__vanilla__seed*.jsonl"))
 
-    found = find_vanilla_files(tmp_path)
-    assert list(zip(found["model"], found["seed"])) == [("qwen", 0), ("ref-model", 0)]
-    every_seed = find_vanilla_files(tmp_path, seed=None)
-    assert list(zip(every_seed["model"], every_seed["seed"])) == [("qwen", 0), ("qwen", 1), ("ref-model", 0)]
-    assert find_vanilla_files(tmp_path, seed=1)["model"].tolist() == ["qwen"]
+
+def test_runs_are_found_by_provenance_not_by_file_name(tmp_path):
+    def rows(model, method="vanilla", press=None, seed=0, ratio=None):
+        return [{**prediction_row(f"MC-{i}", "MC", "A", "A", ["a", "b", "c", "d"], method, seed),
+                 "provenance": {"model": model, "method": method, "press": press, "seed": seed, "ratio": ratio,
+                                "layer": 2 if method != "vanilla" else None, "protocol": None}} for i in range(2)]
+
+    files = {"qwen__vanilla__seed0.jsonl": rows("org/qwen"), "ref-model__vanilla__seed0.jsonl": rows("ref-model"),
+             "qwen__vanilla__seed1.jsonl": rows("org/qwen", seed=1),
+             "qwen__frame-r0.9-K2__seed0.jsonl": rows("org/qwen", "frame", ratio=0.9),
+             "qwen__knorm-r0.5__seed0.jsonl": rows("org/qwen", press="knorm", ratio=0.5),
+             # renamed by hand: the name says vanilla, the rows say frame 0.5
+             "renamed__vanilla__seed0.jsonl": rows("org/qwen", "frame", ratio=0.5),
+             # a vanilla run whose file name follows no pattern
+             "my baseline.jsonl": rows("other-model")}
+    for name, content in files.items():
+        write_jsonl(tmp_path / name, content)
+    (tmp_path / "notes.jsonl").write_text("")
+    (tmp_path / "shards").mkdir()
+    write_jsonl(tmp_path / "shards" / "x__vanilla__seed0.rank0of2.jsonl", rows("x"))
+
+    names = lambda found: [p.name for p, _ in found]
+    # expected by hand from the rows above: vanilla seed 0 runs, ordered by model name
+    assert names(run_files(tmp_path, kind="vanilla", seed=0)) == [
+        "my baseline.jsonl", "qwen__vanilla__seed0.jsonl", "ref-model__vanilla__seed0.jsonl"]
+    assert names(run_files(tmp_path, "Qwen", kind="vanilla")) == []  # names compare exactly
+    assert names(run_files(tmp_path, "/models/qwen", kind="pruning", seed=0)) == [
+        "qwen__vanilla__seed0.jsonl", "renamed__vanilla__seed0.jsonl", "qwen__frame-r0.9-K2__seed0.jsonl"]
+    assert names(run_files(tmp_path, "qwen", kind="eviction", seed=0)) == [
+        "qwen__vanilla__seed0.jsonl", "qwen__knorm-r0.5__seed0.jsonl"]
+    assert [len(r) for r in find_runs(tmp_path, "qwen", kind="vanilla")] == [2, 2]  # seeds 0 and 1
+    runs = read_vanilla_runs(tmp_path, seed=None)
+    assert sorted(runs) == ["other-model seed0", "qwen seed0", "qwen seed1", "ref-model seed0"]
+    # the wrong, name-based finder takes the renamed frame run for a vanilla one and misses "my baseline"
+    assert "renamed__vanilla__seed0.jsonl" in _named_vanilla(tmp_path)
+    assert _named_vanilla(tmp_path) != sorted(names(run_files(tmp_path, kind="vanilla")))
+
+    write_jsonl(tmp_path / "mixed.jsonl", rows("org/qwen") + [{**r, "id": r["id"] + "-b"} for r in rows("org/qwen", "frame", ratio=0.9)])
+    with pytest.raises(ValueError, match=r"mixed\.jsonl: rows of several configurations"):
+        run_files(tmp_path)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        run_files(tmp_path, kind="vanila")
     with pytest.raises(FileNotFoundError, match="no-such"):
-        find_vanilla_files(tmp_path / "no-such")
+        run_files(tmp_path / "no-such")
+    (tmp_path / "mixed.jsonl").unlink()
+    write_jsonl(tmp_path / "copy.jsonl", rows("ref-model"))
+    with pytest.raises(ValueError, match=r"copy\.jsonl and .*ref-model__vanilla__seed0\.jsonl hold runs of one configuration"):
+        run_files(tmp_path)
 
 
 def write_jsonl(path, rows):
@@ -65,21 +101,21 @@ def test_runs_keep_this_data_only_and_refuse_other_inputs_or_configurations(tmp_
              "provenance": {"model": "m", "method": "vanilla", "press": None, "seed": 0}} for s in samples]
     out = tmp_path / "results"
     out.mkdir()
-    write_jsonl(out / "a__vanilla__seed0.jsonl", rows)
-    write_jsonl(out / "b__vanilla__seed0.jsonl", rows[:2] + [{**rows[2], "id": "elsewhere"}])
-    write_jsonl(out / "c__vanilla__seed0.jsonl", [{**rows[0], "id": "elsewhere"}])  # nothing of this data
+    of_model = lambda model, part: [{**r, "provenance": {**r["provenance"], "model": model}} for r in part]
+    write_jsonl(out / "a__vanilla__seed0.jsonl", of_model("a", rows))
+    write_jsonl(out / "b__vanilla__seed0.jsonl", of_model("b", rows[:2] + [{**rows[2], "id": "elsewhere"}]))
+    write_jsonl(out / "c__vanilla__seed0.jsonl", of_model("c", [{**rows[0], "id": "elsewhere"}]))  # nothing of this data
 
     runs = read_vanilla_runs(out, samples[:2])
     assert {k: [r["id"] for r in v] for k, v in runs.items()} == {"a": ["SGR-0", "SGR-1"], "b": ["SGR-0", "SGR-1"]}
     assert len(read_vanilla_runs(out)["c"]) == 1  # without samples every row is kept
 
     other = {**rows[1], "input_fingerprint": {**rows[1]["input_fingerprint"], "audio_sha256": "0" * 64}}
-    write_jsonl(out / "b__vanilla__seed0.jsonl", [rows[0], other])
+    write_jsonl(out / "b__vanilla__seed0.jsonl", of_model("b", [rows[0], other]))
     with pytest.raises(ValueError, match=r"b__vanilla__seed0\.jsonl.*SGR-1.*other inputs"):
         read_vanilla_runs(out, samples)
-    write_jsonl(out / "b__vanilla__seed0.jsonl", [{**rows[0], "provenance": {**rows[0]["provenance"], "method": "frame"}}])
-    with pytest.raises(ValueError, match=r"b__vanilla__seed0\.jsonl: row 'SGR-0'.*method='frame'"):
-        read_vanilla_runs(out, samples)
+    write_jsonl(out / "b__vanilla__seed0.jsonl", of_model("b", [{**rows[0], "provenance": {**rows[0]["provenance"], "method": "frame"}}]))
+    assert sorted(read_vanilla_runs(out, samples)) == ["a"]  # b's rows say frame: no vanilla run, whatever its name
 
 
 def test_overview_scores_and_table3_layout_on_hand_made_rows():
@@ -99,10 +135,14 @@ def test_overview_scores_and_table3_layout_on_hand_made_rows():
     paper = paper_table("table3_baseline")
     assert list(table.index[:2]) == ["model-x", "model-y"] and len(table) == 2 + len(paper)
     assert list(table.columns) == ["group", "data", "parser", *TASKS, "Avg", "n_tasks"]
-    assert table.loc["model-x", "data"] == "our data" and table.loc["model-x", "parser"] == "ours"
-    assert table.loc["model-x", "Avg"] == pytest.approx((100 + 100 / 3) / 2)
+    assert table.loc["model-x", "data"] == "our data" and table.loc["model-x", "parser"] == "released parser and scoring"
+    # Table 3 uses the released parser and scoring: the SGR script reads "the answer is a" as nothing
+    # (no "a."/"a)", no option text), so no SGR item is parsed and the script scores 0; model-y's
+    # unparsed "E" answers leave the denominator, its 4 right ones score 100
+    assert table.loc["model-x", "SGR"] == 0.0 and table.loc["model-y", "MC"] == 100.0
+    assert table.loc["model-x", "Avg"] == pytest.approx((100 + 0) / 2)
     assert table.loc["model-x", "n_tasks"] == 2 and np.isnan(table.loc["model-x", "SER"])
-    assert table.loc["Qwen2.5-Omni-3B", "MC"] == 97.4 and table.loc["Qwen2.5-Omni-3B", "parser"] == "paper"
+    assert table.loc["Qwen2.5-Omni-3B", "MC"] == 97.4 and table.loc["Qwen2.5-Omni-3B", "parser"] == "released parser and scoring"
     # Avg is recomputed from the task columns; it agrees with the paper's printed Avg (a transcription check)
     printed = paper.set_index("model")["Avg"]
     assert (table.loc[printed.index, "Avg"] - printed).abs().max() < 0.06

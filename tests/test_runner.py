@@ -93,7 +93,7 @@ def test_resume_refuses_another_dtype(tiny_adapter, samples, tmp_path):
 
 
 def test_find_runs_tells_configurations_apart_by_provenance(tiny_adapter, samples, tmp_path):
-    from amlib.runner import find_runs
+    from amlib.report import find_runs
 
     for config in (RunConfig(), RunConfig(method="frame", ratio=0.5), RunConfig(method="random", ratio=0.5),
                    RunConfig(press="knorm", ratio=0.5), RunConfig(seed=1)):

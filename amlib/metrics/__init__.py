@@ -1,7 +1,8 @@
 """Scoring for AudioMarathon: answer parsing, macro-F1/accuracy, WAR and bootstrap intervals.
 
 - `parsing`: `parse_choice` turns a model answer into an option letter, with the paper's rules
-  (parser="paper") or ours (parser="ours"); rules in its docstring.
+  (parser="paper"), ours (parser="ours") or the paper's released scripts' per task (parser="released",
+  `released`: also `released_score`, the scoring those scripts use); rules in their docstrings.
 - `classification`: `macro_f1`, `accuracy`, `count_unparsed`; an unparsed answer (None) is wrong;
   SD, SGR and SAR are scored over label text (`LABEL_TEXT_TASKS`, `to_label_text`).
 - `war`: `normalize_transcript`, `utterance_wer`, `word_accuracy_rate` (the paper's uncapped

@@ -2,7 +2,7 @@
 
 `parse_choice(text, n_options, choices, parser="ours")` returns an upper-case letter among the first
 `n_options` letters (A, B, ...), or None when the answer cannot be read as exactly one option.
-Two parsers (`PARSERS`):
+Three parsers (`PARSERS`):
 
 - "paper": the paper's specified rules (`parse_choice_paper`), for tables shown beside the paper's
   numbers. The answer is stripped and upper-cased, then, first match wins: (1) the whole answer is
@@ -11,6 +11,8 @@ Two parsers (`PARSERS`):
   own). Otherwise None. Option texts are never matched. Where the specification does not say which
   of several candidates wins, the leftmost is taken (our reading). Its known failure modes (the
   article "A" read as a letter, hedges read as a choice) are documented in tests/test_parsing.py.
+- "released": what the paper's released per-task scripts do, which is where the paper's numbers
+  come from (`amlib.metrics.released`, each task's quirks in its docstring; `task=` required).
 - "ours" (default, the one the runner records): the rules below, stricter about English words and
   hedges, and able to read an answer given as option text.
 
@@ -57,7 +59,7 @@ from string import ascii_uppercase
 
 # "2": option-list echoes no longer parse as their first line; "A) or B)" is a hedge.
 PARSER_VERSION = "2"
-PARSERS = ("paper", "ours")
+PARSERS = ("paper", "ours", "released")
 
 
 class _Stop(Exception):
@@ -235,12 +237,15 @@ def parse_choice_paper(text: str | None, n_options: int) -> str | None:
 
 
 def parse_choice(text: str | None, n_options: int, choices: list[str] | None = None,
-                 parser: str = "ours") -> str | None:
+                 parser: str = "ours", task: str | None = None) -> str | None:
     """The upper-case letter the answer chose among the first `n_options` letters, or None.
 
-    `parser` is "ours" (default) or "paper" (see the module docstring). `choices` are the option
-    texts in letter order; "ours" uses them in rule 7 (answer given as option text), "paper"
-    ignores them. Rules and their order are in the module docstring.
+    `parser` is "ours" (default), "paper" or "released" (see the module docstring). `choices` are
+    the option texts in letter order; "ours" uses them in rule 7 (answer given as option text),
+    "paper" ignores them. "released" needs `task` (the paper's released script of that task is
+    followed, each with its own quirks, `amlib.metrics.released`: e.g. SCR takes the first A-D
+    character anywhere in the upper-cased answer, so "The answer is D." reads as A; ASC, ER, SD,
+    SGR and SAR also match option text) and, for ASC, ER, SD, SGR and SAR, `choices`.
     """
     if parser not in PARSERS:
         raise ValueError(f"unknown parser {parser!r}; known: {', '.join(PARSERS)}")
@@ -248,6 +253,12 @@ def parse_choice(text: str | None, n_options: int, choices: list[str] | None = N
         raise ValueError(f"n_options must be in 1..26, got {n_options}")
     if choices is not None and len(choices) != n_options:
         raise ValueError(f"{n_options} options but {len(choices)} choice texts")
+    if parser == "released":
+        if task is None:
+            raise ValueError("parser='released' follows one task's released script: pass task (e.g. task='SCR')")
+        from amlib.metrics.released import parse_choice_released
+
+        return parse_choice_released(text, n_options, choices, task)
     if parser == "paper":
         return parse_choice_paper(text, n_options)
     if text is None:
