@@ -80,7 +80,8 @@ def _score(args) -> None:
     from amlib.report import score_table
     from amlib.runner import read_predictions
 
-    print(score_table(read_predictions(args.predictions), seed=args.seed, parser=args.parser).round(2).to_string())
+    print(score_table(read_predictions(args.predictions), seed=args.seed, parser=args.parser,
+                      scoring=args.scoring).round(2).to_string())
 
 
 def _model_arguments(p) -> None:
@@ -220,7 +221,11 @@ def main(argv: list[str] | None = None) -> None:
 
     sc = sub.add_parser("score", help="score a predictions JSONL")
     sc.add_argument("predictions", type=Path)
-    sc.add_argument("--parser", default="ours", choices=["ours", "paper"])
+    sc.add_argument("--parser", default="ours", choices=["ours", "paper", "released"],
+                    help="ours (default), the paper's written rules, or its released per-task scripts")
+    sc.add_argument("--scoring", default="ours", choices=["ours", "released"],
+                    help="ours: macro-F1 over all items (default); released: as the paper's scripts compute it "
+                         "(parsed answers only, SGR weighted F1, SD binary F1 of 'fake')")
     sc.add_argument("--seed", type=int, default=0)
     sc.set_defaults(func=_score)
 

@@ -135,3 +135,21 @@ def test_score_table_released_scoring_names_itself_and_keeps_ours_as_default():
     assert ours.loc["SCR", "ci_low"] < 75.0 and released[["ci_low", "ci_high"]].isna().all(axis=None)
     with pytest.raises(ValueError, match="unknown scoring"):
         score_table(rows, scoring="paper")
+
+
+def test_cli_score_takes_the_released_parser_and_scoring(tmp_path, capsys):
+    from amlib.cli import main
+
+    # "The answer is D." reads as A under the released SCR rule (first A-D letter anywhere), as D under ours
+    rows = [{"id": "s0", "task": "SCR", "answer": "D", "choices": ["w", "x", "y", "z"], "error": None,
+             "prediction": "The answer is D."}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main(["score", str(path)])
+    ours = capsys.readouterr().out
+    main(["score", str(path), "--parser", "released", "--scoring", "released"])
+    released = capsys.readouterr().out
+    assert "released" in released and "released" not in ours
+    from amlib.report import score_table
+    assert score_table(rows, n_resamples=20).loc["SCR", "accuracy"] == 100.0
+    assert score_table(rows, n_resamples=20, parser="released", scoring="released").loc["SCR", "accuracy"] == 0.0
