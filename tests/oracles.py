@@ -53,3 +53,28 @@ def generate_logits(adapter, prepared, steps: int = STEPS) -> tuple[torch.Tensor
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
+
+
+def with_image_block(adapter, prepared, grid_thw=(1, 4, 4), seed: int = 0):
+    """`prepared` (a Qwen2.5-Omni prompt) with a seeded random image inserted after the last audio
+    item: `<|vision_bos|> <|IMAGE|> x t*h*w/merge^2 <|vision_eos|>`. M-RoPE gives the image tokens
+    3-D (t, h, w) positions, so the prompt's positions end below its length (audio alone: 1-D, delta
+    0). The default grid (1, 4, 4) with spatial merge 2 is 4 tokens on a 2 x 2 grid: they take 2
+    positions (p, p+1 on the h and w axes, p on t), so rope_deltas = 2 - 4 = -2."""
+    import dataclasses
+
+    config = adapter.model.config
+    vision = config.vision_config
+    t, h, w = grid_thw
+    n_image = t * h * w // vision.spatial_merge_size ** 2
+    ids = prepared.tensors["input_ids"][0].tolist()
+    cut = len(ids) - ids[::-1].index(config.audio_end_token_id)
+    block = [config.vision_start_token_id] + [config.image_token_id] * n_image + [config.vision_end_token_id]
+    ids = ids[:cut] + block + ids[cut:]
+    generator = torch.Generator().manual_seed(seed)
+    patch = vision.in_channels * vision.temporal_patch_size * vision.patch_size ** 2
+    tensors = {**prepared.tensors, "input_ids": torch.tensor([ids]),
+               "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+               "pixel_values": torch.randn(t * h * w, patch, generator=generator),
+               "image_grid_thw": torch.tensor([list(grid_thw)])}
+    return dataclasses.replace(prepared, tensors=tensors, prompt_tokens=len(ids))
