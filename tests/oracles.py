@@ -11,8 +11,6 @@ import torch
 
 from amlib.tasks import TASKS
 
-from conftest import noise
-
 FAMILIES = ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni", "tiny-random-phi-4-multimodal",
             "tiny-random-voxtral", "tiny-random-gemma3n", "tiny-random-audio-flamingo-3"]
 STEPS = 4  # prefill + 3 decode steps
@@ -20,6 +18,8 @@ STEPS = 4  # prefill + 3 decode steps
 
 def prepare(adapter, seconds: float = 6.0):
     """An SGR prompt over `seconds` of seeded noise."""
+    from conftest import noise  # here, not at the top: scripts/check_gpu_decode.py imports this file without pytest
+
     return adapter.build_inputs(noise(seconds), TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
 
 
@@ -78,3 +78,26 @@ def with_image_block(adapter, prepared, grid_thw=(1, 4, 4), seed: int = 0):
                "pixel_values": torch.randn(t * h * w, patch, generator=generator),
                "image_grid_thw": torch.tensor([list(grid_thw)])}
     return dataclasses.replace(prepared, tensors=tensors, prompt_tokens=len(ids))
+
+
+# -- deliberately wrong static-KV decoders (tests/test_fastpath.py, scripts/check_gpu_decode.py) ---------
+
+def wrong_decoders():
+    """{name: GraphDecoder subclass}, each with one bug the per-step logits comparison must catch:
+    decoding one position late, and each step's mask also opening the next step's (still empty) slot."""
+    from amlib.fastpath.graph_decode import GraphDecoder, StaticKV
+
+    class PositionPlusOne(GraphDecoder):
+        def _rope_delta(self) -> int:
+            return super()._rope_delta() + 1
+
+    class EarlySlotKV(StaticKV):
+        def open_slot(self, layer_idx: int) -> None:
+            super().open_slot(layer_idx)
+            mask = self.masks[layer_idx]
+            mask.index_fill_(-1, (self.slot(layer_idx) + 1).clamp(max=mask.shape[-1] - 1), 0.0)
+
+    class SlotOpenedEarly(GraphDecoder):
+        cache_class = EarlySlotKV
+
+    return {"position_plus_one": PositionPlusOne, "slot_opened_early": SlotOpenedEarly}
