@@ -101,3 +101,20 @@ def wrong_decoders():
         cache_class = EarlySlotKV
 
     return {"position_plus_one": PositionPlusOne, "slot_opened_early": SlotOpenedEarly}
+
+
+def static_decoder_logits(adapter, prepared, steps: int = STEPS, decoder_class=None) -> torch.Tensor:
+    """Float32 logits of every step of `decoder_class` (default GraphDecoder: on a CPU, its static-KV
+    step run eagerly) on the adapter's decode modules (those of its LM where it declares none)."""
+    from amlib.fastpath.graph_decode import GraphDecoder
+    from amlib.models.cache import preallocated_cache
+
+    lm = adapter.language_model()
+    modules = adapter.decode_modules() or (lm.model, lm.lm_head)
+    decoder = (decoder_class or GraphDecoder)(adapter.model, *modules, adapter.decoder_layers())
+    tensors = {k: v.to(adapter.device) for k, v in prepared.tensors.items()}
+    logits = []
+    tokens, _ = decoder.generate(tensors, steps, [], preallocated_cache(adapter.model.config, steps), logits_out=logits)
+    if not len(tokens) == len(logits) == steps:
+        raise AssertionError(f"{len(tokens)} tokens and {len(logits)} logits for {steps} steps")
+    return torch.stack(logits)

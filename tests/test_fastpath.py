@@ -17,7 +17,8 @@ from amlib.pruning import make_method
 from amlib.pruning.mechanism import TokenPruner
 from amlib.tasks import TASKS
 
-from oracles import STEPS, generate_logits, max_diff, prepare, sharpen, with_image_block, wrong_decoders
+from oracles import (generate_logits, max_diff, prepare, sharpen, static_decoder_logits, with_image_block,
+                     wrong_decoders)
 
 
 @pytest.fixture(scope="module")
@@ -201,16 +202,6 @@ def sharp(request):
     return _sharp_family(request.param, image=request.param == "tiny-random-qwen2.5-omni")
 
 
-def _decoder_logits(decoder_class, adapter, prepared, steps=STEPS):
-    lm = adapter.language_model()
-    decoder = decoder_class(adapter.model, lm.model, lm.lm_head, adapter.decoder_layers())
-    logits = []
-    tokens, _ = decoder.generate(dict(prepared.tensors), steps, [], preallocated_cache(adapter.model.config, steps),
-                                 logits_out=logits)
-    assert len(tokens) == len(logits) == steps
-    return torch.stack(logits)
-
-
 @pytest.mark.parametrize("method", [None, "frame"])
 def test_decoder_logits_equal_hf_generate_per_step(sharp, method):
     """Every step's logits equal HF's, vanilla and pruned at layer K (per-layer slots and masks);
@@ -225,8 +216,8 @@ def test_decoder_logits_equal_hf_generate_per_step(sharp, method):
         if "image_grid_thw" in prepared.tensors:
             assert adapter.model.rope_deltas.flatten().tolist() == [-2]  # M-RoPE: positions != 1-D
             wrong_classes["rope_delta_ignored"] = _RopeDeltaIgnored
-        got = _decoder_logits(GraphDecoder, adapter, prepared)
-        wrong = {name: _decoder_logits(cls, adapter, prepared) for name, cls in wrong_classes.items()}
+        got = static_decoder_logits(adapter, prepared)
+        wrong = {name: static_decoder_logits(adapter, prepared, decoder_class=cls) for name, cls in wrong_classes.items()}
     assert got.shape == expected.shape
     assert max_diff(got, expected) < LOGITS_TOL
     for name, logits in wrong.items():

@@ -18,7 +18,9 @@ forward, any pruning or eviction hooks active), then decodes with:
 
 It is greedy decoding only: `supports()` refuses a generation config whose processors would change
 greedy choices (repetition penalty, n-gram bans, suppressed tokens, ...), and callers then use HF's
-`generate`. Equality with HF's greedy tokens is tested on tiny instances (CPU, float32).
+`generate`. Equality with HF's `generate` is tested step by step on logits (`logits_out`) on tiny
+instances (CPU, float32, sharpened attention, vanilla and pruned, a nonzero M-RoPE delta), and at
+full size on a GPU, graph replay included, by scripts/check_gpu_decode.py.
 """
 
 from __future__ import annotations
