@@ -217,7 +217,8 @@ def test_decoder_logits_equal_hf_generate_per_step(sharp, method):
             assert adapter.model.rope_deltas.flatten().tolist() == [-2]  # M-RoPE: positions != 1-D
             wrong_classes["rope_delta_ignored"] = _RopeDeltaIgnored
         got = static_decoder_logits(adapter, prepared)
-        wrong = {name: static_decoder_logits(adapter, prepared, decoder_class=cls) for name, cls in wrong_classes.items()}
+        wrong = {name: static_decoder_logits(adapter, prepared, decoder_class=cls)
+                 for name, cls in wrong_classes.items()}
     assert got.shape == expected.shape
     assert max_diff(got, expected) < LOGITS_TOL
     for name, logits in wrong.items():

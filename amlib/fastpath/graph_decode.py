@@ -173,7 +173,7 @@ class GraphDecoder:
         position = torch.tensor([prompt_len + self._rope_delta()], dtype=torch.long, device=device)
         placeholder = torch.zeros(1, 1, 1, 1, dtype=dtype, device=device)  # replaced per layer by the hooks
         # the step's logits, kept only when asked for (a static buffer: a graph replay overwrites it)
-        logits = torch.empty(1, self.lm_head.weight.shape[0], dtype=dtype, device=device) if logits_out is not None else None
+        logits = None if logits_out is None else torch.empty(1, self.lm_head.weight.shape[0], dtype=dtype, device=device)
 
         def per_layer_mask(i):
             def hook(module, args, kwargs):
