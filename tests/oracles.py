@@ -11,8 +11,6 @@ import torch
 
 from amlib.tasks import TASKS
 
-from conftest import noise
-
 FAMILIES = ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni", "tiny-random-phi-4-multimodal",
             "tiny-random-voxtral", "tiny-random-gemma3n", "tiny-random-audio-flamingo-3"]
 STEPS = 4  # prefill + 3 decode steps
@@ -20,6 +18,8 @@ STEPS = 4  # prefill + 3 decode steps
 
 def prepare(adapter, seconds: float = 6.0):
     """An SGR prompt over `seconds` of seeded noise."""
+    from conftest import noise  # here, not at the top: scripts/check_gpu_decode.py imports this file without pytest
+
     return adapter.build_inputs(noise(seconds), TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
 
 
@@ -53,3 +53,68 @@ def generate_logits(adapter, prepared, steps: int = STEPS) -> tuple[torch.Tensor
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
+
+
+def with_image_block(adapter, prepared, grid_thw=(1, 4, 4), seed: int = 0):
+    """`prepared` (a Qwen2.5-Omni prompt) with a seeded random image inserted after the last audio
+    item: `<|vision_bos|> <|IMAGE|> x t*h*w/merge^2 <|vision_eos|>`. M-RoPE gives the image tokens
+    3-D (t, h, w) positions, so the prompt's positions end below its length (audio alone: 1-D, delta
+    0). The default grid (1, 4, 4) with spatial merge 2 is 4 tokens on a 2 x 2 grid: they take 2
+    positions (p, p+1 on the h and w axes, p on t), so rope_deltas = 2 - 4 = -2."""
+    import dataclasses
+
+    config = adapter.model.config
+    vision = config.vision_config
+    t, h, w = grid_thw
+    n_image = t * h * w // vision.spatial_merge_size ** 2
+    ids = prepared.tensors["input_ids"][0].tolist()
+    cut = len(ids) - ids[::-1].index(config.audio_end_token_id)
+    block = [config.vision_start_token_id] + [config.image_token_id] * n_image + [config.vision_end_token_id]
+    ids = ids[:cut] + block + ids[cut:]
+    generator = torch.Generator().manual_seed(seed)
+    patch = vision.in_channels * vision.temporal_patch_size * vision.patch_size ** 2
+    tensors = {**prepared.tensors, "input_ids": torch.tensor([ids]),
+               "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+               "pixel_values": torch.randn(t * h * w, patch, generator=generator),
+               "image_grid_thw": torch.tensor([list(grid_thw)])}
+    return dataclasses.replace(prepared, tensors=tensors, prompt_tokens=len(ids))
+
+
+# -- deliberately wrong static-KV decoders (tests/test_fastpath.py, scripts/check_gpu_decode.py) ---------
+
+def wrong_decoders():
+    """{name: GraphDecoder subclass}, each with one bug the per-step logits comparison must catch:
+    decoding one position late, and each step's mask also opening the next step's (still empty) slot."""
+    from amlib.fastpath.graph_decode import GraphDecoder, StaticKV
+
+    class PositionPlusOne(GraphDecoder):
+        def _rope_delta(self) -> int:
+            return super()._rope_delta() + 1
+
+    class EarlySlotKV(StaticKV):
+        def open_slot(self, layer_idx: int) -> None:
+            super().open_slot(layer_idx)
+            mask = self.masks[layer_idx]
+            mask.index_fill_(-1, (self.slot(layer_idx) + 1).clamp(max=mask.shape[-1] - 1), 0.0)
+
+    class SlotOpenedEarly(GraphDecoder):
+        cache_class = EarlySlotKV
+
+    return {"position_plus_one": PositionPlusOne, "slot_opened_early": SlotOpenedEarly}
+
+
+def static_decoder_logits(adapter, prepared, steps: int = STEPS, decoder_class=None) -> torch.Tensor:
+    """Float32 logits of every step of `decoder_class` (default GraphDecoder: on a CPU, its static-KV
+    step run eagerly) on the adapter's decode modules (those of its LM where it declares none)."""
+    from amlib.fastpath.graph_decode import GraphDecoder
+    from amlib.models.cache import preallocated_cache
+
+    lm = adapter.language_model()
+    modules = adapter.decode_modules() or (lm.model, lm.lm_head)
+    decoder = (decoder_class or GraphDecoder)(adapter.model, *modules, adapter.decoder_layers())
+    tensors = {k: v.to(adapter.device) for k, v in prepared.tensors.items()}
+    logits = []
+    tokens, _ = decoder.generate(tensors, steps, [], preallocated_cache(adapter.model.config, steps), logits_out=logits)
+    if not len(tokens) == len(logits) == steps:
+        raise AssertionError(f"{len(tokens)} tokens and {len(logits)} logits for {steps} steps")
+    return torch.stack(logits)

@@ -1,6 +1,9 @@
 """Fast paths compute what transformers computes: the chunked audio encoder and the static-KV greedy
-decoder against HF's own paths on tiny random Qwen2.5-Omni thinkers (float32, CPU). The CUDA graph
-capture itself needs a GPU: scripts/bench_gpu.py checks its tokens against HF's there."""
+decoder against HF's own paths on tiny random thinkers (float32, CPU); the decoder step by step on
+logits, on sharpened attention, with two wrong variants shown failing. The CUDA graph capture itself
+needs a GPU: scripts/check_gpu_decode.py compares graph replay, the eager static path and HF there."""
+
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -13,6 +16,9 @@ from amlib.models.cache import preallocated_cache
 from amlib.pruning import make_method
 from amlib.pruning.mechanism import TokenPruner
 from amlib.tasks import TASKS
+
+from oracles import (generate_logits, max_diff, prepare, sharpen, static_decoder_logits, with_image_block,
+                     wrong_decoders)
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +173,54 @@ def test_fast_paths_switch_off_and_on_through_the_runner_loader():
     assert adapter.model.audio_tower.config._attn_implementation == "sdpa"
     adapter.set_fast_paths(True)
     assert adapter.fast_paths() == ["chunked_encoder"]  # CUDA-graph decoding: on CUDA only
+
+
+# -- per-step logits on sharpened attention, against HF generate (the wrong variants must fail) ------
+
+LOGITS_TOL = 1e-5  # float32: the decoder agrees with HF to ~3e-7; each wrong variant misses by > 1.5e-3
+
+
+class _RopeDeltaIgnored(GraphDecoder):
+    """Wrong on purpose: decoding continues at the prompt length (right only where the delta is 0)."""
+
+    def _rope_delta(self) -> int:
+        return 0
+
+
+def _sharp_family(name: str, image: bool):
+    adapter = load_model(name)
+    sharpen(adapter)
+    prepared = prepare(adapter, seconds=2.0)
+    return adapter, with_image_block(adapter, prepared) if image else prepared
+
+
+@pytest.fixture(scope="module", params=["tiny-random-qwen2.5-omni", "tiny-random-qwen2-audio"])
+def sharp(request):
+    """Only Qwen2.5-Omni's adapter decodes through GraphDecoder; Qwen2-Audio's Qwen2 LM shows the
+    decoder is not Omni-specific (1-D RoPE, another decoder class). The Omni prompt carries an image,
+    so its M-RoPE delta is nonzero (-2, see `with_image_block`)."""
+    return _sharp_family(request.param, image=request.param == "tiny-random-qwen2.5-omni")
+
+
+@pytest.mark.parametrize("method", [None, "frame"])
+def test_decoder_logits_equal_hf_generate_per_step(sharp, method):
+    """Every step's logits equal HF's, vanilla and pruned at layer K (per-layer slots and masks);
+    a position off by one and a mask slot opened one step early both miss by far more."""
+    adapter, prepared = sharp
+    pruner = TokenPruner(adapter, make_method(method), 0.6, 2) if method else nullcontext()
+    with pruner:
+        if method:
+            pruner.set_audio_spans(prepared.audio_spans)
+        _, expected = generate_logits(adapter, prepared)
+        wrong_classes = wrong_decoders()
+        if "image_grid_thw" in prepared.tensors:
+            assert adapter.model.rope_deltas.flatten().tolist() == [-2]  # M-RoPE: positions != 1-D
+            wrong_classes["rope_delta_ignored"] = _RopeDeltaIgnored
+        got = static_decoder_logits(adapter, prepared)
+        wrong = {name: static_decoder_logits(adapter, prepared, decoder_class=cls)
+                 for name, cls in wrong_classes.items()}
+    assert got.shape == expected.shape
+    assert max_diff(got, expected) < LOGITS_TOL
+    for name, logits in wrong.items():
+        assert max_diff(logits[0], expected[0]) < LOGITS_TOL  # the prefill is not the decoder's: same
+        assert max_diff(logits, expected) > 30 * LOGITS_TOL, name

@@ -7,7 +7,8 @@ from amlib.data import read_manifest
 from amlib.runner import evaluate
 from amlib.sweep import SharedPrefix, run_sweep, sweep_configs
 
-from conftest import make_item, write_rows
+from conftest import make_item, noise, write_rows
+from oracles import generate_logits, max_diff, sharpen, static_decoder_logits
 
 COMPARED = ("prediction", "parsed", "correct", "new_tokens", "audio_tokens", "prompt_tokens",
             "audio_tokens_before", "audio_tokens_after", "kept_tokens", "prefill_flops_ratio", "error")
@@ -71,8 +72,6 @@ def test_replayed_prefix_skips_the_encoder_and_lower_layers(manifest):
     from amlib.pruning import pruning
     from amlib.tasks import TASKS
 
-    from conftest import noise
-
     adapter = load_model("tiny-random-qwen2-audio", seed=0)
     prepared = adapter.build_inputs(noise(6.0), TASKS["SGR"], "q", ["male", "female"])
     runs = []
@@ -91,3 +90,64 @@ def test_replayed_prefix_skips_the_encoder_and_lower_layers(manifest):
     # the hooks see the module calls: the replay replaces forward, so the second prefill computes nothing
     assert runs.count("encoder") == 1 and runs.count("layer0-prefill") == 1 and prefix.recorded
     assert torch.is_tensor(prefix.attention.keys)
+
+
+# -- logits on sharpened attention: a replayed prefix gives a separate run's logits, another sample's does not
+
+LOGITS_TOL = 1e-5
+REPLAYED = [None, ("fastv", 0.6), ("dart", 0.6), ("frame", 0.6)]  # vanilla and every attention reader
+
+
+def _sgr_prompt(adapter, audio):
+    from amlib.tasks import TASKS
+
+    return adapter.build_inputs(audio, TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
+
+
+def _tone(seconds: float, hz: float = 220.0):
+    import numpy as np
+
+    from amlib.data.audio import SAMPLE_RATE
+
+    return (0.1 * np.sin(2 * np.pi * hz * np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE)).astype(np.float32)
+
+
+def _logits(adapter, prepared, config, prefix=None, static_decoder=False):
+    """Per-step logits of a forced greedy generate under `config` ((method, ratio) or None: vanilla),
+    with `prefix` (a SharedPrefix) active around it as the sweep has it; HF's generate, or the
+    static-KV decoder the adapter uses on CUDA."""
+    from contextlib import nullcontext
+
+    from amlib.pruning import pruning
+
+    with pruning(adapter, config[0], config[1], layer=2, prefix=prefix) if config else nullcontext() as pruner:
+        if pruner is not None:
+            pruner.set_audio_spans(prepared.audio_spans)  # both call the model, not adapter.generate
+        return static_decoder_logits(adapter, prepared) if static_decoder else generate_logits(adapter, prepared)[1]
+
+
+@pytest.mark.parametrize("name", sorted(GRIDS))
+def test_replayed_prefix_logits_equal_separate_runs_and_another_samples_prefix_fails(name):
+    """What the sweep does per sample (record the prefix in one configuration's prefill, replay it in
+    the others') gives each configuration the logits of a separate pruned run, step by step; a prefix
+    recorded on another sample of the same length (a tone instead of noise) does not."""
+    from amlib.models import load_model
+
+    adapter = load_model(name, seed=0)
+    sharpen(adapter)
+    own, other = _sgr_prompt(adapter, noise(2.0, seed=1)), _sgr_prompt(adapter, _tone(2.0))
+    assert own.tensors["input_ids"].shape == other.tensors["input_ids"].shape  # a replay would not notice
+    alone = [_logits(adapter, own, config) for config in REPLAYED]
+    with SharedPrefix(adapter, layer=2) as prefix:
+        _logits(adapter, own, ("frame", 0.3), prefix)  # records this sample's prefix
+        assert prefix.recorded
+        replayed = [_logits(adapter, own, config, prefix) for config in REPLAYED]
+        if adapter.decode_modules() is not None:  # the sweep on CUDA decodes through the static-KV decoder
+            replayed += [_logits(adapter, own, config, prefix, static_decoder=True) for config in REPLAYED]
+    with SharedPrefix(adapter, layer=2) as prefix:
+        _logits(adapter, other, ("frame", 0.3), prefix)  # wrong on purpose: another sample's prefix
+        foreign = [_logits(adapter, own, config, prefix) for config in REPLAYED]
+    for config, a, r in zip(REPLAYED * 2, alone * 2, replayed):
+        assert max_diff(r, a) < LOGITS_TOL, config
+    for config, a, f in zip(REPLAYED, alone, foreign):
+        assert max_diff(f, a) > 30 * LOGITS_TOL, config

@@ -18,7 +18,9 @@ forward, any pruning or eviction hooks active), then decodes with:
 
 It is greedy decoding only: `supports()` refuses a generation config whose processors would change
 greedy choices (repetition penalty, n-gram bans, suppressed tokens, ...), and callers then use HF's
-`generate`. Equality with HF's greedy tokens is tested on tiny instances (CPU, float32).
+`generate`. Equality with HF's `generate` is tested step by step on logits (`logits_out`) on tiny
+instances (CPU, float32, sharpened attention, vanilla and pruned, a nonzero M-RoPE delta), and at
+full size on a GPU, graph replay included, by scripts/check_gpu_decode.py.
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ class StaticKV:
     def slot(self, layer_idx: int) -> torch.Tensor:
         return self.positions[layer_idx:layer_idx + 1]
 
+    def open_slot(self, layer_idx: int) -> None:
+        """The slot this step writes becomes visible to this step's query (and every later one)."""
+        self.masks[layer_idx].index_fill_(-1, self.slot(layer_idx), 0.0)
+
     # the interface transformers' attention calls
     def update(self, key_states, value_states, layer_idx: int, cache_kwargs=None):
         slot = self.slot(layer_idx)
@@ -117,6 +123,8 @@ class GraphDecoder:
     final norm) followed by `lm_head`; `layers` are the decoder layers (attention modules read the
     per-layer mask through a forward pre-hook). `use_graph` None: a CUDA graph on CUDA only."""
 
+    cache_class = StaticKV
+
     def __init__(self, model, text_model, lm_head, layers, use_graph: bool | None = None,
                  min_graph_tokens: int = 16):
         self.model, self.text_model, self.lm_head, self.layers = model, text_model, lm_head, list(layers)
@@ -129,9 +137,12 @@ class GraphDecoder:
         return int(delta.flatten()[0]) if isinstance(delta, torch.Tensor) else 0
 
     @torch.inference_mode()
-    def generate(self, tensors: dict, max_new_tokens: int, eos_token_ids: list[int], prefill_cache):
+    def generate(self, tensors: dict, max_new_tokens: int, eos_token_ids: list[int], prefill_cache,
+                 logits_out: list | None = None):
         """(new token ids, GenerationTiming) for one prompt (batch 1). `prefill_cache` is the empty
-        transformers cache the prefill fills (e.g. `amlib.models.cache.preallocated_cache`)."""
+        transformers cache the prefill fills (e.g. `amlib.models.cache.preallocated_cache`). A list
+        `logits_out` receives each step's float32 logits (1, vocab), as `generate(output_logits=True)`
+        gives them (checks only: one extra copy per step)."""
         device = tensors["input_ids"].device
         sync = sync_for(device)
         if device.type == "cuda":
@@ -141,35 +152,42 @@ class GraphDecoder:
         out = self.model(**tensors, past_key_values=prefill_cache, use_cache=True, logits_to_keep=1)
         first = out.logits[:, -1].argmax(-1)
         token = int(first)
+        if logits_out is not None:
+            logits_out.append(out.logits[:, -1].float().clone())
         sync()
         prefill_end = time.perf_counter()
         tokens = [token]
         if max_new_tokens > 1 and token not in eos_token_ids:
             tokens += self._decode(first, out.past_key_values, tensors["input_ids"].shape[1], max_new_tokens - 1,
-                                   set(eos_token_ids), device)
+                                   set(eos_token_ids), device, logits_out)
         sync()
         end = time.perf_counter()
         return tokens, GenerationTiming(prefill_end - start, end - prefill_end, *peak_memory(device))
 
-    def _decode(self, first, prefill_cache, prompt_len: int, steps: int, eos: set[int], device) -> list[int]:
+    def _decode(self, first, prefill_cache, prompt_len: int, steps: int, eos: set[int], device,
+                logits_out: list | None = None) -> list[int]:
         dtype = self.lm_head.weight.dtype
-        cache = StaticKV(prefill_cache, steps, dtype)
+        cache = self.cache_class(prefill_cache, steps, dtype)
         del prefill_cache
         ids = first.view(1, 1).clone()
         position = torch.tensor([prompt_len + self._rope_delta()], dtype=torch.long, device=device)
         placeholder = torch.zeros(1, 1, 1, 1, dtype=dtype, device=device)  # replaced per layer by the hooks
+        # the step's logits, kept only when asked for (a static buffer: a graph replay overwrites it)
+        logits = None if logits_out is None else torch.empty(1, self.lm_head.weight.shape[0], dtype=dtype, device=device)
 
         def per_layer_mask(i):
             def hook(module, args, kwargs):
-                mask = cache.masks[i]
-                mask.index_fill_(-1, cache.slot(i), 0.0)  # the slot this step writes becomes visible
-                return args, {**kwargs, "attention_mask": mask}
+                cache.open_slot(i)
+                return args, {**kwargs, "attention_mask": cache.masks[i]}
             return hook
 
         def step():
             hidden = self.text_model(input_ids=ids, position_ids=position.view(1, 1), past_key_values=cache,
                                      attention_mask=placeholder, cache_position=position, use_cache=True).last_hidden_state
-            ids.copy_(self.lm_head(hidden[:, -1:]).argmax(-1))
+            step_logits = self.lm_head(hidden[:, -1:])
+            ids.copy_(step_logits.argmax(-1))
+            if logits is not None:
+                logits.copy_(step_logits[:, -1])
             cache.positions.add_(1)
             position.add_(1)
 
@@ -185,6 +203,8 @@ class GraphDecoder:
                 run()
                 token = int(ids)
                 tokens.append(token)
+                if logits is not None:
+                    logits_out.append(logits.float().clone())
                 if token in eos:
                     break
             return tokens
