@@ -14,13 +14,12 @@ The protocol of one predictions file `<folder>/<stem>.jsonl` (`amlib.runner.eval
 A crash anywhere loses at most the row being written; a re-launch with any world size resumes.
 World size 1 writes straight into the run file, as the runner always did (unless an earlier launch
 left shards: then it too writes a shard, so that the merge leaves the file in manifest order).
+The file side (reading, shard names, combining, merging): `amlib.predictions`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,12 +28,11 @@ from typing import Callable
 
 import torch
 
-SHARD_DIR = "shards"
+from amlib.predictions import merge, shard_files, shard_path
+
 # A process that finished its share waits at a barrier for the slowest one; the default process
 # group timeout (10-30 min) would kill a launch whose shares differ by more than that.
 BARRIER_TIMEOUT = timedelta(hours=24)
-# What two rows of one id must agree on to count as the same result (timings and rank may differ).
-SAME_RESULT_KEYS = ("prediction", "parsed", "correct", "input_fingerprint")
 
 
 @dataclass(frozen=True)
@@ -102,87 +100,13 @@ def my_share(items: list, ranks: Ranks) -> list:
     return items[ranks.rank::ranks.world_size]
 
 
-def shard_path(run_file: Path, rank: int, world_size: int) -> Path:
-    return run_file.parent / SHARD_DIR / f"{run_file.stem}.rank{rank}of{world_size}.jsonl"
-
-
 def write_target(run_file: Path, ranks: Ranks) -> Path:
     """Where this process appends: the run file itself when alone, as always; else its own shard
     file (also alone when an earlier launch left shards: the final merge then puts the whole file in
-    manifest order). Ask before `amlib.runner.start_run`, which merges those leftovers away."""
+    manifest order). Ask before `amlib.runner.RunFile.open`, which merges those leftovers away."""
     if ranks.world_size == 1 and not shard_files(run_file):
         return run_file
     return shard_path(run_file, ranks.rank, ranks.world_size)
-
-
-def append_to(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("a", encoding="utf-8")
-
-
-def shard_files(run_file: Path) -> list[Path]:
-    """The shard files of `run_file` present now, of any world size, ordered by (world size, rank)."""
-    folder = run_file.parent / SHARD_DIR
-    if not folder.is_dir():
-        return []
-    pattern = re.compile(re.escape(run_file.stem) + r"\.rank(\d+)of(\d+)\.jsonl")
-    found = [(int(m[2]), int(m[1]), p) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))]
-    return [p for *_, p in sorted(found)]
-
-
-def read_done(run_file: Path, shards: list[Path] = ()) -> list[dict]:
-    """The rows finished so far: the run file's, then every shard's (those present and `shards`;
-    a torn last line dropped), one row per id (see `combine`)."""
-    from amlib.runner import read_predictions
-
-    sources = [(run_file, read_predictions(run_file))]
-    found = shard_files(run_file)
-    sources += [(p, read_predictions(p, truncated_tail=True)) for p in found + [p for p in shards if p not in found]]
-    return combine(sources)
-
-
-def combine(sources: list[tuple[Path, list[dict]]]) -> list[dict]:
-    """One row per id, first seen first. A later copy of an id must hold the same result (a merge
-    interrupted before the shards were removed), or replace an error row (a retried error);
-    anything else means the sample was evaluated twice with different results: an error."""
-    rows: dict[str, tuple[Path, dict]] = {}
-    for path, source in sources:
-        for row in source:
-            seen = rows.get(row["id"])
-            if seen is None or seen[1].get("error"):
-                rows[row["id"]] = (path, row)
-                continue
-            differs = [k for k in SAME_RESULT_KEYS if seen[1].get(k) != row.get(k)]
-            if differs:
-                raise ValueError(f"sample {row['id']} is in {seen[0]} and in {path} with different "
-                                 f"{', '.join(differs)}; remove the wrong row before merging")
-    return [row for _, row in rows.values()]
-
-
-def in_order(rows: list[dict], ids: list[str]) -> list[dict]:
-    """`rows` in the order of `ids` (manifest order); rows of other ids after them, as they came."""
-    position = {id_: i for i, id_ in enumerate(ids)}
-    return sorted(rows, key=lambda row: position.get(row["id"], len(position)))
-
-
-def merge(run_file: Path, ids: list[str], shards: list[Path] = ()) -> list[dict]:
-    """Write the run file anew from itself and its shards (those present and `shards`), in manifest
-    order and atomically (a temporary file replaced in one step), then remove the shards. Main
-    process only."""
-    rows = in_order(read_done(run_file, shards), ids)
-    temporary = run_file.with_name(f".{run_file.name}.merging")
-    with temporary.open("w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(row) + "\n" for row in rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(temporary, run_file)
-    for path in set(shard_files(run_file)) | set(shards):
-        path.unlink(missing_ok=True)
-    try:
-        (run_file.parent / SHARD_DIR).rmdir()
-    except OSError:  # other runs' shards are still there
-        pass
-    return rows
 
 
 def await_files(paths: list[Path], seconds: float = 60.0) -> None:

@@ -5,12 +5,15 @@ memory, audio tokens, duration, the item's choices, an input fingerprint and ful
 Re-running skips ids already finished with the same settings and the same inputs (the fingerprint:
 audio bytes, question, choices, answer; `check_same_inputs`); a sample that raises (unreadable,
 empty or NaN audio included) is recorded with its error and the run goes on.
+
+Public pieces for other drivers of runs (`amlib.sweep`): `RunFile` (one configuration's file while a
+run writes it: what is still to do, where this process appends, the final merge) and
+`evaluate_sample` (one sample under one configuration -> its row). The file format itself (reading,
+shards, merging): `amlib.predictions`; `read_predictions` is re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import traceback
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,11 +25,12 @@ from tqdm.auto import tqdm
 import amlib
 from amlib.data import Sample, load_audio
 from amlib.data.manifest import input_fingerprint
-from amlib import distributed
+from amlib import distributed, predictions
 from amlib.distributed import SINGLE, Ranks
 from amlib.efficiency import device_name
 from amlib.metrics import PARSER_VERSION, parse_choice
-from amlib.models.base import AudioLMAdapter
+from amlib.models.base import AudioLMAdapter, PreparedInputs
+from amlib.predictions import read_predictions  # re-exported: notebooks, scripts and amlib.report use it
 from amlib.tasks import PROMPT_VERSION, TASK_ORDER, get_task
 
 # Settings that must match for a resumed file to be continued rather than mixed.
@@ -89,30 +93,6 @@ def provenance(adapter: AudioLMAdapter, config: RunConfig, ranks: Ranks = SINGLE
     }
 
 
-def read_predictions(path: str | Path, truncated_tail: bool = False) -> list[dict]:
-    """All rows of a predictions file; for an id seen twice (a retried error) the last row wins.
-    A line that is not JSON is an error naming it, except with `truncated_tail` the LAST line, which
-    is dropped with a warning (a process killed mid-write; `amlib.distributed` shard files)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows: dict[str, dict] = {}
-    with path.open(encoding="utf-8") as fh:
-        lines = [(n, line) for n, line in enumerate(fh, start=1) if line.strip()]
-    for lineno, line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            if truncated_tail and lineno == lines[-1][0]:
-                logging.getLogger(__name__).warning(
-                    "%s:%d: dropped a truncated last line (a process stopped mid-write); its sample is redone",
-                    path, lineno)
-                continue
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg}); truncated write?") from None
-        rows[row["id"]] = row
-    return list(rows.values())
-
-
 def _check_same_run(existing: list[dict], prov: dict, path: Path) -> None:
     for row in existing:
         for key in RUN_KEYS:
@@ -158,11 +138,15 @@ def check_same_inputs(existing: list[dict], samples: list[Sample], path: Path,
                          + (" (or retry_errors to re-run error rows)" if row.get("error") else ""))
 
 
-def predict_one(adapter: AudioLMAdapter, sample: Sample) -> dict:
-    spec = get_task(sample.task)
+def prepare_inputs(adapter: AudioLMAdapter, sample: Sample) -> PreparedInputs:
+    """The model's inputs for `sample`: its audio read and laid out with the task's prompt."""
     audio = load_audio(sample.audio_path)
-    prepared = adapter.build_inputs(audio, spec, sample.question, sample.choices)
-    return answer_row(adapter, sample, prepared)
+    return adapter.build_inputs(audio, get_task(sample.task), sample.question, sample.choices)
+
+
+def predict_one(adapter: AudioLMAdapter, sample: Sample) -> dict:
+    """The result fields of `sample` (inside whatever efficiency context the caller entered)."""
+    return answer_row(adapter, sample, prepare_inputs(adapter, sample))
 
 
 def answer_row(adapter: AudioLMAdapter, sample: Sample, prepared) -> dict:
@@ -220,21 +204,55 @@ def efficiency_context(adapter: AudioLMAdapter, config: RunConfig, prefix=None):
     return pruning(adapter, config.method, config.ratio, layer=layer, seed=config.seed, prefix=prefix)
 
 
-def start_run(adapter: AudioLMAdapter, samples: list[Sample], out_path: Path, config: RunConfig,
-              retry_errors: bool = False, ranks: Ranks | None = None) -> tuple[dict, list[Sample]]:
-    """(provenance, samples still to do) of one configuration's predictions file, after checking that
-    its existing rows (with an earlier launch's shard files: `amlib.distributed`) were made with the
-    same settings and inputs. Every process of a launch gets the same list; leftover shards are merged."""
-    ranks = ranks or distributed.current(adapter.device)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    prov = provenance(adapter, config, ranks)
-    leftovers = bool(distributed.shard_files(out_path))
-    existing = distributed.read_done(out_path)
-    _check_same_run(existing, prov, out_path)
-    check_same_inputs(existing, samples, out_path, retry_errors)
-    done = {r["id"] for r in existing if not (retry_errors and r["error"])}
-    distributed.settle_leftovers(out_path, [s.id for s in samples], leftovers, ranks)
-    return prov, [s for s in samples if s.id not in done]
+class RunFile:
+    """One configuration's predictions file while a run writes it. `RunFile.open` checks the rows
+    already there (and an earlier launch's shard files) against this run's settings and inputs and
+    says what is left: `needs(sample)`; inside `with`, `write(row)` appends to this process's target
+    (the file itself alone, else its shard: `amlib.distributed`); after the `with`, `finish` merges
+    the shards of every process and returns all rows of the file."""
+
+    def __init__(self, path: Path, config: RunConfig, prov: dict, todo: list[Sample], target: Path, ranks: Ranks):
+        self.path, self.config, self.provenance, self.todo = path, config, prov, todo
+        self.target, self.ranks = target, ranks
+        self._todo_ids = {s.id for s in todo}
+        self._fh = None
+
+    @classmethod
+    def open(cls, adapter: AudioLMAdapter, samples: list[Sample], path: str | Path, config: RunConfig,
+             retry_errors: bool = False, ranks: Ranks | None = None) -> RunFile:
+        """Every process of a launch gets the same `todo`; shards an earlier launch left are merged."""
+        path = Path(path)
+        ranks = ranks or distributed.current(adapter.device)
+        target = distributed.write_target(path, ranks)  # asked before the leftovers are merged away
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prov = provenance(adapter, config, ranks)
+        leftovers = bool(predictions.shard_files(path))
+        existing = predictions.read_done(path)
+        _check_same_run(existing, prov, path)
+        check_same_inputs(existing, samples, path, retry_errors)
+        done = {r["id"] for r in existing if not (retry_errors and r["error"])}
+        distributed.settle_leftovers(path, [s.id for s in samples], leftovers, ranks)
+        return cls(path, config, prov, [s for s in samples if s.id not in done], target, ranks)
+
+    def needs(self, sample: Sample) -> bool:
+        return sample.id in self._todo_ids
+
+    def __enter__(self) -> RunFile:
+        # created even when this process has nothing to write: the main process waits for every shard
+        self._fh = predictions.append_to(self.target)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._fh.close()
+        return False
+
+    def write(self, row: dict) -> None:
+        predictions.write_row(self._fh, row)
+
+    def finish(self, samples: list[Sample]) -> list[dict]:
+        """Once every process wrote its share: the file merged in the order of `samples`, all its rows."""
+        distributed.finish(self.path, [s.id for s in samples], self.ranks, self.target)
+        return read_predictions(self.path)
 
 
 def sample_fields(sample: Sample) -> dict:
@@ -249,9 +267,29 @@ def error_fields(sample: Sample, err: Exception) -> dict:
             "error": f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"}
 
 
-def write_row(fh, row: dict) -> None:
-    fh.write(json.dumps(row) + "\n")
-    fh.flush()
+def file_row(sample: Sample, result: dict, prov: dict) -> dict:
+    """A row as a predictions file holds it: the sample's fields, the result (or error) fields, provenance."""
+    return {**sample_fields(sample), **result, "provenance": prov}
+
+
+def error_row(sample: Sample, err: Exception, prov: dict) -> dict:
+    return file_row(sample, error_fields(sample, err), prov)
+
+
+def evaluate_sample(adapter: AudioLMAdapter, sample: Sample, config: RunConfig, prov: dict,
+                    prepared: PreparedInputs | None = None, prefix=None) -> dict:
+    """The row of one sample under `config`, as `evaluate` writes it (`prov`: `RunFile.provenance`).
+    The inputs are built from the sample's audio, or taken from `prepared` when the caller built them
+    once for several configurations; generation runs inside `efficiency_context(adapter, config,
+    prefix)`. Anything that raises becomes an error row naming it. (`evaluate` enters the context
+    once for all samples instead, so it does not call this.)"""
+    try:
+        prepared = prepare_inputs(adapter, sample) if prepared is None else prepared
+        with efficiency_context(adapter, config, prefix=prefix):
+            result = {**answer_row(adapter, sample, prepared), "error": None}
+    except Exception as err:
+        result = error_fields(sample, err)
+    return file_row(sample, result, prov)
 
 
 def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Path,
@@ -261,34 +299,29 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     launch of several processes (`ranks`, default: accelerate's), each does its share of the samples
     into its own shard file, merged into `out_path` at the end (`amlib.distributed`)."""
     config = config or RunConfig()
-    out_path = Path(out_path)
-    ranks = ranks or distributed.current(adapter.device)
-    target = distributed.write_target(out_path, ranks)
-    prov, todo = start_run(adapter, samples, out_path, config, retry_errors, ranks)
+    run = RunFile.open(adapter, samples, out_path, config, retry_errors, ranks)
     torch.manual_seed(config.seed)
-    with distributed.append_to(target) as fh:
-        _evaluate_into(fh, adapter, distributed.my_share(todo, ranks), config, prov, progress, ranks)
-    distributed.finish(out_path, [s.id for s in samples], ranks, target)
-    return read_predictions(out_path)
+    with run:
+        _evaluate_into(run, adapter, distributed.my_share(run.todo, run.ranks), progress)
+    return run.finish(samples)
 
 
-def _evaluate_into(fh, adapter, todo: list[Sample], config: RunConfig, prov: dict, progress: bool,
-                   ranks: Ranks) -> None:
+def _evaluate_into(run: RunFile, adapter, todo: list[Sample], progress: bool) -> None:
     with ExitStack() as stack:
         try:
-            stack.enter_context(efficiency_context(adapter, config))
+            stack.enter_context(efficiency_context(adapter, run.config))
         except Exception as err:  # the configuration cannot run on this model: every row says why
             for sample in todo:
-                write_row(fh, {**sample_fields(sample), **error_fields(sample, err), "provenance": prov})
+                run.write(error_row(sample, err, run.provenance))
             return
-        label = config.press or config.method
-        rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
+        label = run.config.press or run.config.method
+        rank = f" rank {run.ranks.rank}/{run.ranks.world_size}" if run.ranks.world_size > 1 else ""
         for sample in tqdm(todo, desc=f"{adapter.model_id} {label}{rank}", disable=not progress):
             try:
                 result = {**predict_one(adapter, sample), "error": None}
             except Exception as err:
                 result = error_fields(sample, err)
-            write_row(fh, {**sample_fields(sample), **result, "provenance": prov})
+            run.write(file_row(sample, result, run.provenance))
 
 
 def select(samples: list[Sample], tasks: list[str] | None = None, limit: int | dict | None = None) -> list[Sample]:

@@ -24,14 +24,12 @@ import torch
 from tqdm.auto import tqdm
 
 from amlib import distributed
-from amlib.data import Sample, load_audio
+from amlib.data import Sample
 from amlib.distributed import Ranks
 from amlib.models.base import AudioLMAdapter
 from amlib.pruning import DEFAULT_LAYER
 from amlib.pruning.mechanism import AttentionCapture
-from amlib.runner import (RunConfig, answer_row, efficiency_context, error_fields, read_predictions,
-                          sample_fields, start_run, write_row)
-from amlib.tasks import get_task
+from amlib.runner import RunConfig, RunFile, error_row, evaluate, evaluate_sample, prepare_inputs
 
 
 def _now() -> float:
@@ -150,54 +148,45 @@ def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | 
     layer = layers.pop() if layers else DEFAULT_LAYER
     output_dir = Path(output_dir)
     ranks = ranks or distributed.current(adapter.device)
-    runs, targets = [], {}
-    for config in configs:
-        path = output_dir / config.file_name(adapter.model_id)
-        targets[path] = distributed.write_target(path, ranks)
-        prov, todo = start_run(adapter, samples, path, config, ranks=ranks)
-        runs.append((config, path, prov, {s.id for s in todo}))
-    pending = distributed.my_share([s for s in samples if any(s.id in todo for *_, todo in runs)], ranks)
-    handles = {path: distributed.append_to(target) for path, target in targets.items()}
-    try:
+    runs = [RunFile.open(adapter, samples, output_dir / config.file_name(adapter.model_id), config, ranks=ranks)
+            for config in configs]
+    pending = distributed.my_share([s for s in samples if any(run.needs(s) for run in runs)], ranks)
+    with ExitStack() as files:
+        for run in runs:
+            files.enter_context(run)
         rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
         for sample in tqdm(pending, desc=f"{adapter.model_id} sweep x{len(configs)}{rank}", disable=not progress):
-            _sweep_sample(adapter, sample, runs, handles, layer)
-    finally:
-        for fh in handles.values():
-            fh.close()
-    for path, target in targets.items():
-        distributed.finish(path, [s.id for s in samples], ranks, target)
-    return {path.name: read_predictions(path) for _, path, _, _ in runs}
+            _sweep_sample(adapter, sample, runs, layer)
+    return {run.path.name: run.finish(samples) for run in runs}
 
 
-def _sweep_sample(adapter, sample, runs, handles, layer) -> None:
+def _sweep_sample(adapter: AudioLMAdapter, sample: Sample, runs: list[RunFile], layer: int) -> None:
+    """One sample under every configuration that still needs it, its inputs built once and its
+    prefix (encoder + layers < `layer`) computed once."""
     try:
-        audio = load_audio(sample.audio_path)
-        prepared = adapter.build_inputs(audio, get_task(sample.task), sample.question, sample.choices)
+        prepared = prepare_inputs(adapter, sample)
     except Exception as err:  # every configuration records the failure
-        for config, path, prov, todo in runs:
-            if sample.id in todo:
-                write_row(handles[path], {**sample_fields(sample), **error_fields(sample, err), "provenance": prov})
+        for run in runs:
+            if run.needs(sample):
+                run.write(error_row(sample, err, run.provenance))
         return
     with SharedPrefix(adapter, layer) as prefix:
-        for config, path, prov, todo in runs:
-            if sample.id not in todo:
+        for run in runs:
+            if not run.needs(sample):
                 continue
-            torch.manual_seed(config.seed)
+            torch.manual_seed(run.config.seed)
             replayed = prefix.recorded
-            try:
-                with efficiency_context(adapter, config, prefix=prefix):
-                    result = {**answer_row(adapter, sample, prepared), "error": None}
-                result["shared_prefix"] = "replayed" if replayed else "recorded"
-                result["shared_prefix_s"] = prefix.prefix_seconds
-                # a replayed prefill skipped the shared part: add its recorded cost, so prefill_s
-                # stands for what this configuration costs on its own (measured part beside it)
-                result["prefill_measured_s"] = result["prefill_s"]
-                if replayed:
-                    result["prefill_s"] = result["prefill_s"] + prefix.prefix_seconds
-            except Exception as err:
-                result = error_fields(sample, err)
-            write_row(handles[path], {**sample_fields(sample), **result, "provenance": prov})
+            row = evaluate_sample(adapter, sample, run.config, run.provenance, prepared, prefix=prefix)
+            if row["error"] is None:
+                row.update(shared_prefix_timing(row["prefill_s"], replayed, prefix.prefix_seconds))
+            run.write(row)
+
+
+def shared_prefix_timing(prefill_s: float, replayed: bool, prefix_seconds: float) -> dict:
+    """A replayed prefill skipped the shared part: its recorded cost is added, so that `prefill_s`
+    stands for what the configuration costs on its own (the measured part beside it)."""
+    return {"shared_prefix": "replayed" if replayed else "recorded", "shared_prefix_s": prefix_seconds,
+            "prefill_measured_s": prefill_s, "prefill_s": prefill_s + prefix_seconds if replayed else prefill_s}
 
 
 def eviction_configs(presses: list[str], ratios: list[float], protocols: list[str], seed: int = 0,
@@ -213,8 +202,6 @@ def run_configs(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str 
     """Each configuration over `samples` with the resumable runner (one file per configuration; the
     samples split over the processes of a launch); {file name: its rows}. A press evicts from layer 0
     on, so nothing of the prefill can be shared."""
-    from amlib.runner import evaluate
-
     return {config.file_name(adapter.model_id): evaluate(adapter, samples, Path(output_dir) /
                                                          config.file_name(adapter.model_id), config,
                                                          progress=progress, ranks=ranks)

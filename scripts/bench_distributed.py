@@ -27,7 +27,7 @@ import numpy as np
 
 from amlib.data.audio import SAMPLE_RATE, write_audio
 from amlib.data.manifest import write_manifest
-from amlib.runner import read_predictions
+from amlib.predictions import read_predictions
 
 
 def make_items(root: Path, count: int, seconds: float) -> Path:

@@ -8,7 +8,7 @@ per-token decode time against the compressed cache.
         --reps 1 --out /tmp/eviction_cpu.json                                                  # CPU
 
 `qwen2.5-omni-3b`: the full-size thinker from its published config with RANDOM weights (no download),
-inputs laid out as its processor does (built by scripts/bench_pruning.py's `omni_inputs`).
+inputs laid out as its processor does (`amlib.bench_harness`, as the other benchmarks).
 `reference`: the book's reference model through its adapter. Generation runs through
 `amlib.eviction.evicted_generate` for every configuration, vanilla included (the same loop with
 KNorm at ratio 0, which evicts nothing), so the press's overhead is the only difference; EOS does
@@ -21,65 +21,32 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
+from amlib import bench_harness as harness
 from amlib.efficiency import device_name
 from amlib.eviction import PRESS_SPECS, evicted_generate
 from amlib.eviction.install import PressInstallation
 from amlib.eviction.presses import make_press
 from amlib.models.base import PreparedInputs
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_pruning import omni_inputs  # noqa: E402  (the same full-size inputs as the pruning benchmark)
-
 PRESSES = ("random", "knorm", "tova", "snapkv", "streaming_llm", "expected_attention", "keydiff", "pyramidkv")
 RATIOS = (0.3, 0.5, 0.7, 0.9)
 
 
-class BenchAdapter:
-    """What amlib.eviction needs of an adapter, around a bare model (no processor needed)."""
-
-    def __init__(self, model, layers, family: str, model_id: str):
-        self.model, self._layers, self.family, self.model_id = model, layers, family, model_id
-        self.processor = SimpleNamespace(tokenizer=SimpleNamespace(
-            decode=lambda ids, **_: " ".join(str(i) for i in ids.tolist())))
-
-    def decoder_layers(self):
-        return self._layers
-
-    def language_model(self):
-        return self.model
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-
 def build(name: str, seconds: float, device: str, dtype: str):
+    """(adapter, prepared inputs); EOS off, so every run decodes the same number of tokens."""
     if name == "reference":
-        import numpy as np
-
-        from amlib.models import load_model
-        from amlib.tasks import TASKS
-
-        adapter = load_model("amlib-reference-whisper-tiny-smollm2", device=device)
-        if dtype != "float32":
-            adapter.model.to(getattr(torch, dtype))
-        audio = (0.05 * np.random.default_rng(0).standard_normal(int(seconds * 16_000))).astype(np.float32)
-        prepared = adapter.build_inputs(audio, TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
-        for k, v in prepared.tensors.items():
-            if v.is_floating_point():
-                prepared.tensors[k] = v.to(getattr(torch, dtype))
+        adapter, prepared = harness.reference_prompt(seconds, device, dtype)
     else:
-        model, bare, tensors, spans, model_id = omni_inputs(seconds, device, dtype, "qwen2.5-omni-3b.json")
-        adapter = BenchAdapter(model, model.model.layers, "qwen2.5-omni", model_id)
+        model = harness.omni_thinker("qwen2.5-omni-3b.json", device, getattr(torch, dtype))
+        tensors, spans = harness.omni_prompt(model.config, seconds, device, getattr(torch, dtype))
+        adapter = harness.omni_bare(model, "Qwen2.5-Omni-3B thinker (qwen2.5-omni-3b.json, random weights)")
         prepared = PreparedInputs(tensors, spans, 1, tensors["input_ids"].shape[-1])
-    adapter.model.generation_config.eos_token_id = None  # decode a fixed number of tokens
+    adapter.model.generation_config.eos_token_id = None
     return adapter, prepared
 
 

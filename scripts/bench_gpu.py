@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from amlib import bench_harness as harness
 from amlib.efficiency import device_name, lm_layer_flops, pruned_prefill_flops_ratio, text_config_of
 from amlib.fastpath import ChunkedEncoderAttention, GraphDecoder
 from amlib.models.cache import preallocated_cache
@@ -31,74 +32,16 @@ from amlib.pruning.mechanism import TokenPruner
 
 RATIOS = (0.3, 0.6, 0.9)
 LAYER = 2
-
-
-class _Bare:
-    """What TokenPruner needs from an adapter."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def decoder_layers(self):
-        return self.model.model.layers
-
-
-def build(config_file: str, dtype: torch.dtype):
-    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
-
-    from amlib.models.common import real_config_dict
-
-    config = Qwen2_5OmniThinkerConfig(**real_config_dict(config_file))
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = Qwen2_5OmniThinkerForConditionalGeneration(config).to(dtype).eval()
-    model.generation_config.eos_token_id = None  # random weights: decode a fixed number of tokens
-    return model
-
-
-def inputs(model, seconds: float):
-    config = model.config
-    frames = int(seconds * 100)
-    n_audio = ((frames - 1) // 2 + 1 - 2) // 2 + 1
-    prefix = [151644, 8948, 198] + [100] * 20 + [151645, 198, 151644, 872, 198]
-    suffix = [100] * 40 + [151645, 198, 151644, 77091, 198]
-    ids = prefix + [config.audio_start_token_id] + [config.audio_token_id] * n_audio + [config.audio_end_token_id] + suffix
-    start = len(prefix) + 1
-    torch.manual_seed(1)
-    tensors = {
-        "input_ids": torch.tensor([ids], device="cuda"),
-        "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device="cuda"),
-        "input_features": torch.randn(1, config.audio_config.num_mel_bins, frames, device="cuda"),
-        "feature_attention_mask": torch.ones(1, frames, dtype=torch.long, device="cuda"),
-    }
-    return tensors, [(start, start + n_audio)]
+CLOCK = harness.Clock("cuda")
 
 
 def now() -> float:
-    torch.cuda.synchronize()
-    return time.perf_counter()
-
-
-def mark_lm_start(model, marks: dict):
-    """A pre-hook on decoder layer 0 that records when the LM starts (returns None: args unchanged)."""
-    def hook(*_):
-        marks.setdefault("lm", now())
-    return model.model.layers[0].register_forward_pre_hook(hook)
+    return CLOCK.now()
 
 
 def prefill(model, tensors) -> tuple[float, float]:
     """(whole prefill s, s until decoder layer 0 starts = encoder + merge)."""
-    marks = {}
-    hook = mark_lm_start(model, marks)
-    try:
-        start = now()
-        with torch.inference_mode():
-            model(**tensors, use_cache=True, logits_to_keep=1)
-        end = now()
-    finally:
-        hook.remove()
-    return end - start, marks["lm"] - start
+    return harness.time_prefill(model, tensors, model.model.layers, CLOCK)
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -130,7 +73,7 @@ def measure_prefills(model, tensors, spans, fast: ChunkedEncoderAttention, reps:
     # asynchronous: what that wait costs, measured in the same run
     configs = ([("vanilla", 0.0, False, False), ("vanilla", 0.0, True, False)]
                + [(m, r, True, False) for r in RATIOS for m in METHODS] + [("frame", 0.9, True, True)])
-    bare = _Bare(model)
+    bare = harness.omni_bare(model, "bench")
 
     def once(method, ratio, fast_encoder, sync_at_k):
         fast.install() if fast_encoder else fast.remove()
@@ -182,27 +125,14 @@ def lm_tflops(model, tokens: int, seconds: float) -> float:
     return flops / seconds / 1e12
 
 
-def plain_lm_s(model, tokens: int, reps: int) -> float:
-    """The bare decoder stack on `tokens` embeddings: what a model that never saw the dropped tokens costs."""
-    embeds = torch.randn(1, tokens, model.config.text_config.hidden_size, device="cuda", dtype=model.dtype) * 0.02
-
-    def once():
-        start = now()
-        with torch.inference_mode():
-            model.model(inputs_embeds=embeds, use_cache=True)
-        return now() - start
-    once()
-    return statistics.median(once() for _ in range(reps))
-
-
 def profile_lm(model, tensors, spans, method: str, ratio: float) -> dict:
     """Kernel time on the GPU vs wall time of the LM part of one pruned prefill: a GPU busy far less
     than the wall time is waiting for the host (Python and kernel launches), not computing."""
     from torch.profiler import ProfilerActivity, profile
 
-    bare = _Bare(model)
+    bare = harness.omni_bare(model, "bench")
     marks = {}
-    hook = mark_lm_start(model, marks)
+    hook = harness.mark_lm_start(model.model.layers, marks, CLOCK)
     try:
         with TokenPruner(bare, make_method(method), ratio, LAYER) as pruner:
             pruner.set_audio_spans(spans)
@@ -230,7 +160,7 @@ def profile_lm(model, tensors, spans, method: str, ratio: float) -> dict:
 def decode_compare(model, tensors, spans, new_tokens: int, method: str | None) -> dict:
     """Per-token decode: HF generate (its own cache, then amlib's in-place cache) vs GraphDecoder (CUDA
     graph), same prompt, and how many of their greedy tokens agree."""
-    bare = _Bare(model)
+    bare = harness.omni_bare(model, "bench")
 
     @contextmanager
     def pruned():
@@ -291,7 +221,7 @@ def compiled_layers_experiment(model, tensors, spans, reps: int) -> dict:
     overhead (Python, unfused elementwise kernels) rather than arithmetic."""
     layers = model.model.layers
     originals = [layer.forward for layer in layers]
-    bare = _Bare(model)
+    bare = harness.omni_bare(model, "bench")
     begin = time.perf_counter()
     try:
         for layer in layers:
@@ -339,16 +269,15 @@ def main():
 
     result["transformers"] = transformers.__version__
     for name in args.models:
-        model = build(f"{name}.json", torch.bfloat16)
+        model = harness.omni_thinker(f"{name}.json", "cuda", torch.bfloat16)
         fast = ChunkedEncoderAttention(model).install()
         for seconds in args.seconds:
             begin = time.perf_counter()
-            tensors, spans = inputs(model, seconds)
-            tensors["input_features"] = tensors["input_features"].to(model.dtype)
+            tensors, spans = harness.omni_prompt(model.config, seconds, "cuda", model.dtype)
             rows = measure_prefills(model, tensors, spans, fast, args.reps)
             T = tensors["input_ids"].shape[1]
             kept_lengths = sorted({r["kept_tokens"] for r in rows})
-            plain = {k: plain_lm_s(model, k, args.reps) for k in kept_lengths}
+            plain = {k: harness.plain_lm_s(model.model, k, CLOCK, args.reps) for k in kept_lengths}
             for r in rows:
                 r["plain_lm_s_at_kept_length"] = plain[r["kept_tokens"]]
                 r["lm_tflops"] = lm_tflops(model, r["kept_tokens"], r["lm_s"]) if r["method"] == "vanilla" else None

@@ -20,9 +20,9 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from amlib import bench_harness as harness
 from amlib.efficiency import device_name, pruned_prefill_flops_ratio, text_config_of
 from amlib.pruning import METHODS, make_method, n_keep
 from amlib.pruning.mechanism import TokenPruner
@@ -32,94 +32,20 @@ RATIOS = (0.3, 0.6, 0.9)
 LAYER = 2
 
 
-class _Bare:
-    """The two things TokenPruner / SharedPrefix need from an adapter."""
-
-    def __init__(self, model, layers, text_model):
-        self.model, self._layers, self.text_model = model, layers, text_model
-
-    def decoder_layers(self):
-        return self._layers
-
-    def language_model(self):
-        return self.model
-
-
 def reference_inputs(seconds: float, device: str, dtype: str):
-    from amlib.models import load_model
-    from amlib.tasks import TASKS
-
-    adapter = load_model("amlib-reference-whisper-tiny-smollm2", device=device)
-    if dtype != "float32":
-        adapter.model.to(getattr(torch, dtype))
-    audio = (0.05 * np.random.default_rng(0).standard_normal(int(seconds * 16_000))).astype(np.float32)
-    prepared = adapter.build_inputs(audio, TASKS["SGR"], "Is the speaker male or female?", ["male", "female"])
-    tensors = {k: v.to(device) for k, v in prepared.tensors.items()}
-    for k, v in tensors.items():
-        if v.is_floating_point():
-            tensors[k] = v.to(next(adapter.model.parameters()).dtype)
-    return adapter.model, _Bare(adapter.model, adapter.decoder_layers(), adapter.model.language_model.model), tensors, prepared.audio_spans, adapter.model_id
+    """(model, bare adapter, tensors, audio spans, name) of the reference model on `seconds` of noise."""
+    adapter, prepared = harness.reference_prompt(seconds, device, dtype)
+    bare = harness.BareAdapter(adapter.model, adapter.decoder_layers(), adapter.model.language_model.model,
+                               adapter.model_id, adapter.family)
+    return adapter.model, bare, prepared.tensors, prepared.audio_spans, adapter.model_id
 
 
 def omni_inputs(seconds: float, device: str, dtype: str, config_file: str):
-    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
-
-    from amlib.models.common import real_config_dict
-
-    config = Qwen2_5OmniThinkerConfig(**real_config_dict(config_file))
-    config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen2_5OmniThinkerForConditionalGeneration(config).to(getattr(torch, dtype)).eval()
-    frames = int(seconds * 100)
-    n_audio = ((frames - 1) // 2 + 1 - 2) // 2 + 1
-    prefix, suffix = [151644, 8948, 198] + [100] * 20 + [151645, 198, 151644, 872, 198], [100] * 40 + [151645, 198, 151644, 77091, 198]
-    ids = prefix + [config.audio_start_token_id] + [config.audio_token_id] * n_audio + [config.audio_end_token_id] + suffix
-    start = len(prefix) + 1
-    tensors = {
-        "input_ids": torch.tensor([ids], device=device),
-        "attention_mask": torch.ones(1, len(ids), dtype=torch.long, device=device),
-        "input_features": torch.randn(1, config.audio_config.num_mel_bins, frames, device=device, dtype=getattr(torch, dtype)),
-        "feature_attention_mask": torch.ones(1, frames, dtype=torch.long, device=device),
-    }
-    return model, _Bare(model, model.model.layers, model.model), tensors, [(start, start + n_audio)], f"Qwen2.5-Omni-3B thinker ({config_file}, random weights)"
-
-
-class Clock:
-    def __init__(self, device):
-        self.cuda = torch.device(device).type == "cuda"
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
-    def now(self):
-        self.sync()
-        return time.perf_counter()
-
-
-def prefill(model, tensors, layers, clock) -> tuple[float, float]:
-    """(whole prefill seconds, seconds until layer 0 starts = encoder + embedding merge)."""
-    marks = {}
-
-    def lm_starts(*_):
-        marks.setdefault("lm", clock.now())
-
-    hook = layers[0].register_forward_pre_hook(lm_starts)
-    try:
-        start = clock.now()
-        with torch.inference_mode():
-            model(**tensors, use_cache=True, logits_to_keep=1)
-        end = clock.now()
-    finally:
-        hook.remove()
-    return end - start, marks["lm"] - start
-
-
-def timed(fn, reps):
-    fn()  # warm-up
-    runs = [fn() for _ in range(reps)]
-    return tuple(statistics.median(r[i] for r in runs) for i in range(len(runs[0])))
+    """The same for a full-size thinker with random weights and the synthetic prompt."""
+    model = harness.omni_thinker(config_file, device, getattr(torch, dtype))
+    tensors, spans = harness.omni_prompt(model.config, seconds, device, getattr(torch, dtype))
+    name = f"Qwen2.5-Omni thinker ({config_file}, random weights)"
+    return model, harness.omni_bare(model, name), tensors, spans, name
 
 
 def main():
@@ -139,7 +65,7 @@ def main():
         model, bare, tensors, spans, name = reference_inputs(args.seconds, args.device, args.dtype)
     else:
         model, bare, tensors, spans, name = omni_inputs(args.seconds, args.device, args.dtype, f"{args.model}.json")
-    clock = Clock(args.device)
+    clock = harness.Clock(args.device)
     layers = bare.decoder_layers()
     text_config = text_config_of(model)
     T = tensors["input_ids"].shape[1]
@@ -150,11 +76,11 @@ def main():
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         if method == "vanilla":
-            total, enc = prefill(model, tensors, layers, clock)
+            total, enc = harness.time_prefill(model, tensors, layers, clock)
         else:
             with TokenPruner(bare, make_method(method), ratio, LAYER) as pruner:
                 pruner.set_audio_spans(spans)
-                total, enc = prefill(model, tensors, layers, clock)
+                total, enc = harness.time_prefill(model, tensors, layers, clock)
         peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
         return total, enc, peak
 
@@ -179,18 +105,7 @@ def main():
         return rows
 
     def plain_lm(tokens):
-        """The bare decoder stack on `tokens` random embeddings: what a model that never saw the
-        dropped tokens would cost (no gathering, no full-length layers below K)."""
-        width = text_config.hidden_size
-        dtype = next(model.parameters()).dtype
-        embeds = torch.randn(1, tokens, width, device=args.device, dtype=dtype) * 0.02
-
-        def once():
-            start = clock.now()
-            with torch.inference_mode():
-                bare.text_model(inputs_embeds=embeds, use_cache=True)
-            return (clock.now() - start,)
-        return timed(once, args.reps)[0]
+        return harness.plain_lm_s(bare.text_model, tokens, clock, args.reps)
 
     rows = measure_all([("vanilla", 0.0)] + [(m, r) for r in RATIOS for m in METHODS])
     plain = {T: plain_lm(T)}
@@ -215,11 +130,11 @@ def main():
         start = clock.now()
         for method, ratio in grid:
             if method == "vanilla":
-                prefill(model, tensors, layers, clock)
+                harness.time_prefill(model, tensors, layers, clock)
             else:
                 with TokenPruner(bare, make_method(method), ratio, LAYER) as pruner:
                     pruner.set_audio_spans(spans)
-                    prefill(model, tensors, layers, clock)
+                    harness.time_prefill(model, tensors, layers, clock)
         return (clock.now() - start,)
 
     def swept():
@@ -227,11 +142,11 @@ def main():
         with SharedPrefix(bare, LAYER) as prefix:
             for method, ratio in grid:
                 if method == "vanilla":
-                    prefill(model, tensors, layers, clock)
+                    harness.time_prefill(model, tensors, layers, clock)
                 else:
                     with TokenPruner(bare, make_method(method), ratio, LAYER, prefix=prefix) as pruner:
                         pruner.set_audio_spans(spans)
-                        prefill(model, tensors, layers, clock)
+                        harness.time_prefill(model, tensors, layers, clock)
         return (clock.now() - start,)
 
     separate(), swept()  # warm-up
@@ -245,7 +160,7 @@ def main():
                 model.generate(**tensors, max_new_tokens=args.decode_tokens, min_new_tokens=args.decode_tokens,
                                do_sample=False, pad_token_id=0)
             return (clock.now() - start,)
-        whole, = timed(gen_once, 3)
+        whole, = harness.median_after_warmup(gen_once, 3)
         decode = {"new_tokens": args.decode_tokens, "generate_s": whole,
                   "per_token_s": (whole - base["prefill_s"]) / max(1, args.decode_tokens - 1)}
     result = {

@@ -4,12 +4,18 @@ data of older generator code or of the test split cannot be used by mistake.
 
 Content is checked ON CONTENT: sha1 of the decoded samples of every packaged file an item used
 (recomputed here, not trusted from meta), normalised texts, speakers and music-piece hashes. Every
-item must record every field it is checked on (no test passes for an item lacking the field). Missing
-Debian packages make these tests FAIL (the build raises AssetError naming the package), never skip.
+item must record every field it is checked on (no test passes for an item lacking the field). And
+without the generator's asset records at all: content this test computes from the built items
+themselves (their decoded audio, the ASR references scored against, the SCR passages read aloud,
+their sentences and 8-word runs) must not be shared by the splits; a leak planted into the train
+split is shown to be found. Missing Debian packages make these tests FAIL (the build raises
+AssetError naming the package), never skip.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -101,6 +107,85 @@ def test_train_and_test_share_no_content(splits):
     for task in SIZES:
         a, b = _content(splits["train"][task]), _content(splits["test"][task])
         assert not any(a[k] & b[k] for k in a), task
+
+
+NGRAM = 8  # words: a run this long shared by the splits is one split's sentence inside the other's text
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case runs of letters and digits: this test's own normalisation (not assets.text_key)."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _decoded_sha1(path: Path) -> str:
+    """sha1 of the decoded samples and rate: the same sound whatever the file's container says."""
+    wave, sr = sf.read(str(path), dtype="float32")
+    return hashlib.sha1(np.ascontiguousarray(wave).tobytes() + str(sr).encode()).hexdigest()
+
+
+def _spoken_text(s) -> str | None:
+    """What an item says and is scored on: ASR's reference (the manifest's answer), SCR's passage."""
+    if s.task == "ASR":
+        return s.answer
+    if s.task == "SCR":
+        return s.meta["transcript"]
+    return None
+
+
+def computed_content(items) -> dict[str, set]:
+    """Content computed here from the built items, none of it from meta["assets"]."""
+    out = {"item audio": set(), "ASR reference": set(), "SCR passage": set(), "sentence": set(),
+           f"{NGRAM}-word run": set()}
+    for s in items:
+        out["item audio"].add(_decoded_sha1(s.audio_path))
+        text = _spoken_text(s)
+        if text is None:
+            continue
+        words = _words(text)
+        assert len(words) >= NGRAM, f"{s.id}: {text!r} is too short to compare"
+        out["ASR reference" if s.task == "ASR" else "SCR passage"].add(" ".join(words))
+        out["sentence"] |= {" ".join(_words(part)) for part in re.split(r"(?<=[.?!])\s+", text) if _words(part)}
+        out[f"{NGRAM}-word run"] |= {tuple(words[i:i + NGRAM]) for i in range(len(words) - NGRAM + 1)}
+    return out
+
+
+def shared_content(train_items, test_items) -> dict[str, set]:
+    """{kind: what both splits contain} for every kind of computed content."""
+    train, test = computed_content(train_items), computed_content(test_items)
+    return {kind: train[kind] & test[kind] for kind in train}
+
+
+def test_train_and_test_share_no_content_computed_from_the_items(splits):
+    train, test = computed_content(_items(splits, "train")), computed_content(_items(splits, "test"))
+    for kind in train:
+        assert train[kind] and test[kind], kind  # each kind is really present in both splits
+        shared = train[kind] & test[kind]
+        assert not shared, f"train and test share {kind}: {sorted(shared)[:3]}"
+
+
+def test_a_leak_planted_into_train_is_found(splits, tmp_path):
+    """The wrong variants: a train split holding one test item's content, each planted on its own,
+    is found by the check of that kind (and the clean splits by none, the test above)."""
+    train, test = _items(splits, "train"), _items(splits, "test")
+    asr, scr = splits["test"]["ASR"][0], splits["test"]["SCR"][0]
+    victim = splits["train"]["ASR"][0]
+    copied_audio = tmp_path / "copy.wav"
+    shutil.copyfile(asr.audio_path, copied_audio)
+    longest = max(re.split(r"(?<=[.?!])\s+", scr.meta["transcript"]), key=lambda t: len(_words(t)))
+    plants = {  # kind expected to be found: the train item carrying the leak
+        "item audio": dataclasses.replace(victim, root=str(tmp_path), audio=copied_audio.name),
+        # another case and punctuation: found only through the normalisation
+        "ASR reference": dataclasses.replace(victim, answer=asr.answer.upper().replace(".", "!")),
+        "SCR passage": dataclasses.replace(splits["train"]["SCR"][0],
+                                           meta={**splits["train"]["SCR"][0].meta, "transcript": scr.meta["transcript"]}),
+        # one test sentence inside a train reference: no whole text is shared
+        "sentence": dataclasses.replace(victim, answer=f"{victim.answer} {longest}"),
+    }
+    for kind, planted in plants.items():
+        found = shared_content([s for s in train if s.id != planted.id] + [planted], test)
+        assert found[kind], f"a planted {kind} was not found"
+        if kind == "sentence":
+            assert found[f"{NGRAM}-word run"] and not found["ASR reference"] and not found["SCR passage"]
 
 
 def test_real_speech_inventory_split_by_speaker_and_deduplicated_by_content():
@@ -279,10 +364,6 @@ def test_asc_generators_differ_by_split_and_scenes_have_files_in_both(splits):
         for group in scene.events:
             for split in assets.SPLITS:
                 assert sound_tasks.group_files(group, split)
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower()))
 
 
 def test_scr_questions_name_no_option_and_count_rank_uniform(splits):

@@ -212,3 +212,24 @@ def test_answer_budget_is_the_tasks_unless_the_adapter_caps_it(tiny_adapter, sam
         pass
 
     assert answer_budget(Uncapped(), TASKS["ASR"]) == TASKS["ASR"].max_new_tokens
+
+
+def test_evaluate_sample_gives_the_row_evaluate_writes(tiny_adapter, samples, tmp_path):
+    """The runner's public per-sample API (what amlib.sweep uses) against a whole run's row: equal
+    but for timings; the configuration is honoured (vanilla gives another row); failures are rows."""
+    from amlib.runner import RunFile, evaluate_sample, prepare_inputs
+
+    timing = ("prefill_s", "decode_s", "peak_memory_mb", "memory_kind")
+    same = lambda row: {k: v for k, v in row.items() if k not in timing}
+    frame = RunConfig(method="frame", ratio=0.5, layer=1)
+    [whole] = evaluate(tiny_adapter, samples[:1], tmp_path / "run.jsonl", frame, progress=False)
+    prov = RunFile.open(tiny_adapter, samples[:1], tmp_path / "other.jsonl", frame).provenance
+    one = evaluate_sample(tiny_adapter, samples[0], frame, prov)
+    assert same(one) == same(whole) and one["kept_tokens"] < one["prompt_tokens"]
+    prepared = prepare_inputs(tiny_adapter, samples[0])
+    assert same(evaluate_sample(tiny_adapter, samples[0], frame, prov, prepared)) == same(whole)
+    vanilla = evaluate_sample(tiny_adapter, samples[0], RunConfig(), prov, prepared)
+    assert "kept_tokens" not in vanilla and same(vanilla) != same(whole)  # a config ignored would pass above
+    samples[1].audio_path.write_bytes(b"broken")
+    broken = evaluate_sample(tiny_adapter, samples[1], frame, prov)
+    assert "cannot read audio" in broken["error"] and broken["provenance"] == prov
