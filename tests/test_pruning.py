@@ -253,11 +253,9 @@ def test_layer0_pruning_equals_a_plain_forward_of_the_kept_tokens(adapters, name
     # the comparison can fail: contiguous positions instead of the original ones change the logits
     contiguous = plain_forward_logits(adapter, embeds, keep, tokens, lambda idx: positions(_renumber(idx, keep)))
     assert (contiguous - oracle).abs().max() > 1e-2
-    # and so does another kept set of the same size
-    other = torch.sort(torch.cat([keep[:-6], keep[-6:] - 1])).values.unique()
-    if len(other) == len(keep):
-        wrong = plain_forward_logits(adapter, embeds, other, tokens, positions)
-        assert (wrong - oracle).abs().max() > 1e-2
+    # and so does another kept set of the same size (kept audio tokens moved one position on)
+    wrong = plain_forward_logits(adapter, embeds, shifted_into_dropped(keep, prepared.audio_spans), tokens, positions)
+    assert max_diff(wrong, oracle) > 1e-2
 
 
 def _renumber(idx: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -328,6 +326,60 @@ def test_layer_k_pruning_equals_two_stages_by_hand(adapters):
     other = keep.clone()
     other[int(torch.nonzero(keep >= start)[0])] = dropped[0]
     assert (by_hand(torch.sort(other).values) - oracle).abs().max() > 1e-3
+
+
+# -- the oracle at layer K on every family: pruning = the full model with the dropped columns masked ----
+
+def pruned_logits(adapter, prepared, layer):
+    """(kept positions, tokens, per-step logits) of a forced greedy generate pruned by Random 0.7 at `layer`."""
+    with pruning(adapter, "random", 0.7, layer=layer, seed=1) as pruner:
+        pruner.set_audio_spans(prepared.audio_spans)
+        tokens, logits = generate_logits(adapter, prepared)
+    return pruner.record.kept_index, tokens, logits
+
+
+def check_against_masked_oracle(adapter, prepared, layer, break_pruner):
+    """Pruning at `layer` gives the masked-columns oracle's tokens and logits at every step, and the
+    pruner broken by `break_pruner()` (a monkeypatch) does not."""
+    keep, tokens, pruned = pruned_logits(adapter, prepared, layer)
+    oracle_tokens, oracle = masked_oracle_logits(adapter, prepared, layer, keep)
+    assert torch.equal(tokens, oracle_tokens)
+    torch.testing.assert_close(pruned, oracle, atol=2e-4, rtol=1e-4)
+    break_pruner(keep)
+    _, _, wrong = pruned_logits(adapter, prepared, layer)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(wrong, oracle, atol=2e-4, rtol=1e-4)
+    assert max_diff(wrong, oracle) > 2e-3  # by a margin (the right pruner is within ~1e-6)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_layer_k_pruning_equals_the_full_forward_with_dropped_columns_masked(adapters, name, monkeypatch):
+    adapter = get(adapters, name, sharp=True)
+    prepared = prepare(adapter)
+
+    def gather_off_by_one(keep):  # every gathered tensor takes the kept audio tokens one position on
+        wrong, gather = shifted_into_dropped(keep, prepared.audio_spans), mechanism._gather_seq
+        monkeypatch.setattr(mechanism, "_gather_seq", lambda value, index, seq_len, name="": gather(
+            value, wrong if torch.equal(index, keep) else index, seq_len, name))
+
+    check_against_masked_oracle(adapter, prepared, layer_for(adapter), gather_off_by_one)
+
+
+@pytest.mark.parametrize("layer", [5, 8])
+def test_gemma3n_pruning_above_a_kv_sharing_source_cuts_the_shared_keys(adapters, layer, monkeypatch):
+    """Gemma 3n's last layers reuse the keys/values of an earlier layer (layer 9 those of layer 4,
+    layers 7-8 those of layer 6 in the tiny model): pruned at K above that layer, they must not see
+    the dropped tokens either."""
+    adapter = get(adapters, "tiny-random-gemma3n", sharp=True)
+    prepared = prepare(adapter)
+    sources = {i: l.self_attn.kv_shared_layer_index for i, l in enumerate(adapter.decoder_layers())
+               if l.self_attn.is_kv_shared_layer}
+    assert any(i >= layer > source for i, source in sources.items())
+
+    def without_the_cut(keep):  # the shared layers read their source's keys of every token
+        monkeypatch.setattr(mechanism.TokenPruner, "_shared_kv_readers", lambda self: iter(()))
+
+    check_against_masked_oracle(adapter, prepared, layer, without_the_cut)
 
 
 # -- FastV and DART read layer K-1 ----------------------------------------------------------------------
@@ -418,6 +470,41 @@ def test_dart_keeps_the_reference_kept_set(adapters, name):
     assert kept == dart_by_hand(seen["keys"], prepared, n)
     # the comparison can fail: claiming the MOST similar tokens keeps another set
     assert kept != dart_by_hand(seen["keys"], prepared, n, largest=True)
+
+
+def test_attention_captures_nest_and_restore_the_enclosing_patch(adapters):
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    prepared = prepare(adapter, 2.0)
+    first, second = (layer.self_attn for layer in adapter.decoder_layers()[:2])
+
+    def prefill():
+        generate_logits(adapter, prepared, steps=1)
+
+    def nested(inner_class) -> bool:
+        """Whether the outer capture still records after an inner one (of `inner_class`) came and went."""
+        outer = AttentionCapture(first)
+        with outer:
+            patch = ALL_ATTENTION_FUNCTIONS.__dict__["get_interface"]
+            with inner_class(second) as inner:
+                prefill()
+                assert outer.inputs is not None and inner.inputs is not None  # both record while nested
+            outer.by_module.clear()
+            prefill()
+            restored = ALL_ATTENTION_FUNCTIONS.__dict__.get("get_interface") is patch
+            still_records = outer.inputs is not None
+        assert "get_interface" not in ALL_ATTENTION_FUNCTIONS.__dict__  # the class's method again
+        return restored and still_records
+
+    assert nested(AttentionCapture)
+
+    class DeletingOnExit(AttentionCapture):  # the previous __exit__: drops whatever patch is installed
+        def __exit__(self, *exc):
+            del self._interface.get_interface
+            return False
+
+    assert not nested(DeletingOnExit)
 
 
 def test_clear_errors(adapters):

@@ -80,7 +80,7 @@ class AttentionCapture:
 
     def __exit__(self, *exc):
         if self._previous is None:
-            del self._interface.get_interface  # back to the class's method
+            self._interface.__dict__.pop("get_interface", None)  # back to the class's method
         else:
             self._interface.get_interface = self._previous  # back to the enclosing capture's patch
         return False
