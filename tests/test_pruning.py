@@ -141,7 +141,7 @@ def test_frame_keeps_every_text_token_and_audio_floor_i_L_over_n_across_spans(ad
 
 def test_random_keeps_the_seeded_draw_and_every_text_token(adapters):
     adapter = get(adapters, "tiny-random-qwen2-audio")
-    prepared = prepare(adapter, 31.0)
+    prepared = prepare(adapter)
     L = prepared.audio_tokens
     n = n_keep(L, 0.6)
     text = set(range(prepared.prompt_tokens)) - set(audio_positions(prepared.audio_spans))

@@ -6,7 +6,8 @@ receives that runs along the sequence: hidden states (also AltUp-stacked ones), 
 (1-D, or M-RoPE's (3, B, T, d)), position ids, cache positions, per-layer inputs and the causal
 mask (rows and columns). Pre-hooks on the layers after K gather their (still full-length)
 arguments the same way. Kept tokens therefore keep their ORIGINAL positions; layers < K keep the
-full KV cache and layers >= K a cache of the kept tokens only.
+full KV cache and layers >= K a cache of the kept tokens only. A layer >= K that reuses the keys and
+values of a layer < K (Gemma 3n's KV sharing) reads them cut to the kept tokens as well.
 
 Decoding needs nothing from the method: generate() counts positions from the full prompt length
 (layer 0's cache is full whenever K >= 1; for K = 0 the cache reports the original length, so
@@ -233,7 +234,8 @@ class TokenPruner:
         if cache is None or rec.kept_index is None or rec.kept_audio_tokens == rec.audio_tokens:
             return None
         key, value = cache.shared_layers[source]
-        seen = int(kwargs["cache_position"][-1]) + 1  # original positions so far (the source is unpruned)
+        # original positions so far (the source is unpruned; a prefill's cache positions are gathered already)
+        seen = rec.seq_len if self._in_prefill else int(kwargs["cache_position"][-1]) + 1
         if key.shape[-2] != seen:
             raise NotImplementedError(f"layer {source}'s shared keys hold {key.shape[-2]} of {seen} positions (a "
                                       f"rolled-over sliding window): pruning at layer {self.layer}, above it, "
