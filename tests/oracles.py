@@ -7,6 +7,8 @@ uniform, and `generate_logits` gives the per-step logits that the oracles are co
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from amlib.tasks import TASKS
@@ -118,3 +120,53 @@ def static_decoder_logits(adapter, prepared, steps: int = STEPS, decoder_class=N
     if not len(tokens) == len(logits) == steps:
         raise AssertionError(f"{len(tokens)} tokens and {len(logits)} logits for {steps} steps")
     return torch.stack(logits)
+
+
+# -- the masked-columns oracle of pruning at layer K ----------------------------------------------------
+
+def dropped_columns_mask(hidden: torch.Tensor, cache_position: torch.Tensor, dropped: torch.Tensor,
+                         existing: torch.Tensor | None = None) -> torch.Tensor:
+    """Additive (1, 1, q, kv) mask for queries at `cache_position` over every key seen so far: causal,
+    and the `dropped` key positions hidden. Combined with a mask the layer already had (sliding
+    window, padding) when there is one."""
+    device, dtype = hidden.device, hidden.dtype
+    rows = cache_position.to(device)
+    cols = torch.arange(int(rows[-1]) + 1, device=device)
+    hide = (cols[None, :] > rows[:, None]) | torch.isin(cols, dropped.to(device))[None, :]
+    mask = torch.zeros(hide.shape, dtype=dtype, device=device).masked_fill(hide, torch.finfo(dtype).min)[None, None]
+    if existing is None:
+        return mask
+    if existing.shape[-2:] != mask.shape[-2:]:
+        raise NotImplementedError(f"the layer's own mask {tuple(existing.shape)} does not cover every key seen "
+                                  f"{tuple(mask.shape)} (a rolled-over sliding window?)")
+    if existing.dtype == torch.bool:
+        existing = torch.zeros(existing.shape, dtype=dtype, device=device).masked_fill(~existing, torch.finfo(dtype).min)
+    return torch.minimum(mask, existing)
+
+
+@contextmanager
+def columns_masked_from(layers, first: int, dropped: torch.Tensor):
+    """Forward pre-hooks on `layers[first:]` that give each layer `dropped_columns_mask` as its
+    attention mask, in prefill and in every decode step: a full, unpruned forward in which the
+    layers >= `first` never see the dropped tokens. Every family's decoder layer takes
+    `attention_mask` and `cache_position` as keywords; SDPA's causal fast path (no mask) gets one."""
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        mask = dropped_columns_mask(hidden, kwargs["cache_position"], dropped, kwargs.get("attention_mask"))
+        return args, {**kwargs, "attention_mask": mask}
+
+    handles = [layer.register_forward_pre_hook(hook, with_kwargs=True) for layer in list(layers)[first:]]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def masked_oracle_logits(adapter, prepared, layer: int, kept: torch.Tensor, steps: int = STEPS):
+    """(tokens, logits) of what pruning at `layer` down to the sequence positions `kept` must give:
+    the unpruned model with the other positions masked out of the attention of layers >= `layer`."""
+    dropped = torch.ones(prepared.prompt_tokens, dtype=torch.bool)
+    dropped[kept.cpu()] = False
+    with columns_masked_from(adapter.decoder_layers(), layer, torch.nonzero(dropped)[:, 0]):
+        return generate_logits(adapter, prepared, steps)

@@ -13,9 +13,11 @@ import torch
 
 from amlib.models import load_model
 from amlib.pruning import METHODS, DARTPruning, FastVPruning, FramePruning, RandomPruning, n_keep, pruning
+from amlib.pruning import mechanism
 from amlib.pruning.base import PruningInputs
+from amlib.pruning.mechanism import AttentionCapture
 
-from oracles import FAMILIES, STEPS, generate_logits, prepare, sharpen
+from oracles import FAMILIES, STEPS, generate_logits, masked_oracle_logits, max_diff, prepare, sharpen
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,38 @@ def get(adapters, name, sharp=False):
 
 def layer_for(adapter) -> int:
     return min(2, len(adapter.decoder_layers()) - 1)
+
+
+# kept sets by hand: what each method must keep, in sequence positions, derived without amlib.pruning
+
+def audio_positions(spans) -> list[int]:
+    """Every audio token's sequence position, span after span (the order methods index them in)."""
+    return [p for start, end in spans for p in range(start, end)]
+
+
+def kept_by_hand(prepared, chosen) -> list[int]:
+    """Sequence positions kept when the audio tokens `chosen` (indices into audio_positions) stay:
+    every text token, the chosen audio tokens, ascending."""
+    audio = audio_positions(prepared.audio_spans)
+    text = sorted(set(range(prepared.prompt_tokens)) - set(audio))
+    return sorted(text + [audio[int(i)] for i in chosen])
+
+
+def pruned_kept(adapter, prepared, method, ratio, layer, seed=0) -> list[int]:
+    """The sequence positions the pruner kept in one prefill."""
+    with pruning(adapter, method, ratio, layer=layer, seed=seed) as pruner:
+        pruner.set_audio_spans(prepared.audio_spans)
+        generate_logits(adapter, prepared, steps=1)
+    return pruner.record.kept_index.cpu().tolist()
+
+
+def shifted_into_dropped(keep: torch.Tensor, spans) -> torch.Tensor:
+    """A wrong kept set of the same size: each kept audio position p moved to p + 1 where that is a
+    dropped audio token (a gather off by one)."""
+    audio, kept = set(audio_positions(spans)), set(keep.tolist())
+    moved = [p + 1 if p in audio and p + 1 in audio and p + 1 not in kept else p for p in keep.tolist()]
+    assert moved != keep.tolist(), "nothing to shift"
+    return torch.tensor(moved, dtype=keep.dtype, device=keep.device)
 
 
 # -- budget and the simple methods ----------------------------------------------------------------
@@ -62,6 +96,66 @@ def test_random_is_reproducible_and_changes_with_the_seed():
     # pinned: the same seed and sample give this kept set on any machine (numpy PCG64)
     assert sorted(RandomPruning(seed=0).select(_inputs(L=20, n=4)).tolist()) == sorted(
         np.random.default_rng([0, 20]).permutation(20)[:4].tolist())
+
+
+def test_random_is_uniform_over_the_audio_tokens():
+    from scipy.stats import chisquare
+
+    L, n, seeds = 12, 3, 4000
+
+    def counts(draw) -> np.ndarray:
+        tally = np.zeros(L)
+        for seed in range(seeds):
+            tally[np.asarray(draw(seed))] += 1
+        return tally
+
+    ours = counts(lambda seed: RandomPruning(seed=seed).select(_inputs(L=L, n=n, T=20, start=4)).numpy())
+    assert ours.sum() == seeds * n and chisquare(ours).pvalue > 1e-3
+    # the check can fail: a draw biased to early tokens (smallest n of n + 1) is rejected
+    biased = counts(lambda seed: np.sort(np.random.default_rng([seed, L]).permutation(L)[: n + 1])[:n])
+    assert chisquare(biased).pvalue < 1e-6
+
+
+@pytest.mark.parametrize("seconds", [6.0, 31.0])  # 31 s: two 30 s windows, two audio spans
+def test_frame_keeps_every_text_token_and_audio_floor_i_L_over_n_across_spans(adapters, seconds):
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    prepared = prepare(adapter, seconds)
+    spans = prepared.audio_spans
+    assert len(spans) == (2 if seconds > 30 else 1)
+    L = prepared.audio_tokens
+    n = n_keep(L, 0.7)
+    kept = pruned_kept(adapter, prepared, "frame", 0.7, layer=2)
+    # one subsampling over the audio tokens of all spans together (prefix + kept audio + suffix)
+    assert kept == kept_by_hand(prepared, [i * L // n for i in range(n)])
+    # the comparison can fail: rounding instead of the floor, or each span subsampled on its own
+    assert kept != kept_by_hand(prepared, [min(L - 1, round(i * L / n)) for i in range(n)])
+    if len(spans) > 1:
+        per_span, offset = [], 0
+        for start, end in spans:
+            length = end - start
+            k = n_keep(length, 0.7)
+            per_span += [offset + i * length // k for i in range(k)]
+            offset += length
+        assert kept != kept_by_hand(prepared, per_span[:n])
+
+
+def test_random_keeps_the_seeded_draw_and_every_text_token(adapters):
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    prepared = prepare(adapter)
+    L = prepared.audio_tokens
+    n = n_keep(L, 0.6)
+    text = set(range(prepared.prompt_tokens)) - set(audio_positions(prepared.audio_spans))
+    kept_sets = []
+    for seed in (0, 7):
+        kept = pruned_kept(adapter, prepared, "random", 0.6, layer=2, seed=seed)
+        assert text <= set(kept)
+        # numpy PCG64 seeded [seed, L]: the first n of a permutation of the L audio tokens
+        assert kept == kept_by_hand(prepared, np.random.default_rng([seed, L]).permutation(L)[:n])
+        # the comparison can fail: a generator seeded with the seed alone draws another set
+        assert kept != kept_by_hand(prepared, np.random.default_rng(seed).permutation(L)[:n])
+        kept_sets.append(kept)
+    assert kept_sets[0] != kept_sets[1]
+    assert pruned_kept(adapter, prepared, "random", 0.6, layer=2, seed=7) == kept_sets[1]  # reproducible
 
 
 # -- ratio 0 is vanilla, on every family and method ---------------------------------------------------
@@ -159,11 +253,9 @@ def test_layer0_pruning_equals_a_plain_forward_of_the_kept_tokens(adapters, name
     # the comparison can fail: contiguous positions instead of the original ones change the logits
     contiguous = plain_forward_logits(adapter, embeds, keep, tokens, lambda idx: positions(_renumber(idx, keep)))
     assert (contiguous - oracle).abs().max() > 1e-2
-    # and so does another kept set of the same size
-    other = torch.sort(torch.cat([keep[:-6], keep[-6:] - 1])).values.unique()
-    if len(other) == len(keep):
-        wrong = plain_forward_logits(adapter, embeds, other, tokens, positions)
-        assert (wrong - oracle).abs().max() > 1e-2
+    # and so does another kept set of the same size (kept audio tokens moved one position on)
+    wrong = plain_forward_logits(adapter, embeds, shifted_into_dropped(keep, prepared.audio_spans), tokens, positions)
+    assert max_diff(wrong, oracle) > 1e-2
 
 
 def _renumber(idx: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -236,59 +328,183 @@ def test_layer_k_pruning_equals_two_stages_by_hand(adapters):
     assert (by_hand(torch.sort(other).values) - oracle).abs().max() > 1e-3
 
 
-# -- FastV and DART read layer K-1 ----------------------------------------------------------------------
+# -- the oracle at layer K on every family: pruning = the full model with the dropped columns masked ----
 
-@pytest.mark.parametrize("name", ["tiny-random-qwen2-audio", "tiny-random-qwen2.5-omni"])
-def test_fastv_scores_equal_the_eager_attention_row(adapters, name):
+def pruned_logits(adapter, prepared, layer):
+    """(kept positions, tokens, per-step logits) of a forced greedy generate pruned by Random 0.7 at `layer`."""
+    with pruning(adapter, "random", 0.7, layer=layer, seed=1) as pruner:
+        pruner.set_audio_spans(prepared.audio_spans)
+        tokens, logits = generate_logits(adapter, prepared)
+    return pruner.record.kept_index, tokens, logits
+
+
+def check_against_masked_oracle(adapter, prepared, layer, break_pruner):
+    """Pruning at `layer` gives the masked-columns oracle's tokens and logits at every step, and the
+    pruner broken by `break_pruner()` (a monkeypatch) does not."""
+    keep, tokens, pruned = pruned_logits(adapter, prepared, layer)
+    oracle_tokens, oracle = masked_oracle_logits(adapter, prepared, layer, keep)
+    assert torch.equal(tokens, oracle_tokens)
+    torch.testing.assert_close(pruned, oracle, atol=2e-4, rtol=1e-4)
+    break_pruner(keep)
+    _, _, wrong = pruned_logits(adapter, prepared, layer)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(wrong, oracle, atol=2e-4, rtol=1e-4)
+    assert max_diff(wrong, oracle) > 2e-3  # by a margin (the right pruner is within ~1e-6)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_layer_k_pruning_equals_the_full_forward_with_dropped_columns_masked(adapters, name, monkeypatch):
     adapter = get(adapters, name, sharp=True)
     prepared = prepare(adapter)
-    K = 2
+
+    def gather_off_by_one(keep):  # every gathered tensor takes the kept audio tokens one position on
+        wrong, gather = shifted_into_dropped(keep, prepared.audio_spans), mechanism._gather_seq
+        monkeypatch.setattr(mechanism, "_gather_seq", lambda value, index, seq_len, what="": gather(
+            value, wrong if torch.equal(index, keep) else index, seq_len, what))
+
+    check_against_masked_oracle(adapter, prepared, layer_for(adapter), gather_off_by_one)
+
+
+def test_gemma3n_pruning_above_a_kv_sharing_source_cuts_the_shared_keys(adapters, monkeypatch):
+    """Gemma 3n's last layers reuse the keys/values of an earlier layer (in the tiny model layers 7-8
+    those of sliding layer 6, layer 9 those of full layer 4): pruned at K = 8, layers 8 and 9 must not
+    see the dropped tokens either, while layer 7 (< K) reads all of layer 6's."""
+    adapter = get(adapters, "tiny-random-gemma3n", sharp=True)
+    prepared = prepare(adapter)
+    layer = 8
+    sources = {i: l.self_attn.kv_shared_layer_index for i, l in enumerate(adapter.decoder_layers())
+               if l.self_attn.is_kv_shared_layer}
+    assert sources == {7: 6, 8: 6, 9: 4}
+
+    def without_the_cut(keep):  # the shared layers read their source's keys of every token
+        monkeypatch.setattr(mechanism.TokenPruner, "_shared_kv_readers", lambda self: iter(()))
+
+    check_against_masked_oracle(adapter, prepared, layer, without_the_cut)
+
+
+# -- FastV and DART read layer K-1 ----------------------------------------------------------------------
+
+def eager_attention_rows(adapter, prepared) -> tuple[torch.Tensor, ...]:
+    """Every decoder layer's attention weights (heads, T, T) of an independent full forward in which the
+    language model runs eager attention (the audio encoders keep theirs: Gemma 3n's has no SDPA)."""
+    config = adapter.decoder_layers()[0].self_attn.config
+    implementation = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        with torch.inference_mode():
+            out = adapter.model(**{k: v.to(adapter.device) for k, v in prepared.tensors.items()},
+                                output_attentions=True)
+    finally:
+        config._attn_implementation = implementation
+    return tuple(a[0].float() for a in out.attentions)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_fastv_keeps_the_top_n_of_the_eager_attention_row(adapters, name):
+    adapter = get(adapters, name, sharp=True)
+    prepared = prepare(adapter)
+    K = layer_for(adapter)
     scores = {}
 
     class Recording(FastVPruning):
         def select(self, inputs):
             scores["fastv"] = self.scores(inputs)
-            scores["audio"] = inputs.audio_index
             return super().select(inputs)
 
     with pruning(adapter, Recording(), 0.5, layer=K) as pruner:  # under the model's SDPA attention
         pruner.set_audio_spans(prepared.audio_spans)
         generate_logits(adapter, prepared, steps=1)
-    model = adapter.model
-    tensors = dict(prepared.tensors)
-    model.set_attn_implementation("eager")
-    try:
-        with torch.inference_mode():
-            out = model(**tensors, output_attentions=True)
-    finally:
-        model.set_attn_implementation("sdpa")
-    eager_row = out.attentions[K - 1][0, :, -1, :].float().mean(0)
-    torch.testing.assert_close(scores["fastv"], eager_row[scores["audio"]], atol=1e-6, rtol=1e-4)
-    assert scores["fastv"].std() > 1e-3  # sharpened: not a uniform row
+    kept = pruner.record.kept_index.cpu().tolist()
+    # by hand: layer K-1's attention row of the last prompt token, mean over heads, over the audio tokens
+    row = eager_attention_rows(adapter, prepared)[K - 1][:, -1, :].mean(0)
+    audio_scores = row[audio_positions(prepared.audio_spans)]
+    assert audio_scores.std() > 0.1 * audio_scores.mean()  # sharpened: not a uniform row
+    n = n_keep(prepared.audio_tokens, 0.5)
+    ranked = torch.sort(audio_scores, descending=True).values
+    assert ranked[n - 1] - ranked[n] > 1e-4 * ranked[n - 1]  # the n-th is no rounding-level tie (>= 1e-3 here)
+    torch.testing.assert_close(scores["fastv"].cpu(), audio_scores, atol=1e-6, rtol=1e-4)
+    assert kept == kept_by_hand(prepared, torch.topk(audio_scores, n).indices)
+    # the comparison can fail: the n LEAST attended audio tokens are another kept set
+    assert kept != kept_by_hand(prepared, torch.topk(audio_scores, n, largest=False).indices)
 
 
-def test_dart_keeps_its_pivots_and_exactly_n(adapters):
-    adapter = get(adapters, "tiny-random-qwen2-audio", sharp=True)
+def dart_by_hand(keys: torch.Tensor, prepared, n: int, largest: bool = False, audio_pivots: int = 4,
+                 text_pivots: int = 4) -> list[int]:
+    """DART's kept sequence positions as its docstring states them, from layer K-1's keys (1, kv_heads,
+    T, d): features = all heads' keys of a token, concatenated; pivots = the `audio_pivots` audio
+    tokens of largest key L1 norm (kept) then the `text_pivots` tokens after the last audio token;
+    the n - (audio pivots) other slots dealt to the pivots in turn (the first get the remainder), each
+    pivot claiming the audio tokens of LEAST cosine similarity to it that no one has claimed yet."""
+    T = keys.shape[2]
+    feats = keys[0].transpose(0, 1).reshape(T, -1).double()
+    audio = audio_positions(prepared.audio_spans)
+    pivots = torch.argsort(feats[audio].abs().sum(-1), descending=True)[: min(audio_pivots, n)].tolist()
+    after = audio[-1] + 1
+    unit = feats / feats.norm(dim=-1, keepdim=True)
+    pivot_vectors = [unit[audio[i]] for i in pivots] + [unit[t] for t in range(after, min(after + text_pivots, T))]
+    kept, slots = list(pivots), n - len(pivots)
+    for j, vector in enumerate(pivot_vectors):
+        quota = slots // len(pivot_vectors) + (1 if j < slots % len(pivot_vectors) else 0)
+        order = torch.argsort(unit[audio] @ vector, descending=largest).tolist()
+        kept += [i for i in order if i not in kept][:quota]
+    return kept_by_hand(prepared, kept)
+
+
+@pytest.mark.parametrize("name", ["tiny-random-qwen2-audio", "tiny-random-phi-4-multimodal", "tiny-random-gemma3n"])
+def test_dart_keeps_the_reference_kept_set(adapters, name):
+    adapter = get(adapters, name, sharp=True)
     prepared = prepare(adapter)
     seen = {}
 
     class Recording(DARTPruning):
         def select(self, inputs):
-            seen["pivots"], _ = self.pivots(inputs, self.features(inputs))
-            seen["kept"] = super().select(inputs)
-            seen["keys"] = inputs.attention.keys
-            return seen["kept"]
+            seen["keys"] = inputs.attention.keys.cpu()
+            return super().select(inputs)
 
-    with pruning(adapter, Recording(), 0.8, layer=2) as pruner:
+    with pruning(adapter, Recording(), 0.8, layer=layer_for(adapter)) as pruner:
         pruner.set_audio_spans(prepared.audio_spans)
         generate_logits(adapter, prepared, steps=1)
-    kept = set(seen["kept"].tolist())
-    assert set(seen["pivots"].tolist()) <= kept and len(kept) == n_keep(prepared.audio_tokens, 0.8)
-    # pivots are the 4 audio tokens of largest key L1 norm at layer K-1
-    start, end = prepared.audio_spans[0]
-    norms = seen["keys"][0].permute(1, 0, 2).reshape(seen["keys"].shape[2], -1)[start:end].abs().sum(-1)
-    assert set(seen["pivots"].tolist()) == set(torch.topk(norms, 4).indices.tolist())
-    assert pruner.record.kept_audio_tokens == len(kept)
+    kept = pruner.record.kept_index.cpu().tolist()
+    n = n_keep(prepared.audio_tokens, 0.8)
+    assert pruner.record.kept_audio_tokens == n == len(kept) - (prepared.prompt_tokens - prepared.audio_tokens)
+    assert kept == dart_by_hand(seen["keys"], prepared, n)
+    # the comparison can fail: claiming the MOST similar tokens keeps another set
+    assert kept != dart_by_hand(seen["keys"], prepared, n, largest=True)
+
+
+def test_attention_captures_nest_and_restore_the_enclosing_patch(adapters):
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    adapter = get(adapters, "tiny-random-qwen2-audio")
+    prepared = prepare(adapter, 2.0)
+    first, second = (layer.self_attn for layer in adapter.decoder_layers()[:2])
+
+    def prefill():
+        generate_logits(adapter, prepared, steps=1)
+
+    def nested(inner_class) -> bool:
+        """Whether the outer capture still records after an inner one (of `inner_class`) came and went."""
+        outer = AttentionCapture(first)
+        with outer:
+            patch = ALL_ATTENTION_FUNCTIONS.__dict__["get_interface"]
+            with inner_class(second) as inner:
+                prefill()
+                assert outer.inputs is not None and inner.inputs is not None  # both record while nested
+            outer.by_module.clear()
+            prefill()
+            restored = ALL_ATTENTION_FUNCTIONS.__dict__.get("get_interface") is patch
+            still_records = outer.inputs is not None
+        assert "get_interface" not in ALL_ATTENTION_FUNCTIONS.__dict__  # the class's method again
+        return restored and still_records
+
+    assert nested(AttentionCapture)
+
+    class DeletingOnExit(AttentionCapture):  # the previous __exit__: drops whatever patch is installed
+        def __exit__(self, *exc):
+            del self._interface.get_interface
+            return False
+
+    assert not nested(DeletingOnExit)
 
 
 def test_clear_errors(adapters):

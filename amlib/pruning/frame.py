@@ -1,4 +1,7 @@
-"""Frame: uniform temporal subsampling of the audio tokens (kept indices floor(i * L / n))."""
+"""Frame: uniform temporal subsampling of the audio tokens (kept indices floor(i * L / n)).
+
+The L audio tokens are those of every audio span in order (a prompt of several 30 s windows has
+several spans): one subsampling runs over all of them, not one per span."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ receives that runs along the sequence: hidden states (also AltUp-stacked ones), 
 (1-D, or M-RoPE's (3, B, T, d)), position ids, cache positions, per-layer inputs and the causal
 mask (rows and columns). Pre-hooks on the layers after K gather their (still full-length)
 arguments the same way. Kept tokens therefore keep their ORIGINAL positions; layers < K keep the
-full KV cache and layers >= K a cache of the kept tokens only.
+full KV cache and layers >= K a cache of the kept tokens only. A layer >= K that reuses the keys and
+values of a layer < K (Gemma 3n's KV sharing) reads them cut to the kept tokens as well.
 
 Decoding needs nothing from the method: generate() counts positions from the full prompt length
 (layer 0's cache is full whenever K >= 1; for K = 0 the cache reports the original length, so
@@ -30,13 +31,15 @@ from amlib.pruning.base import LayerAttentionInputs, PruningInputs, PruningMetho
 class AttentionCapture:
     """Records attention inputs during prefill: the last `rows` query rows, the keys and the mask rows
     of each module in `modules` (pruning: layer K-1's last row; eviction: every layer's window).
-    `inputs` is the record of the single module; `by_module` holds one per module (pop to free)."""
+    `inputs` is the record of the single module; `by_module` holds one per module (pop to free).
+    Captures nest: an inner one wraps the enclosing one's patch (both record) and restores it on exit."""
 
     def __init__(self, modules, rows: int = 1):
         self.modules = [modules] if isinstance(modules, torch.nn.Module) else list(modules)
         self.rows = rows
         self.by_module: dict[torch.nn.Module, LayerAttentionInputs] = {}
         self._interface = None
+        self._previous = None
 
     @property
     def module(self) -> torch.nn.Module:
@@ -50,7 +53,9 @@ class AttentionCapture:
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
         self._interface = ALL_ATTENTION_FUNCTIONS
-        original = type(ALL_ATTENTION_FUNCTIONS).get_interface.__get__(ALL_ATTENTION_FUNCTIONS)
+        # an enclosing capture's patch (an instance attribute) is wrapped, not bypassed, and put back on exit
+        self._previous = ALL_ATTENTION_FUNCTIONS.__dict__.get("get_interface")
+        original = ALL_ATTENTION_FUNCTIONS.get_interface
         capture, watched = self, {id(m) for m in self.modules}
 
         def get_interface(attn_implementation, default):
@@ -75,7 +80,10 @@ class AttentionCapture:
             last_mask_row=mask_rows, scaling=kwargs.get("scaling", module.scaling), extra=extra)
 
     def __exit__(self, *exc):
-        del self._interface.get_interface  # back to the class's method
+        if self._previous is None:
+            self._interface.__dict__.pop("get_interface", None)  # back to the class's method
+        else:
+            self._interface.get_interface = self._previous  # back to the enclosing capture's patch
         return False
 
 
@@ -141,6 +149,7 @@ class TokenPruner:
         self._cache_patch = None
         self._in_prefill = False
         self._gathered: dict = {}
+        self._shared_full: dict = {}  # source layer -> its full (keys, values) while a layer >= K reads a cut
 
     # -- installation ---------------------------------------------------------------------------
     def __enter__(self):
@@ -154,7 +163,22 @@ class TokenPruner:
         for i in range(self.layer, len(self.layers)):
             self._handles.append(self.layers[i].register_forward_pre_hook(
                 lambda module, args, kwargs, i=i: self._gather(i, args, kwargs), with_kwargs=True))
+        for attention, source in self._shared_kv_readers():
+            self._handles.append(attention.register_forward_pre_hook(
+                lambda module, args, kwargs, source=source: self._cut_shared_kv(source, kwargs), with_kwargs=True))
+            self._handles.append(attention.register_forward_hook(
+                lambda module, args, kwargs, out, source=source: self._restore_shared_kv(source, kwargs),
+                with_kwargs=True))
         return self
+
+    def _shared_kv_readers(self):
+        """(attention, source layer) of the layers >= K that reuse the keys/values of a layer < K
+        (Gemma 3n's KV sharing, `past_key_values.shared_layers`): the source holds every token."""
+        for layer in self.layers[self.layer:]:
+            attention = getattr(layer, "self_attn", None)
+            source = getattr(attention, "kv_shared_layer_index", None)
+            if getattr(attention, "is_kv_shared_layer", False) and source is not None and source < self.layer:
+                yield attention, source
 
     def __exit__(self, *exc):
         for handle in self._handles:
@@ -202,6 +226,28 @@ class TokenPruner:
             _gather_seq(a, rec.kept_index, rec.seq_len) for a in args)
         kwargs = {k: gather(v, k) for k, v in kwargs.items()}
         return args, kwargs
+
+    def _cut_shared_kv(self, source: int, kwargs) -> None:
+        """Before a layer >= K reads the keys/values of a layer < K: cut them to the kept tokens
+        (and the decoded ones), as if that layer's cache had been pruned too; restored after."""
+        cache, rec = kwargs.get("past_key_values"), self.record
+        if cache is None or rec.kept_index is None or rec.kept_audio_tokens == rec.audio_tokens:
+            return None
+        key, value = cache.shared_layers[source]
+        # original positions so far (the source is unpruned; a prefill's cache positions are gathered already)
+        seen = rec.seq_len if self._in_prefill else int(kwargs["cache_position"][-1]) + 1
+        if key.shape[-2] != seen:
+            raise NotImplementedError(f"layer {source}'s shared keys hold {key.shape[-2]} of {seen} positions (a "
+                                      f"rolled-over sliding window): pruning at layer {self.layer}, above it, "
+                                      "cannot cut them to the kept tokens")
+        cols = torch.cat([rec.kept_index.to(key.device), torch.arange(rec.seq_len, seen, device=key.device)])
+        self._shared_full[source] = (key, value)
+        cache.shared_layers[source] = (key.index_select(-2, cols), value.index_select(-2, cols))
+        return None
+
+    def _restore_shared_kv(self, source: int, kwargs) -> None:
+        if source in self._shared_full:
+            kwargs["past_key_values"].shared_layers[source] = self._shared_full.pop(source)
 
     def _cut_decode_mask(self, kwargs):
         mask = kwargs.get("attention_mask")
