@@ -5,6 +5,7 @@ could hide a wrong position or a wrong kept set, and show in the test itself tha
 wrong variant (shifted positions, a compressed question, kvpress's own 1-D query path) differs.
 """
 
+import copy
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from transformers import DynamicCache
 import kvpress
 from amlib.eviction import PAPER_PRESSES, PRESSES, context_end, eviction, evicted_generate, merge_mrope
 from amlib.eviction.install import PressInstallation
-from amlib.eviction.presses import PRESS_SPECS, make_press
+from amlib.eviction.presses import PRESS_SPECS, SNAPKV_KERNEL, SNAPKV_WINDOW, make_press
 from amlib.models import load_model
 from amlib.runner import RunConfig, evaluate, read_predictions
 
@@ -114,43 +115,77 @@ def _positions(adapter, value: int) -> torch.Tensor:
     return pos[None].expand(3, 1, 1) if adapter.family == "qwen2.5-omni" else pos
 
 
-def masked_vanilla(adapter, prepared, protocol: str, evicted: range, steps: int, shift: int = 0):
-    """Greedy tokens and logits of the UNcompressed model in which every token after the compressed
-    prefill is kept from attending to the `evicted` prompt columns by a 2-D attention mask, at
-    positions (original + 0) - shift. StreamingLLM's eviction must equal shift = 0."""
+def masked_vanilla(adapter, prepared, protocol: str, keep: dict, steps: int, shift: int = 0, prefill=None):
+    """Greedy logits of the UNcompressed model in which every token after the prefill attends to the
+    prefilled columns `keep[layer]` only ((query heads, prefilled) booleans, per decoder layer; other
+    layers attend to everything), at positions (original + 0) - shift. An eviction that kept those
+    columns must equal shift = 0. `prefill`: (output, cache) of `prefill_of` (else computed here)."""
     model = adapter.model
-    tensors = {k: v for k, v in prepared.tensors.items()}
+    tensors = prepared.tensors
     length = tensors["input_ids"].shape[-1]
     end = length if protocol == "query_aware" else context_end(prepared)
+    out, cache = prefill if prefill is not None else prefill_of(adapter, prepared, end)
+    cache, state = copy.deepcopy(cache), {"seen": end}
+    layers = adapter.decoder_layers()
+    handles = [layers[i].self_attn.register_forward_pre_hook(_column_mask(columns, state), with_kwargs=True)
+               for i, columns in keep.items()]
+    logits = [out.logits[0, -1].float()]
+    try:
+        with torch.inference_mode():
+            if end < length:
+                q = tensors["input_ids"][..., end:]
+                pos = torch.arange(end, length)[None] - shift
+                pos = pos[None].expand(3, 1, -1) if adapter.family == "qwen2.5-omni" else pos
+                out = model(input_ids=q, position_ids=pos, attention_mask=torch.ones(1, length, dtype=torch.long),
+                            past_key_values=cache, use_cache=True)
+                state["seen"] = length
+                logits = [out.logits[0, -1].float()]
+            for t in range(steps - 1):
+                token = out.logits[:, -1].argmax(-1)
+                out = model(input_ids=token[:, None], position_ids=_positions(adapter, length + t - shift),
+                            attention_mask=torch.ones(1, state["seen"] + 1, dtype=torch.long),
+                            past_key_values=cache, use_cache=True)
+                state["seen"] += 1
+                logits.append(out.logits[0, -1].float())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.stack(logits)
+
+
+def prefill_of(adapter, prepared, end: int):
+    """(output, cache) of the plain prefill of the prompt's first `end` tokens."""
+    part = {k: (v[..., :end] if k in ("input_ids", "attention_mask", "token_type_ids") else v)
+            for k, v in prepared.tensors.items()}
     cache = DynamicCache(config=adapter.language_model().config.get_text_config())
-    part = {k: (v[..., :end] if k in ("input_ids", "attention_mask") else v) for k, v in tensors.items()}
-    logits = []
     with torch.inference_mode():
-        out = model(**part, past_key_values=cache, use_cache=True)
-        seen = end
+        return adapter.model(**part, past_key_values=cache, use_cache=True), cache
 
-        def mask(extra):
-            m = torch.ones(1, seen + extra, dtype=torch.long)
-            m[0, list(evicted)] = 0
-            return m
 
-        if end < length:
-            q = tensors["input_ids"][..., end:]
-            pos = torch.arange(end, length)[None] - shift
-            pos = pos[None].expand(3, 1, -1) if adapter.family == "qwen2.5-omni" else pos
-            out = model(input_ids=q, position_ids=pos, attention_mask=mask(q.shape[-1]), past_key_values=cache,
-                        use_cache=True)
-            seen = length
-        token = out.logits[:, -1].argmax(-1)
-        tokens, logits = [token], [out.logits[0, -1].float()]
-        for t in range(steps - 1):
-            out = model(input_ids=token[:, None], position_ids=_positions(adapter, length + t - shift),
-                        attention_mask=mask(1), past_key_values=cache, use_cache=True)
-            seen += 1
-            token = out.logits[:, -1].argmax(-1)
-            tokens.append(token)
-            logits.append(out.logits[0, -1].float())
-    return torch.cat(tokens), torch.stack(logits)
+def _column_mask(columns: torch.Tensor, state: dict):
+    """A pre-hook giving an attention module the mask of `q` new tokens over the prefilled columns
+    `columns` (query heads, prefilled) and, causally, the tokens fed since (`state["seen"]` so far)."""
+
+    def hook(module, args, kwargs):
+        q = kwargs["hidden_states"].shape[-2]
+        heads, prefilled = columns.shape
+        seen = torch.ones(heads, q, state["seen"] + q, dtype=torch.bool)
+        seen[:, :, :prefilled] = columns[:, None, :]
+        seen[:, :, state["seen"]:] = torch.ones(q, q, dtype=torch.bool).tril()
+        if module.config._attn_implementation == "eager":  # additive
+            seen = torch.zeros(seen.shape).masked_fill(~seen, torch.finfo(torch.float32).min)
+        kwargs["attention_mask"] = seen[None]
+        return args, kwargs
+
+    return hook
+
+
+def all_layers_keep(adapter, prefilled: int, evicted: range) -> dict:
+    """Every decoder layer, every head: the prefilled columns but `evicted` (StreamingLLM's cut)."""
+    heads = adapter.language_model().config.get_text_config().num_attention_heads
+    keep = torch.ones(heads, prefilled, dtype=torch.bool)
+    keep[:, list(evicted)] = False
+    return {i: keep for i in range(len(adapter.decoder_layers()))}
 
 
 def evicted_logits(adapter, prepared, press, ratio, protocol, steps=STEPS):
@@ -171,12 +206,173 @@ def test_decoding_after_eviction_is_at_the_original_positions(adapters, name, pr
     gen, logits = evicted_logits(adapter, prepared, "streaming_llm", ratio, protocol)
     prefilled = gen.efficiency["prefilled_tokens"]
     n_pruned = prefilled - int(prefilled * (1 - ratio))
-    evicted = range(4, 4 + n_pruned)  # StreamingLLM: 4 sinks, then the oldest tokens go
-    _, oracle = masked_vanilla(adapter, prepared, protocol, evicted, STEPS)
+    keep = all_layers_keep(adapter, prefilled, range(4, 4 + n_pruned))  # 4 sinks, then the oldest go
+    prefill = prefill_of(adapter, prepared, prefilled)
+    oracle = masked_vanilla(adapter, prepared, protocol, keep, STEPS, prefill=prefill)
     torch.testing.assert_close(logits, oracle, rtol=1e-4, atol=1e-4)
     # the wrong variant transformers 5.2's Qwen2.5-Omni generate() takes: positions shifted back
-    _, shifted = masked_vanilla(adapter, prepared, protocol, evicted, STEPS, shift=n_pruned)
+    shifted = masked_vanilla(adapter, prepared, protocol, keep, STEPS, shift=n_pruned, prefill=prefill)
     first_decoded = 1 if protocol == "query_aware" else 0  # query-aware: token 1 comes from the prefill
+    assert not torch.allclose(shifted[first_decoded:], logits[first_decoded:], atol=1e-3)
+
+
+# -- SnapKV and TOVA: the kept sets their rules pick from eager attention, then the logits --------------
+
+def compressed_cache_readers(adapter) -> dict[int, int]:
+    """Decoder layer -> the layer whose cache it attends to, for every layer attending to a cache that
+    eviction compresses: the full-attention layers with their own cache, and Gemma 3n's KV-shared
+    layers reading one of those (after the prefill they read its compressed cache). Sliding layers
+    keep their rolling window (read from the model's config, not from amlib)."""
+    config = adapter.language_model().config.get_text_config()
+    types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+    readers = {}
+    for i, layer in enumerate(adapter.decoder_layers()):
+        source = getattr(layer.self_attn, "kv_shared_layer_index", None)
+        source = i if source is None else source
+        if types[source] == "full_attention":
+            readers[i] = source
+    return readers
+
+
+def eager_prefill(eager, prepared, end: int):
+    """(output, cache, weights) of the prefill of the first `end` prompt tokens on the eager-attention
+    model; weights[layer] = its attention weights (query heads, end, end), float32."""
+    weights, handles = {}, []
+
+    def keep_weights(i):
+        def hook(module, args, kwargs, output):
+            weights[i] = output[1][0].float()
+        return hook
+
+    for i, layer in enumerate(eager.decoder_layers()):
+        handles.append(layer.self_attn.register_forward_hook(keep_weights(i), with_kwargs=True))
+    try:
+        out, cache = prefill_of(eager, prepared, end)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, cache, weights
+
+
+def top_columns(scores: torch.Tensor, count: int, largest: bool) -> torch.Tensor:
+    return scores.topk(count, dim=-1, largest=largest).indices
+
+
+def snapkv_rule(weights, kv_heads: int, kept: int, largest: bool = True) -> torch.Tensor:
+    """kvpress 0.5.5 SnapKV, re-derived: the last `window` rows' weights on the earlier columns,
+    averaged over the rows, smoothed by a `kernel`-wide moving average (zero padded, divided by the
+    kernel), averaged over the query heads of each KV head; each KV head keeps the window and its top
+    (kept - window) earlier columns. -> (kv_heads, kept) sorted positions."""
+    window, kernel = SNAPKV_WINDOW, SNAPKV_KERNEL
+    heads, length = weights.shape[0], weights.shape[-1]
+    assert kept > window, "the oracle covers a budget beyond the observation window"
+    rows = weights[:, -window:, :length - window].mean(1)
+    half = kernel // 2
+    smooth = torch.nn.functional.pad(rows, (half, half)).unfold(-1, kernel, 1).sum(-1) / kernel
+    per_kv_head = smooth.view(kv_heads, heads // kv_heads, -1).mean(1)
+    window_columns = torch.arange(length - window, length).expand(kv_heads, window)
+    chosen = torch.cat([top_columns(per_kv_head, kept - window, largest), window_columns], dim=-1)
+    return chosen.sort(-1).values
+
+
+def tova_rule(weights, kv_heads: int, kept: int, largest: bool = True) -> torch.Tensor:
+    """kvpress 0.5.5 TOVA, re-derived: the last row's weights on the earlier columns averaged over ALL
+    query heads; every KV head keeps the last token and the same top (kept - 1) earlier columns."""
+    length = weights.shape[-1]
+    scores = weights[:, -1, :length - 1].mean(0)
+    chosen = torch.cat([top_columns(scores, kept - 1, largest), torch.tensor([length - 1])])
+    return chosen.sort().values.expand(kv_heads, kept)
+
+
+RULES = {"snapkv": snapkv_rule, "tova": tova_rule}
+
+
+def first_equal(rows: torch.Tensor, among: torch.Tensor) -> torch.Tensor:
+    """(heads, n, d), (heads, L, d) -> (heads, n): the first position of `among` holding each row."""
+    same = (rows[:, :, None, :] == among[:, None, :, :]).all(-1)
+    assert same.any(-1).all(), "every row is one of `among`'s"
+    return same.int().argmax(-1)
+
+
+def evicted_with_kept(adapter, prepared, press: str, ratio: float, protocol: str):
+    """(logits, kept, alias) of amlib's eviction. kept[layer]: the prefill positions whose (key, value)
+    each KV head's compressed cache holds, sorted, found by matching the cache with the layer's keys and
+    values before the press; a pair found at several positions (the tiny models' zero <|im_end|>
+    embedding gives layer 0 equal keys) is named by its first, as alias[layer][head, position] is."""
+    inst = PressInstallation(adapter, make_press(press, ratio), PRESS_SPECS[press])
+    before, kept, alias, logits = {}, {}, {}, []
+
+    def pairs(module, kwargs):
+        layer = kwargs["past_key_values"].layers[module.layer_idx]
+        return torch.cat([layer.keys[0], layer.values[0]], dim=-1).clone()
+
+    def full(module, args, kwargs, output):
+        before.setdefault(module.layer_idx, pairs(module, kwargs))
+
+    def compressed(module, args, kwargs, output):
+        if module.layer_idx not in kept:
+            full_pairs = before[module.layer_idx]
+            kept[module.layer_idx] = first_equal(pairs(module, kwargs), full_pairs).sort(-1).values
+            alias[module.layer_idx] = first_equal(full_pairs, full_pairs)
+
+    with inst:
+        handles = []
+        for attention in inst.attentions:  # around amlib's own hooks: first and last
+            handles.append(attention.register_forward_hook(full, with_kwargs=True, prepend=True))
+            handles.append(attention.register_forward_hook(compressed, with_kwargs=True))
+        try:
+            evicted_generate(adapter, prepared, STEPS, inst, protocol, logits_out=logits)
+        finally:
+            for handle in handles:
+                handle.remove()
+    return torch.stack(logits), kept, alias
+
+
+def query_head_columns(kept: torch.Tensor, heads: int, prefilled: int) -> torch.Tensor:
+    """(kv_heads, n) kept positions -> (query heads, prefilled) booleans (query head h reads KV head
+    h // (heads / kv_heads), as repeat_kv lays them out)."""
+    columns = torch.zeros(kept.shape[0], prefilled, dtype=torch.bool).scatter_(1, kept, True)
+    return columns.repeat_interleave(heads // kept.shape[0], dim=0)
+
+
+@pytest.mark.parametrize("press,protocol,ratio", [("snapkv", "query_aware", 0.3), ("tova", "query_agnostic", 0.5)])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_snapkv_and_tova_keep_what_their_rule_picks_from_eager_attention(adapters, name, press, protocol, ratio):
+    """The kept set from the press's rule applied to an independent eager forward's attention weights
+    equals what amlib's installation (SDPA, rows recomputed) kept, per layer and KV head; decoding then
+    equals the uncompressed model with the evicted columns masked, at the original positions."""
+    adapter, eager = get(adapters, name, sharp=True), get(adapters, name, sharp=True, attn="eager")
+    prepared = prepare(adapter)
+    assert expected_failure(adapter, press) is None  # both run on every family
+    logits, kept, alias = evicted_with_kept(adapter, prepared, press, ratio, protocol)
+    prefilled = prepared.prompt_tokens if protocol == "query_aware" else context_end(prepared)
+    out, cache, weights = eager_prefill(eager, prepared, prefilled)
+    config = adapter.language_model().config.get_text_config()
+    heads, kv_heads, budget = config.num_attention_heads, config.num_key_value_heads, int(prefilled * (1 - ratio))
+    readers = compressed_cache_readers(adapter)
+    expected = {i: RULES[press](weights[i], kv_heads, budget) for i in set(readers.values())}
+    reversed_scores = {i: RULES[press](weights[i], kv_heads, budget, largest=False) for i in expected}
+
+    def named(i, positions):
+        return alias[i].gather(1, positions).sort(-1).values
+
+    assert set(kept) == set(expected)
+    for i in expected:
+        assert torch.equal(kept[i], named(i, expected[i])), f"{press} layer {i}"
+        assert not torch.equal(kept[i], named(i, reversed_scores[i]))  # the wrong variant
+
+    def keep(sets):
+        return {i: query_head_columns(sets[source], heads, prefilled) for i, source in readers.items()}
+
+    prefill = (out, cache)
+    oracle = masked_vanilla(eager, prepared, protocol, keep(expected), STEPS, prefill=prefill)
+    torch.testing.assert_close(logits, oracle, rtol=1e-4, atol=1e-4)
+    # wrong variants: the reversed scores' kept set; the kept set at positions shifted back
+    first_decoded = 1 if protocol == "query_aware" else 0
+    wrong_set = masked_vanilla(eager, prepared, protocol, keep(reversed_scores), STEPS, prefill=prefill)
+    assert not torch.allclose(wrong_set[first_decoded:], logits[first_decoded:], atol=1e-3)
+    shifted = masked_vanilla(eager, prepared, protocol, keep(expected), STEPS, prefill=prefill,
+                             shift=prefilled - budget)
     assert not torch.allclose(shifted[first_decoded:], logits[first_decoded:], atol=1e-3)
 
 
