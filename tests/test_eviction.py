@@ -2,11 +2,14 @@
 
 The oracle tests sharpen attention (q/k projections scaled), since near-uniform random attention
 could hide a wrong position or a wrong kept set, and show in the test itself that a deliberately
-wrong variant (shifted positions, a compressed question, kvpress's own 1-D query path) differs.
+wrong variant (shifted positions, a compressed question, reversed scores) differs. The oracle of
+eviction is the uncompressed model whose later tokens are masked from the evicted prefill columns
+(per layer and head); SnapKV's and TOVA's kept sets are re-derived from an eager forward's weights.
 """
 
 import copy
 import json
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -14,7 +17,7 @@ from transformers import DynamicCache
 
 import kvpress
 from amlib.eviction import PAPER_PRESSES, PRESSES, context_end, eviction, evicted_generate, merge_mrope
-from amlib.eviction.install import PressInstallation
+from amlib.eviction.install import PressInstallation, text_model_of
 from amlib.eviction.presses import PRESS_SPECS, SNAPKV_KERNEL, SNAPKV_WINDOW, make_press
 from amlib.models import load_model
 from amlib.runner import RunConfig, evaluate, read_predictions
@@ -31,12 +34,10 @@ def adapters():
     return {}
 
 
-def get(adapters, name, sharp=False, attn="sdpa"):
-    key = (name, sharp, attn)
+def get(adapters, name, sharp=False):
+    key = (name, sharp)
     if key not in adapters:
         adapter = load_model(name, seed=0)
-        if attn != "sdpa":
-            adapter.model.set_attn_implementation(attn)
         if sharp:
             sharpen(adapter)
         adapters[key] = adapter
@@ -234,9 +235,22 @@ def compressed_cache_readers(adapter) -> dict[int, int]:
     return readers
 
 
-def eager_prefill(eager, prepared, end: int):
-    """(output, cache, weights) of the prefill of the first `end` prompt tokens on the eager-attention
-    model; weights[layer] = its attention weights (query heads, end, end), float32."""
+@contextmanager
+def eager_attention(adapter):
+    """The decoder under eager attention inside the block (its config only: audio encoders keep
+    theirs; no second model to load)."""
+    config = text_model_of(adapter).config  # the decoder layers' config
+    before = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        yield adapter
+    finally:
+        config._attn_implementation = before
+
+
+def eager_prefill(adapter, prepared, end: int):
+    """(output, cache, weights) of the prefill of the first `end` prompt tokens, under eager attention:
+    weights[layer] = the layer's attention weights (query heads, end, end), float32."""
     weights, handles = {}, []
 
     def keep_weights(i):
@@ -244,10 +258,10 @@ def eager_prefill(eager, prepared, end: int):
             weights[i] = output[1][0].float()
         return hook
 
-    for i, layer in enumerate(eager.decoder_layers()):
+    for i, layer in enumerate(adapter.decoder_layers()):
         handles.append(layer.self_attn.register_forward_hook(keep_weights(i), with_kwargs=True))
     try:
-        out, cache = prefill_of(eager, prepared, end)
+        out, cache = prefill_of(adapter, prepared, end)
     finally:
         for handle in handles:
             handle.remove()
@@ -335,44 +349,48 @@ def query_head_columns(kept: torch.Tensor, heads: int, prefilled: int) -> torch.
     return columns.repeat_interleave(heads // kept.shape[0], dim=0)
 
 
-@pytest.mark.parametrize("press,protocol,ratio", [("snapkv", "query_aware", 0.3), ("tova", "query_agnostic", 0.5)])
-@pytest.mark.parametrize("name", FAMILIES)
+# SnapKV at 0.3: every family's budget exceeds its 64-token window. Gemma 3n runs both query-aware: its
+# query-agnostic question goes token by token (its sliding layers keep their length), 58 full forwards.
+RULE_CASES = [(name, "snapkv", "query_aware", 0.3) for name in FAMILIES] + [
+    (name, "tova", "query_aware" if name == "tiny-random-gemma3n" else "query_agnostic", 0.5) for name in FAMILIES]
+
+
+@pytest.mark.parametrize("name,press,protocol,ratio", RULE_CASES)
 def test_snapkv_and_tova_keep_what_their_rule_picks_from_eager_attention(adapters, name, press, protocol, ratio):
     """The kept set from the press's rule applied to an independent eager forward's attention weights
     equals what amlib's installation (SDPA, rows recomputed) kept, per layer and KV head; decoding then
     equals the uncompressed model with the evicted columns masked, at the original positions."""
-    adapter, eager = get(adapters, name, sharp=True), get(adapters, name, sharp=True, attn="eager")
+    adapter = get(adapters, name, sharp=True)
     prepared = prepare(adapter)
     assert expected_failure(adapter, press) is None  # both run on every family
     logits, kept, alias = evicted_with_kept(adapter, prepared, press, ratio, protocol)
     prefilled = prepared.prompt_tokens if protocol == "query_aware" else context_end(prepared)
-    out, cache, weights = eager_prefill(eager, prepared, prefilled)
     config = adapter.language_model().config.get_text_config()
     heads, kv_heads, budget = config.num_attention_heads, config.num_key_value_heads, int(prefilled * (1 - ratio))
     readers = compressed_cache_readers(adapter)
-    expected = {i: RULES[press](weights[i], kv_heads, budget) for i in set(readers.values())}
-    reversed_scores = {i: RULES[press](weights[i], kv_heads, budget, largest=False) for i in expected}
-
-    def named(i, positions):
-        return alias[i].gather(1, positions).sort(-1).values
-
-    assert set(kept) == set(expected)
-    for i in expected:
-        assert torch.equal(kept[i], named(i, expected[i])), f"{press} layer {i}"
-        assert not torch.equal(kept[i], named(i, reversed_scores[i]))  # the wrong variant
 
     def keep(sets):
         return {i: query_head_columns(sets[source], heads, prefilled) for i, source in readers.items()}
 
-    prefill = (out, cache)
-    oracle = masked_vanilla(eager, prepared, protocol, keep(expected), STEPS, prefill=prefill)
+    with eager_attention(adapter):
+        eager_logits, eager_kept, eager_alias = evicted_with_kept(adapter, prepared, press, ratio, protocol)
+        out, cache, weights = eager_prefill(adapter, prepared, prefilled)
+        expected = {i: RULES[press](weights[i], kv_heads, budget) for i in set(readers.values())}
+        reversed_scores = {i: RULES[press](weights[i], kv_heads, budget, largest=False) for i in expected}
+        oracle = masked_vanilla(adapter, prepared, protocol, keep(expected), STEPS, prefill=(out, cache))
+        # wrong variants: the reversed scores' kept set; the right set at positions shifted back
+        wrong_set = masked_vanilla(adapter, prepared, protocol, keep(reversed_scores), STEPS, prefill=(out, cache))
+        shifted = masked_vanilla(adapter, prepared, protocol, keep(expected), STEPS, prefill=(out, cache),
+                                 shift=prefilled - budget)
+    assert set(kept) == set(eager_kept) == set(expected)
+    for i in expected:  # positions holding equal (key, value) pairs are named by the first
+        assert torch.equal(kept[i], alias[i].gather(1, expected[i]).sort(-1).values), f"{press} layer {i}"
+        assert not torch.equal(kept[i], alias[i].gather(1, reversed_scores[i]).sort(-1).values)
+        # amlib under eager attention (the press reads the layer's own weights) keeps the same
+        assert torch.equal(eager_kept[i], eager_alias[i].gather(1, expected[i]).sort(-1).values)
     torch.testing.assert_close(logits, oracle, rtol=1e-4, atol=1e-4)
-    # wrong variants: the reversed scores' kept set; the kept set at positions shifted back
-    first_decoded = 1 if protocol == "query_aware" else 0
-    wrong_set = masked_vanilla(eager, prepared, protocol, keep(reversed_scores), STEPS, prefill=prefill)
+    first_decoded = 1 if protocol == "query_aware" else 0  # query-aware: token 1 comes from the prefill
     assert not torch.allclose(wrong_set[first_decoded:], logits[first_decoded:], atol=1e-3)
-    shifted = masked_vanilla(eager, prepared, protocol, keep(expected), STEPS, prefill=prefill,
-                             shift=prefilled - budget)
     assert not torch.allclose(shifted[first_decoded:], logits[first_decoded:], atol=1e-3)
 
 
@@ -415,48 +433,22 @@ def test_presses_compress_at_prefill_only(adapters):
     assert {layer.keys.shape[-2] for layer in caches[-1].layers} == {kept + question + gen.new_tokens - 1}
 
 
-# -- exact attention rows: SDPA keeps what eager keeps, on M-RoPE too ---------------------------------
-
-def kept_sets(adapter, prepared, press: str, ratio: float = 0.5) -> list[torch.Tensor]:
-    """Each layer's kept (head, position) index set under `press`."""
-    spec = PRESS_SPECS[press]
-    pr = make_press(press, ratio)
-    sets = []
-    score = pr.score
-
-    def recording(module, hidden_states, keys, *args, **kwargs):
-        scores = score(module, hidden_states, keys, *args, **kwargs)
-        n = int(keys.shape[2] * (1 - ratio))
-        sets.append(torch.sort(scores.topk(n, dim=-1).indices, dim=-1).values)
-        return scores
-
-    pr.score = recording
-    inst = PressInstallation(adapter, pr, spec)
-    with inst:
-        evicted_generate(adapter, prepared, 1, inst, "query_aware")
-    return sets
-
-
-@pytest.mark.parametrize("press", ["snapkv", "tova"])
-@pytest.mark.parametrize("name", ["tiny-random-qwen2.5-omni", "tiny-random-phi-4-multimodal", "tiny-random-qwen2-audio"])
-def test_sdpa_keeps_exactly_the_keys_eager_keeps(adapters, name, press):
-    sdpa, eager = get(adapters, name, sharp=True), get(adapters, name, sharp=True, attn="eager")
-    prepared = prepare(sdpa)
-    a, b = kept_sets(sdpa, prepared, press), kept_sets(eager, prepared, press)
-    assert len(a) == len(b) == len(sdpa.decoder_layers())
-    for layer, (x, y) in enumerate(zip(a, b)):
-        assert torch.equal(x, y), f"{press} layer {layer}"
-
+# -- kvpress's own query path on M-RoPE ----------------------------------------------------------------
 
 def test_kvpress_own_query_path_fails_on_m_rope(adapters):
-    """Why amlib computes the rows: kvpress's own SnapKV under SDPA (no attention weights) rotates
-    queries with 1-D RoPE and breaks on Qwen2.5-Omni's (3, B, T, d) tables."""
+    """Why amlib computes the rows: kvpress's own SnapKV under SDPA (no attention weights) re-computes
+    the window's queries with 1-D RoPE, whose `cos[:, -window:]` cuts Qwen2.5-Omni's (3, B, T, d) M-RoPE
+    table along B instead of T: the window's 64 queries meet the angles of all T prompt positions."""
     adapter = get(adapters, "tiny-random-qwen2.5-omni")
-    tensors = dict(prepare(adapter).tensors)
-    with pytest.raises(RuntimeError):
-        with torch.inference_mode(), kvpress.SnapKVPress(compression_ratio=0.5)(adapter.language_model()):
-            adapter.model(**tensors, past_key_values=DynamicCache(config=adapter.model.config.get_text_config()),
-                          use_cache=True)
+    prepared = prepare(adapter)
+    press = kvpress.SnapKVPress(compression_ratio=0.5)
+    mismatch = (rf"size of tensor a \({press.window_size}\) must match the size of tensor b "
+                rf"\({prepared.prompt_tokens}\) at non-singleton dimension 3")
+    with pytest.raises(RuntimeError, match=mismatch) as failure:
+        with torch.inference_mode(), press(adapter.language_model()):
+            adapter.model(**prepared.tensors, use_cache=True,
+                          past_key_values=DynamicCache(config=adapter.model.config.get_text_config()))
+    assert failure.traceback[-1].name == "compute_window_attention"  # raised in kvpress's query path
 
 
 def test_merged_mrope_table_is_what_the_attention_applies():
@@ -544,9 +536,8 @@ def test_question_over_layers_of_different_lengths_in_one_forward_equals_token_b
         results.append(torch.stack(logits))
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-4)
     # and the per-layer masks matter: the model's own mask (built for one length) would not even fit
-    eager = get(adapters, "tiny-random-qwen2-audio", sharp=True, attn="eager")
-    inst = PressInstallation(eager, make_press("pyramidkv", 0.5), PRESS_SPECS["pyramidkv"])
+    inst = PressInstallation(adapter, make_press("pyramidkv", 0.5), PRESS_SPECS["pyramidkv"])
     logits = []
-    with inst:
-        evicted_generate(eager, prepared, STEPS, inst, "query_agnostic", logits_out=logits)
+    with eager_attention(adapter), inst:
+        evicted_generate(adapter, prepared, STEPS, inst, "query_agnostic", logits_out=logits)
     torch.testing.assert_close(torch.stack(logits), results[0], rtol=1e-3, atol=1e-3)
