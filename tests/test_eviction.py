@@ -9,7 +9,6 @@ eviction is the uncompressed model whose later tokens are masked from the evicte
 
 import copy
 import json
-from contextlib import contextmanager
 
 import pytest
 import torch
@@ -17,13 +16,13 @@ from transformers import DynamicCache
 
 import kvpress
 from amlib.eviction import PAPER_PRESSES, PRESSES, context_end, eviction, evicted_generate, merge_mrope
-from amlib.eviction.install import PressInstallation, text_model_of
+from amlib.eviction.install import PressInstallation
 from amlib.eviction.presses import PRESS_SPECS, SNAPKV_KERNEL, SNAPKV_WINDOW, make_press
 from amlib.models import load_model
 from amlib.runner import RunConfig, evaluate, read_predictions
 
 from conftest import make_item, write_rows
-from oracles import FAMILIES, STEPS, prepare, sharpen
+from oracles import FAMILIES, STEPS, column_mask, eager_attention, eager_prefill, prefill_of, prepare, sharpen
 
 
 RUNNABLE = [p for p in PRESSES if PRESS_SPECS[p].unavailable is None]
@@ -116,19 +115,19 @@ def _positions(adapter, value: int) -> torch.Tensor:
     return pos[None].expand(3, 1, 1) if adapter.family == "qwen2.5-omni" else pos
 
 
-def masked_vanilla(adapter, prepared, protocol: str, keep: dict, steps: int, shift: int = 0, prefill=None):
-    """Greedy logits of the UNcompressed model in which every token after the prefill attends to the
-    prefilled columns `keep[layer]` only ((query heads, prefilled) booleans, per decoder layer; other
-    layers attend to everything), at positions (original + 0) - shift. An eviction that kept those
-    columns must equal shift = 0. `prefill`: (output, cache) of `prefill_of` (else computed here)."""
+def masked_vanilla(adapter, prepared, protocol: str, prefill, keep: dict, steps: int, shift: int = 0):
+    """Greedy logits of the UNcompressed model after `prefill` ((output, cache) of `prefill_of`), in which
+    every later token attends to the prefilled columns `keep[layer]` only ((query heads, prefilled)
+    booleans, per decoder layer; other layers attend to everything), at positions (original + 0) - shift.
+    An eviction that kept those columns must equal shift = 0."""
     model = adapter.model
     tensors = prepared.tensors
     length = tensors["input_ids"].shape[-1]
     end = length if protocol == "query_aware" else context_end(prepared)
-    out, cache = prefill if prefill is not None else prefill_of(adapter, prepared, end)
+    out, cache = prefill
     cache, state = copy.deepcopy(cache), {"seen": end}
     layers = adapter.decoder_layers()
-    handles = [layers[i].self_attn.register_forward_pre_hook(_column_mask(columns, state), with_kwargs=True)
+    handles = [layers[i].self_attn.register_forward_pre_hook(column_mask(columns, state), with_kwargs=True)
                for i, columns in keep.items()]
     logits = [out.logits[0, -1].float()]
     try:
@@ -152,33 +151,6 @@ def masked_vanilla(adapter, prepared, protocol: str, keep: dict, steps: int, shi
         for handle in handles:
             handle.remove()
     return torch.stack(logits)
-
-
-def prefill_of(adapter, prepared, end: int):
-    """(output, cache) of the plain prefill of the prompt's first `end` tokens."""
-    part = {k: (v[..., :end] if k in ("input_ids", "attention_mask", "token_type_ids") else v)
-            for k, v in prepared.tensors.items()}
-    cache = DynamicCache(config=adapter.language_model().config.get_text_config())
-    with torch.inference_mode():
-        return adapter.model(**part, past_key_values=cache, use_cache=True), cache
-
-
-def _column_mask(columns: torch.Tensor, state: dict):
-    """A pre-hook giving an attention module the mask of `q` new tokens over the prefilled columns
-    `columns` (query heads, prefilled) and, causally, the tokens fed since (`state["seen"]` so far)."""
-
-    def hook(module, args, kwargs):
-        q = kwargs["hidden_states"].shape[-2]
-        heads, prefilled = columns.shape
-        seen = torch.ones(heads, q, state["seen"] + q, dtype=torch.bool)
-        seen[:, :, :prefilled] = columns[:, None, :]
-        seen[:, :, state["seen"]:] = torch.ones(q, q, dtype=torch.bool).tril()
-        if module.config._attn_implementation == "eager":  # additive
-            seen = torch.zeros(seen.shape).masked_fill(~seen, torch.finfo(torch.float32).min)
-        kwargs["attention_mask"] = seen[None]
-        return args, kwargs
-
-    return hook
 
 
 def all_layers_keep(adapter, prefilled: int, evicted: range) -> dict:
@@ -209,10 +181,10 @@ def test_decoding_after_eviction_is_at_the_original_positions(adapters, name, pr
     n_pruned = prefilled - int(prefilled * (1 - ratio))
     keep = all_layers_keep(adapter, prefilled, range(4, 4 + n_pruned))  # 4 sinks, then the oldest go
     prefill = prefill_of(adapter, prepared, prefilled)
-    oracle = masked_vanilla(adapter, prepared, protocol, keep, STEPS, prefill=prefill)
+    oracle = masked_vanilla(adapter, prepared, protocol, prefill, keep, STEPS)
     torch.testing.assert_close(logits, oracle, rtol=1e-4, atol=1e-4)
     # the wrong variant transformers 5.2's Qwen2.5-Omni generate() takes: positions shifted back
-    shifted = masked_vanilla(adapter, prepared, protocol, keep, STEPS, shift=n_pruned, prefill=prefill)
+    shifted = masked_vanilla(adapter, prepared, protocol, prefill, keep, STEPS, shift=n_pruned)
     first_decoded = 1 if protocol == "query_aware" else 0  # query-aware: token 1 comes from the prefill
     assert not torch.allclose(shifted[first_decoded:], logits[first_decoded:], atol=1e-3)
 
@@ -233,39 +205,6 @@ def compressed_cache_readers(adapter) -> dict[int, int]:
         if types[source] == "full_attention":
             readers[i] = source
     return readers
-
-
-@contextmanager
-def eager_attention(adapter):
-    """The decoder under eager attention inside the block (its config only: audio encoders keep
-    theirs; no second model to load)."""
-    config = text_model_of(adapter).config  # the decoder layers' config
-    before = config._attn_implementation
-    config._attn_implementation = "eager"
-    try:
-        yield adapter
-    finally:
-        config._attn_implementation = before
-
-
-def eager_prefill(adapter, prepared, end: int):
-    """(output, cache, weights) of the prefill of the first `end` prompt tokens, under eager attention:
-    weights[layer] = the layer's attention weights (query heads, end, end), float32."""
-    weights, handles = {}, []
-
-    def keep_weights(i):
-        def hook(module, args, kwargs, output):
-            weights[i] = output[1][0].float()
-        return hook
-
-    for i, layer in enumerate(adapter.decoder_layers()):
-        handles.append(layer.self_attn.register_forward_hook(keep_weights(i), with_kwargs=True))
-    try:
-        out, cache = prefill_of(adapter, prepared, end)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return out, cache, weights
 
 
 def top_columns(scores: torch.Tensor, count: int, largest: bool) -> torch.Tensor:
@@ -373,14 +312,14 @@ def test_snapkv_and_tova_keep_what_their_rule_picks_from_eager_attention(adapter
         return {i: query_head_columns(sets[source], heads, prefilled) for i, source in readers.items()}
 
     with eager_attention(adapter):
-        eager_logits, eager_kept, eager_alias = evicted_with_kept(adapter, prepared, press, ratio, protocol)
-        out, cache, weights = eager_prefill(adapter, prepared, prefilled)
+        _, eager_kept, eager_alias = evicted_with_kept(adapter, prepared, press, ratio, protocol)
+        prefill, weights = eager_prefill(adapter, prepared, prefilled)
         expected = {i: RULES[press](weights[i], kv_heads, budget) for i in set(readers.values())}
         reversed_scores = {i: RULES[press](weights[i], kv_heads, budget, largest=False) for i in expected}
-        oracle = masked_vanilla(adapter, prepared, protocol, keep(expected), STEPS, prefill=(out, cache))
+        oracle = masked_vanilla(adapter, prepared, protocol, prefill, keep(expected), STEPS)
         # wrong variants: the reversed scores' kept set; the right set at positions shifted back
-        wrong_set = masked_vanilla(adapter, prepared, protocol, keep(reversed_scores), STEPS, prefill=(out, cache))
-        shifted = masked_vanilla(adapter, prepared, protocol, keep(expected), STEPS, prefill=(out, cache),
+        wrong_set = masked_vanilla(adapter, prepared, protocol, prefill, keep(reversed_scores), STEPS)
+        shifted = masked_vanilla(adapter, prepared, protocol, prefill, keep(expected), STEPS,
                                  shift=prefilled - budget)
     assert set(kept) == set(eager_kept) == set(expected)
     for i in expected:  # positions holding equal (key, value) pairs are named by the first
