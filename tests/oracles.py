@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+from transformers import DynamicCache
 
 from amlib.tasks import TASKS
 
@@ -170,3 +171,66 @@ def masked_oracle_logits(adapter, prepared, layer: int, kept: torch.Tensor, step
     dropped[kept.cpu()] = False
     with columns_masked_from(adapter.decoder_layers(), layer, torch.nonzero(dropped)[:, 0]):
         return generate_logits(adapter, prepared, steps)
+
+
+# -- masked-prefix oracles (eviction): a prefill, its eager attention weights, per-head column masks --
+
+def prefill_of(adapter, prepared, end: int):
+    """(output, cache) of the plain prefill of the prompt's first `end` tokens."""
+    part = {k: (v[..., :end] if k in ("input_ids", "attention_mask", "token_type_ids") else v)
+            for k, v in prepared.tensors.items()}
+    cache = DynamicCache(config=adapter.language_model().config.get_text_config())
+    with torch.inference_mode():
+        return adapter.model(**part, past_key_values=cache, use_cache=True), cache
+
+
+def column_mask(columns: torch.Tensor, state: dict):
+    """A pre-hook giving an attention module the mask of `q` new tokens over the prefilled columns
+    `columns` (query heads, prefilled) and, causally, the tokens fed since (`state["seen"]` so far)."""
+
+    def hook(module, args, kwargs):
+        q = kwargs["hidden_states"].shape[-2]
+        heads, prefilled = columns.shape
+        seen = torch.ones(heads, q, state["seen"] + q, dtype=torch.bool)
+        seen[:, :, :prefilled] = columns[:, None, :]
+        seen[:, :, state["seen"]:] = torch.ones(q, q, dtype=torch.bool).tril()
+        if module.config._attn_implementation == "eager":  # additive
+            seen = torch.zeros(seen.shape).masked_fill(~seen, torch.finfo(torch.float32).min)
+        kwargs["attention_mask"] = seen[None]
+        return args, kwargs
+
+    return hook
+
+
+@contextmanager
+def eager_attention(adapter):
+    """The decoder under eager attention inside the block (its config only: audio encoders keep
+    theirs; no second model to load)."""
+    config = adapter.decoder_layers()[0].self_attn.config  # the decoder's (its masks read it too)
+    before = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        yield adapter
+    finally:
+        config._attn_implementation = before
+
+
+def eager_prefill(adapter, prepared, end: int):
+    """((output, cache), weights) of the prefill of the first `end` prompt tokens, under eager attention:
+    weights[layer] = the layer's attention weights (query heads, end, end), float32."""
+    weights, handles = {}, []
+
+    def keep_weights(i):
+        def hook(module, args, kwargs, output):
+            weights[i] = output[1][0].float()
+        return hook
+
+    for i, layer in enumerate(adapter.decoder_layers()):
+        handles.append(layer.self_attn.register_forward_hook(keep_weights(i), with_kwargs=True))
+    try:
+        with eager_attention(adapter):
+            prefill = prefill_of(adapter, prepared, end)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return prefill, weights
