@@ -52,8 +52,12 @@ class SharedPrefix:
     """Records the encoder, layers < `layer` and layer `layer`-1's attention inputs on the first
     prefill inside the block; replays them on every later prefill (see the module docstring)."""
 
-    def __init__(self, adapter: AudioLMAdapter, layer: int = DEFAULT_LAYER):
+    def __init__(self, adapter: AudioLMAdapter, layer: int = DEFAULT_LAYER, check_inputs: bool = True):
         self.adapter, self.layer = adapter, layer
+        # a replay must be of the recorded sample: its encoder (or layer-0) input is compared with the
+        # recorded one (one synchronisation per replayed prefill, before any heavy work)
+        self.check_inputs = check_inputs
+        self.recorded_inputs: list[list[torch.Tensor]] = []
         self.layers = adapter.decoder_layers()
         self.encoder = audio_encoder(adapter)
         self.encoder_outputs: list = []
@@ -81,6 +85,11 @@ class SharedPrefix:
         self._stack.close()
         return False
 
+    def _check_same(self, recorded, given, where: str) -> None:
+        if self.check_inputs and _differs(recorded, given):
+            raise RuntimeError(f"SharedPrefix: the {where} input differs from the one recorded: a prefix is "
+                               "replayed only for the sample it was recorded on (one SharedPrefix per sample)")
+
     def _replace_forward(self, module, forward) -> None:
         module.forward = forward
         self._stack.callback(module.__dict__.pop, "forward", None)
@@ -92,7 +101,11 @@ class SharedPrefix:
                 out = original(*args, **kwargs)
                 self.prefix_seconds += _now() - start
                 self.encoder_outputs.append(out)
+                self.recorded_inputs.append(_tensors(args, kwargs))
                 return out
+            if not hasattr(forward, "replay"):
+                forward.inputs = iter(self.recorded_inputs)
+            self._check_same(next(forward.inputs, None), _tensors(args, kwargs), "audio encoder")
             if not hasattr(forward, "replay"):
                 forward.replay = iter(self.encoder_outputs)
             try:
@@ -100,7 +113,7 @@ class SharedPrefix:
             except StopIteration:
                 raise RuntimeError("the encoder was called more often than while recording") from None
 
-        self._encoder_reset = lambda: forward.__dict__.pop("replay", None)
+        self._encoder_reset = lambda: (forward.__dict__.pop("replay", None), forward.__dict__.pop("inputs", None))
         return forward
 
     def _layer_forward(self, i: int, original):
@@ -115,17 +128,31 @@ class SharedPrefix:
                 idx = self.layers[i].self_attn.layer_idx
                 self.layer_kv[i] = (cache.layers[idx].keys.clone(), cache.layers[idx].values.clone())
                 self.layer_outputs[i] = out.clone() if isinstance(out, torch.Tensor) else out
+                if i == 0 and self.encoder is None:
+                    self.layer0_input = hidden_states.clone()
                 self.prefix_seconds += _now() - start
                 if i == self.layer - 1:
                     self.recorded = True
                 return out
             if i == 0 and hasattr(self, "_encoder_reset"):
                 self._encoder_reset()
+            if i == 0 and self.encoder is None:
+                self._check_same([self.layer0_input], [hidden_states], "decoder layer 0")
             keys, values = self.layer_kv[i]
             kwargs["past_key_values"].update(keys, values, self.layers[i].self_attn.layer_idx)
             return self.layer_outputs[i]
 
         return forward
+
+
+def _tensors(args, kwargs) -> list[torch.Tensor]:
+    return [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)]
+
+
+def _differs(recorded: list[torch.Tensor] | None, given: list[torch.Tensor]) -> bool:
+    if recorded is None or len(recorded) != len(given):
+        return True
+    return any(a.shape != b.shape or not torch.equal(a, b) for a, b in zip(recorded, given))
 
 
 def sweep_configs(methods: list[str], ratios: list[float], layer: int = DEFAULT_LAYER, seed: int = 0,

@@ -144,9 +144,15 @@ def test_replayed_prefix_logits_equal_separate_runs_and_another_samples_prefix_f
         replayed = [_logits(adapter, own, config, prefix) for config in REPLAYED]
         if adapter.decode_modules() is not None:  # the sweep on CUDA decodes through the static-KV decoder
             replayed += [_logits(adapter, own, config, prefix, static_decoder=True) for config in REPLAYED]
-    with SharedPrefix(adapter, layer=2) as prefix:
+    with SharedPrefix(adapter, layer=2, check_inputs=False) as prefix:
         _logits(adapter, other, ("frame", 0.3), prefix)  # wrong on purpose: another sample's prefix
         foreign = [_logits(adapter, own, config, prefix) for config in REPLAYED]
+    # and the sweep refuses such a replay: the encoder's input is not the recorded one
+    with SharedPrefix(adapter, layer=2) as prefix:
+        _logits(adapter, other, ("frame", 0.3), prefix)
+        with pytest.raises(RuntimeError, match="audio encoder input differs from the one recorded"):
+            _logits(adapter, own, ("frame", 0.6), prefix)
+        _logits(adapter, other, ("frame", 0.6), prefix)  # its own sample replays
     for config, a, r in zip(REPLAYED * 2, alone * 2, replayed):
         assert max_diff(r, a) < LOGITS_TOL, config
     for config, a, f in zip(REPLAYED, alone, foreign):
