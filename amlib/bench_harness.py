@@ -169,3 +169,17 @@ def median_after_warmup(fn, reps: int) -> tuple:
     fn()
     runs = [fn() for _ in range(reps)]
     return tuple(statistics.median(r[i] for r in runs) for i in range(len(runs[0])))
+
+
+# Published peak HBM bandwidth per GPU (the makers' data sheets; stated, not measured), bytes/s: the
+# decode bound (weights and cache read once) is computed at the bandwidth of the GPU that ran.
+HBM_BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}
+
+
+def hbm_bandwidth(device: str) -> tuple[float, str]:
+    """(bytes/s, the GPU it was read for) for a device name such as 'NVIDIA H100 80GB HBM3'; a GPU not
+    in the table is an error (a bound at another GPU's bandwidth would mislead)."""
+    for gpu, bandwidth in HBM_BANDWIDTH.items():
+        if gpu in device:
+            return bandwidth, gpu
+    raise ValueError(f"no published HBM bandwidth for {device!r}: add it to amlib.bench_harness.HBM_BANDWIDTH")

@@ -206,13 +206,13 @@ def decode_compare(model, tensors, spans, new_tokens: int, method: str | None) -
             "speedup_vs_hf": results["hf_generate"]["per_token_s"] / results["graph"]["per_token_s"]}
 
 
-def weights_read_s(model, context: int) -> float:
-    """Lower bound of one decode step: reading the LM's weights and KV cache once at HBM bandwidth
-    (the H200's 4.8 TB/s; stated, not measured)."""
+def weights_read_s(model, context: int, bandwidth: float) -> float:
+    """Lower bound of one decode step: reading the LM's weights and KV cache once at `bandwidth`
+    (bytes/s: the GPU's published HBM bandwidth, stated, not measured)."""
     config = text_config_of(model)
     lm_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(("audio_tower", "visual")))
     kv = 2 * config.num_hidden_layers * config.num_key_value_heads * (config.hidden_size // config.num_attention_heads) * context
-    return (lm_params + kv) * model.dtype.itemsize / 4.8e12
+    return (lm_params + kv) * model.dtype.itemsize / bandwidth
 
 
 def compiled_layers_experiment(model, tensors, spans, reps: int) -> dict:
@@ -268,6 +268,7 @@ def main():
     import transformers
 
     result["transformers"] = transformers.__version__
+    result["hbm_bandwidth_bytes_s"], result["hbm_bandwidth_of"] = harness.hbm_bandwidth(result["device"])
     for name in args.models:
         model = harness.omni_thinker(f"{name}.json", "cuda", torch.bfloat16)
         fast = ChunkedEncoderAttention(model).install()
@@ -293,7 +294,7 @@ def main():
                    "decode": [decode_compare(model, tensors, spans, args.decode_tokens, None)]}
             if seconds == max(args.seconds):
                 run["decode"].append(decode_compare(model, tensors, spans, args.decode_tokens, "frame"))
-            run["decode_lower_bound_s"] = weights_read_s(model, T)
+            run["decode_lower_bound_s"] = weights_read_s(model, T, result["hbm_bandwidth_bytes_s"])
             run["wall_s"] = time.perf_counter() - begin
             result["runs"].append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "rows"}, indent=1, default=str), flush=True)

@@ -106,3 +106,12 @@ def test_plain_lm_runs_the_decoder_stack_on_the_given_length(thinker):
     finally:
         handle.remove()
     assert seen == [37, 37, 37]  # a warm-up and two timed runs
+
+
+def test_the_decode_bound_uses_the_bandwidth_of_the_gpu_that_ran():
+    from amlib.bench_harness import hbm_bandwidth
+
+    assert hbm_bandwidth("NVIDIA H100 80GB HBM3") == (3.35e12, "H100")
+    assert hbm_bandwidth("NVIDIA H200") == (4.8e12, "H200")
+    with pytest.raises(ValueError, match="no published HBM bandwidth"):
+        hbm_bandwidth("NVIDIA GeForce RTX 4090")
