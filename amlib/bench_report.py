@@ -167,3 +167,31 @@ def pruning_bench_reading(result: dict) -> dict[str, str]:
             "speedup": f"{frame['lm_speedup']:.1f}x", "bound": f"{frame['lm_speedup_bound']:.1f}x",
             "plain_lm_ms": f"{1e3 * frame['plain_lm_s_at_kept_length']:.1f}",
             "encoder_share": f"{100 * frame['encoder_s'] / frame['prefill_s']:.0f} %"}
+
+
+def gpu_bound_shares(result: dict) -> str:
+    """Per model and length, the share of its FLOP bound the pruned LM reaches at each ratio (the worst
+    method; the same-run A/B row whose host waits is left out): '3B at 300 s: 0.3 0.91, 0.6 0.86, ...'."""
+    parts = []
+    for run in result["runs"]:
+        pruned = [r for r in run["rows"] if r["method"] != "vanilla" and not r.get("host_waits_at_layer_k")]
+        worst = {ratio: min(r["lm_fraction_of_bound"] for r in pruned if r["ratio"] == ratio)
+                 for ratio in sorted({r["ratio"] for r in pruned})}
+        parts.append(f"{_config_name(run)}: " + ", ".join(f"{ratio:g} {share:.2f}" for ratio, share in worst.items()))
+    return "; ".join(parts)
+
+
+def decode_check_summary(check: dict) -> str:
+    """scripts/check_gpu_decode.py's JSON in one sentence: agreement of the graph replay and the eager
+    static path with HF generate, and which wrong decoders the check detected."""
+    runs = check["runs"]
+    worst = max(max(r["graph_vs_hf"]["max_logit_diff"], r["eager_static_vs_hf"]["max_logit_diff"]) for r in runs)
+    tokens = all(r["graph_vs_hf"]["tokens_equal"] and r["eager_static_vs_hf"]["tokens_equal"] for r in runs)
+    controls = {}
+    for r in runs:
+        for name, found in r["negative_controls_detected"].items():
+            controls.setdefault(name, []).append(found)
+    detected = "; ".join(f"{name.replace('_', ' ')} detected in {sum(f)} of {len(f)} runs" for name, f in controls.items())
+    return (f"{check['device']}, {check['dtype']}, {len(runs)} runs of {check['new_tokens']} tokens: graph replay and "
+            f"eager static path {'equal' if tokens else 'NOT equal'} to HF's tokens, largest logit difference "
+            f"{worst:.1e} (tolerance {check['tolerance']:g}); wrong decoders: {detected}")

@@ -89,3 +89,30 @@ def test_encoder_and_decode_readings():
                       {"pruning": "frame 0.9 K2", "context_tokens": 7575, "graph": {"per_token_s": 0.007}}]}
     assert encoder_speedups({"runs": [run]}) == "3B at 300 s: 2.20x"
     assert decode_against_bound({"runs": [run]}) == "3B at 7575 tokens: 7.50 ms, 5.0x the bound of 1.50 ms"
+
+
+def test_gpu_bound_shares_take_the_worst_method_per_ratio():
+    from amlib.bench_report import gpu_bound_shares
+
+    def row(method, ratio, share, waits=False):
+        return {"method": method, "ratio": ratio, "lm_fraction_of_bound": share, "host_waits_at_layer_k": waits}
+    run = {"model": "qwen2.5-omni-7b thinker", "audio_seconds": 90.0,
+           "rows": [row("vanilla", 0.0, 1.0), row("frame", 0.3, 0.9), row("dart", 0.3, 0.8),
+                    row("frame", 0.9, 0.5), row("frame", 0.9, 0.1, waits=True)]}
+    assert gpu_bound_shares({"runs": [run]}) == "7B at 90 s: 0.3 0.80, 0.9 0.50"
+
+
+def test_decode_check_summary_reports_disagreement_and_missed_controls():
+    from amlib.bench_report import decode_check_summary
+
+    def run(diff, equal=True, early=True):
+        return {"graph_vs_hf": {"max_logit_diff": diff, "tokens_equal": equal},
+                "eager_static_vs_hf": {"max_logit_diff": diff / 2, "tokens_equal": True},
+                "negative_controls_detected": {"position_plus_one": True, "slot_opened_early": early}}
+    check = {"device": "GPU", "dtype": "float32", "new_tokens": 32, "tolerance": 1e-3,
+             "runs": [run(5e-6), run(7e-6, early=False)]}
+    text = decode_check_summary(check)
+    assert "equal to HF's tokens, largest logit difference 7.0e-06" in text
+    assert "position plus one detected in 2 of 2 runs; slot opened early detected in 1 of 2 runs" in text
+    check["runs"][1]["graph_vs_hf"]["tokens_equal"] = False
+    assert "NOT equal" in decode_check_summary(check)
