@@ -18,7 +18,15 @@ setup: $(STAMP)
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml apt-packages.txt
 	bash scripts/install_apt.sh apt-packages.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@# KEEP_TORCH=1: keep the torch already in .venv (a CUDA build installed first, README "GPU users")
+	@# instead of the pinned one; everything else as pinned
+	if [ -n "$(KEEP_TORCH)" ]; then \
+		$(PY) -c "import torch; print('keeping torch', torch.__version__)" && \
+		grep -v '^torch==' requirements.txt > $(VENV)/requirements-keep-torch.txt && \
+		$(PY) -m pip install --disable-pip-version-check -q -r $(VENV)/requirements-keep-torch.txt; \
+	else \
+		$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt; \
+	fi
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
