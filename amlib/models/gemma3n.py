@@ -162,7 +162,9 @@ class Gemma3nAdapter(AudioLMAdapter):
           (before any hook runs). The cache holds only the non-shared layers, so kvpress's hook on a
           shared layer indexes past the cache (kvpress 0.5.5 raises IndexError on the whole model):
           restrict presses to the other layers. Pruning at a layer below the first shared one
-          shortens the shared layers' keys in step.
+          shortens the shared layers' keys in step; pruning above a sharing source (K > that source)
+          has the pruner cut the reused keys/values to the kept tokens for the shared layers
+          (`amlib.pruning.mechanism`; tested against the masked-columns oracle).
         """
         return self.model.model.language_model.layers
 
