@@ -63,7 +63,8 @@ def test_above_chance_with_blind_names_the_blind_verdict_beside_the_score():
     assert text.startswith("SGR 67.0 [51.0, 90.0], n = 10 (chance 50.0), with silent audio 100.0 [55.0, 100.0], n = 3: above chance")
     # the wrong rule (point above chance) would list SCR too: 20 < 25, no; SGR at ci_low 44 would be listed
     assert scores_and_blind()[0].loc["SGR", "score"] > 50 and "SGR" not in above_chance_with_blind(*scores_and_blind())
-    assert above_chance_with_blind(scores.loc[["SCR"]]).startswith("no task above chance beyond its interval at this n")
+    assert above_chance_with_blind(scores.loc[["SCR"]]) == "no task above chance beyond its interval at this n (1 tasks, n = 8)"
+    assert above_chance_with_blind(scores.loc[["SCR"]].assign(n=[3])).endswith("(1 tasks, n = 3)")
 
 
 def test_items_per_task_gives_the_reason_for_each_smaller_n():

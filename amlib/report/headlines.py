@@ -14,6 +14,10 @@ import pandas as pd
 from amlib.claims import apart, listing, share, versus, with_interval
 
 
+def _n_range(n: pd.Series) -> str:
+    return f"n = {int(n.min())}" if n.nunique() == 1 else f"n = {int(n.min())}-{int(n.max())}"
+
+
 def largest_shown_difference(comparisons: pd.DataFrame, reference: str = "vanilla") -> str:
     """The largest |score - ref_score| among the rows whose interval and the reference's do not
     overlap, as a sentence with both intervals and n; else "no difference from <reference> shown at
@@ -24,8 +28,7 @@ def largest_shown_difference(comparisons: pd.DataFrame, reference: str = "vanill
                 for r in comparisons.itertuples()]
     shown = comparisons.assign(verdict=verdicts, gap=(comparisons["score"] - comparisons["ref_score"]).abs())
     shown = shown[~shown["verdict"].str.contains("not distinguishable|no verdict")]
-    ns = f"n = {comparisons['n'].min()}" if comparisons["n"].nunique() == 1 else \
-        f"n = {comparisons['n'].min()}-{comparisons['n'].max()}"
+    ns = _n_range(comparisons["n"])
     if shown.empty:
         return (f"no difference from {reference} shown at this n ({len(comparisons)} configuration-task pairs "
                 f"compared, {ns} items each)")
@@ -59,7 +62,7 @@ def above_chance_with_blind(scores: pd.DataFrame, blind: pd.DataFrame | None = N
     ci_high, n, chance; `blind`: a `blind_report` table."""
     above = [t for t, r in scores.iterrows() if versus(r["ci_low"], r["ci_high"], r["chance"]) == "above chance"]
     if not above:
-        return f"no task above chance beyond its interval at this n ({len(scores)} tasks, n = {scores['n'].min()}-{scores['n'].max()})"
+        return f"no task above chance beyond its interval at this n ({len(scores)} tasks, {_n_range(scores['n'])})"
     parts = []
     for task in above:
         r = scores.loc[task]
