@@ -41,3 +41,36 @@ def test_probe_glue_helpers():
     assert probe_settings({"settings": s}, {"settings": s}) == (
         "40 train items per task, seed 1; 40 test items, seed 0; 30-90 s, both runs")
     assert "(before: 20 train items" in probe_settings({"settings": {**s, "train_per_task": 20}}, {"settings": s})
+
+
+def test_apart_needs_the_intervals_not_to_overlap():
+    from amlib.claims import apart
+
+    assert apart(60, 80, 20, 50, "frame", "vanilla") == "frame above vanilla"
+    assert apart(10, 30, 40, 90, "short", "long") == "short below long"
+    # touching intervals overlap: no verdict
+    assert apart(50, 80, 20, 50) == "A and B not distinguishable at this n"
+    assert apart(math.nan, 1, 0, 1) == "no verdict (no interval)"
+    with pytest.raises(ValueError, match="low end above"):
+        apart(0, 1, 2, 1)
+
+    # a wrong variant, the point estimate of A inside B's interval as the test, calls these apart
+    def point_outside(a_low, a_high, b_low, b_high):
+        mid = (a_low + a_high) / 2
+        return not (b_low <= mid <= b_high)
+    assert point_outside(40, 100, 0, 60) and apart(40, 100, 0, 60).endswith("not distinguishable at this n")
+
+
+def test_with_interval_and_share():
+    from amlib.claims import share, with_interval
+
+    assert with_interval(67.0, 44.0, 100.0, 3) == "67.0 [44.0, 100.0], n = 3"
+    assert with_interval(5.0, math.nan, math.nan, 2) == "5.0 (no interval), n = 2"
+    # Wilson for 3 of 4 by hand: p=.75, z=1.96, z2=3.8416: centre (.75+.4802)/1.9604=.62753,
+    # half 1.96/1.9604*sqrt(.046875+.060025)=.32683 -> [30.07, 95.44]
+    pct, low, high = share(3, 4)
+    assert pct == 75.0 and abs(low - 30.07) < 0.05 and abs(high - 95.44) < 0.05
+    # a wrong variant, the normal (Wald) interval, ends above 100 % here: .75+1.96*sqrt(.75*.25/4)=1.174
+    assert 100 * (0.75 + 1.96 * (0.75 * 0.25 / 4) ** 0.5) > 100 >= high
+    with pytest.raises(ValueError, match="n >= 1"):
+        share(0, 0)

@@ -220,8 +220,8 @@ def eviction_memory(scores: pd.DataFrame) -> pd.DataFrame:
 
 def agreement_with_vanilla(runs: list[list[dict]]) -> pd.DataFrame:
     """Per (press, ratio, protocol, task): the share (%) of items whose answer text is exactly
-    vanilla's, and of choice items whose parsed choice is. Under the paper's query-aware protocol
-    the first answer token comes from the uncompressed prefill, so short answers rarely change."""
+    vanilla's, and of choice items whose parsed choice is (`same_answer`: how many). Under the paper's query-aware protocol
+    the first answer token comes from the uncompressed prefill; later tokens see the evicted cache."""
     vanilla = next((rows for rows in runs if eviction_configuration_of(rows)[0] == "vanilla"), None)
     if vanilla is None:
         raise ValueError("no vanilla run among the runs: agreement needs its answers")
@@ -236,6 +236,7 @@ def agreement_with_vanilla(runs: list[list[dict]]) -> pd.DataFrame:
                               for r in rows if not r.get("error") and r["id"] in ref])
         for task, part in frame.groupby("task"):
             out.append({"press": press, "ratio": ratio, "protocol": protocol, "task": task, "n": len(part),
+                        "same_answer": int(part["same_choice"].sum()),
                         "same_text_pct": 100 * part["same_text"].mean(),
                         "same_answer_pct": 100 * part["same_choice"].mean()})
     return pd.DataFrame(out)

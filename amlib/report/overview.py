@@ -53,6 +53,7 @@ def overview_scores(runs: dict[str, list[dict]], seed: int = 0, n_resamples: int
         part.insert(0, "run", label)
         part.insert(1, "category", [get_task(t).category for t in part.index])
         part["score_released"] = released["score"]
+        part["unparsed_released"] = released["unparsed"]  # why a released score of 0 is 0
         part = part.assign(model=prov.get("model"), device=prov.get("device"), dtype=prov.get("dtype"))
         parts.append(part.reset_index())
     if not parts:
