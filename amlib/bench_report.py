@@ -1,6 +1,6 @@
 """Tables of the GPU benchmark JSON that scripts/bench_gpu.py writes (benchmarks/bench_gpu.json):
 prefill per configuration against the FLOP bound, decode per token, the fast encoder's agreement,
-where the pruned LM's time goes, and the efficiency targets of issue 17 with what was measured."""
+where the pruned LM's time goes, and the efficiency targets the GPU fast paths were built to (3B thinker, 300 s) with what was measured."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def _run(result: dict, model: str, seconds: float) -> dict:
 
 
 def gpu_targets(result: dict, model: str = TARGET_MODEL, seconds: float = TARGET_SECONDS) -> pd.DataFrame:
-    """Issue 17's targets (3B thinker, 300 s, bfloat16, one H100/H200) against this run."""
+    """The fast paths' efficiency targets (3B thinker, 300 s, bfloat16, one H100/H200) against this run."""
     run = _run(result, model, seconds)
     rows = {(r["method"], r["ratio"], r["encoder"], bool(r.get("host_waits_at_layer_k"))): r for r in run["rows"]}
     hf, fast = rows[("vanilla", 0.0, "hf", False)], rows[("vanilla", 0.0, "chunked", False)]

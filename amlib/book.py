@@ -249,15 +249,126 @@ def format_setting(name: str, value) -> str:
     return str(value)
 
 
-def run_settings_markdown(parameters: dict) -> str:
-    """A small table of the settings a page ran with: model, data, n per task, device, the rest."""
+# --- What the page ran, read from its prediction rows (parameters are only what it was asked to run) ----
+
+RUN_SETTINGS_METADATA = "amlib_run_settings"  # the output metadata key that carries a page's computed settings
+RUN_SETTINGS_GLUE_KEY = "amlib-run-settings"
+# parameters the rows answer for: where a page recorded rows, these are not shown from its parameters
+# (a default such as a demo's data folder or ratio is not what the page ran when it read other rows)
+SUPERSEDED_BY_ROWS = ("model", "dtype", "device", "seed", "tasks", "data_dir", "out", "source", "data_source",
+                      "split", "per_task", "min_seconds", "max_seconds", "limit", "asr_limit", "method", "ratio",
+                      "methods", "ratios", "asr_ratios", "layer", "press", "protocol")
+
+
+def configuration_name(provenance: dict) -> str:
+    """A row's configuration as a reader reads it: vanilla, a pruning method at a ratio and layer, or a
+    press at a ratio under a protocol."""
+    ratio = provenance.get("ratio")
+    if provenance.get("press"):
+        return f"{provenance['press']} {ratio:g} ({provenance.get('protocol') or 'default protocol'})"
+    if provenance.get("method") not in (None, "vanilla"):
+        return f"{provenance['method']} {ratio:g} at layer {provenance.get('layer')}"
+    return "vanilla"
+
+
+def run_settings(rows: list[dict]) -> dict:
+    """What these prediction rows ran, read from the rows themselves (JSON-ready): model, dtype, device,
+    seed, data (source and split), configurations, the audio's duration range and the items per task
+    (distinct ids: after limits and class-count rounding, whatever the page's parameters asked for)."""
+    if not rows:
+        raise ValueError("run_settings: no prediction rows (a page that ran nothing has no settings to show)")
+    missing = [r.get("id") for r in rows if not isinstance(r.get("provenance"), dict)]
+    if missing:
+        raise ValueError(f"run_settings: rows without provenance: {missing[:5]}")
+    def distinct(values):
+        return sorted({v for v in values if v is not None}, key=str)
+    provenance = [r["provenance"] for r in rows]
+    items: dict[str, set] = {}
+    for r in rows:
+        items.setdefault(r["task"], set()).add(r["id"])
+    durations = [r["duration_s"] for r in rows if r.get("duration_s") is not None]
+    return {
+        "model": distinct(p.get("model") for p in provenance),
+        "dtype": distinct(p.get("dtype") for p in provenance),
+        "device": distinct(p.get("device") for p in provenance),
+        "seed": distinct(p.get("seed") for p in provenance),
+        "data": distinct(" ".join(str(v) for v in (r.get("source"), r.get("split")) if v) for r in rows),
+        "configurations": distinct(configuration_name(p) for p in provenance),
+        "duration_s": [min(durations), max(durations)] if durations else [],
+        "items": {task: sorted(ids) for task, ids in sorted(items.items())},
+    }
+
+
+def merge_run_settings(records: list[dict]) -> dict:
+    """Several recorded settings of one page (each table's rows) as one: values and items united."""
+    merged = {key: sorted({v for r in records for v in r.get(key, [])}, key=str)
+              for key in ("model", "dtype", "device", "seed", "data", "configurations")}
+    durations = [d for r in records for d in r.get("duration_s", [])]
+    merged["duration_s"] = [min(durations), max(durations)] if durations else []
+    items: dict[str, set] = {}
+    for record in records:
+        for task, ids in record.get("items", {}).items():
+            items.setdefault(task, set()).update(ids)
+    merged["items"] = {task: sorted(ids) for task, ids in sorted(items.items())}
+    return merged
+
+
+def glue_run_settings(rows: list[dict]) -> None:
+    """Record what these rows ran for the page's settings box (a notebook's cell; shows nothing). The
+    record is a glue entry with no displayable data, carried in the output's metadata; `reader_view`
+    reads it. `show_predictions` records its rows itself."""
+    from IPython.display import display
+
+    display({}, raw=True, metadata={"scrapbook": {"name": RUN_SETTINGS_GLUE_KEY, "mime_prefix": GLUE_MIME_PREFIX},
+                                    RUN_SETTINGS_METADATA: run_settings(rows)})
+
+
+def recorded_run_settings(nb) -> dict | None:
+    """The settings a notebook's outputs recorded (`glue_run_settings`, `show_predictions`), merged;
+    None where it recorded none."""
+    records = [out["metadata"][RUN_SETTINGS_METADATA] for cell in nb["cells"] for out in cell.get("outputs", [])
+               if RUN_SETTINGS_METADATA in out.get("metadata", {})]
+    return merge_run_settings(records) if records else None
+
+
+def _listed(values) -> str:
+    return ", ".join(f"`{v}`" for v in values) or "none recorded"
+
+
+def computed_setting_rows(settings: dict) -> list[tuple[str, str]]:
+    """The settings box's rows for what the rows ran (`run_settings`)."""
+    durations = settings.get("duration_s") or []
+    span = (f", {durations[0]:.0f}–{durations[1]:.0f} s" if durations and round(durations[0]) != round(durations[1])
+            else f", {durations[0]:.0f} s" if durations else "")
+    items = settings.get("items", {})
+    total = sum(len(ids) for ids in items.values())
+    return [
+        ("model", f"{_listed(settings['model'])}; dtype {_listed(settings['dtype'])}"),
+        ("data", f"{_listed(settings['data'])}{span}"),
+        ("n per task", "; ".join(f"{task} `{len(ids)}`" for task, ids in items.items()) + f" ({total} in all)"),
+        ("device", _listed(settings["device"])),
+        ("configurations", _listed(settings["configurations"])),
+        ("seed", _listed(settings["seed"])),
+    ]
+
+
+def run_settings_markdown(parameters: dict, computed: dict | None = None) -> str:
+    """A small table of the settings a page ran with: model, data, n per task, device, the rest. With
+    `computed` (the page's recorded `run_settings`), those rows come from the prediction rows and the
+    parameters they answer for are left out; the other parameters are shown as given."""
     def cell(label, names):  # the parameter named like its row needs no name
         return "; ".join(f"{'' if n == label else n + ' '}`{format_setting(n, parameters[n])}`"
                          for n in names if n in parameters)
     grouped = {n for _, names in SETTING_GROUPS for n in names} | set(PATH_PARAMETERS)
-    rows = [(label, cell(label, names)) for label, names in SETTING_GROUPS]
+    if computed is None:
+        rows = [(label, cell(label, names)) for label, names in SETTING_GROUPS]
+    else:
+        grouped |= set(SUPERSEDED_BY_ROWS)
+        rows = computed_setting_rows(computed)
     rows.append(("settings", cell("", [n for n in parameters if n not in grouped])))
     rows.append(("files", cell("", [n for n in PATH_PARAMETERS if n in parameters])))
+    rows.append(("shown from", "the prediction rows this page ran" if computed is not None
+                 else "the page's parameters (it recorded no prediction rows)"))
     lines = ["| this run | |", "|---|---|"] + [f"| {label} | {text} |" for label, text in rows if text]
     return "\n".join(lines) + "\n"
 
@@ -282,7 +393,7 @@ def reader_view(nb):
             first_setup = i
         if not any(t in tags for t in READER_TAGS):  # a tag the notebook has (or a first pass set) wins
             tags.append(SETUP_TAG if setup or not has_visible_output(cell) else CODE_TAG)
-    settings = nbformat.v4.new_markdown_cell(run_settings_markdown(notebook_parameters(nb)))
+    settings = nbformat.v4.new_markdown_cell(run_settings_markdown(notebook_parameters(nb), recorded_run_settings(nb)))
     settings["id"] = SETTINGS_CELL_ID
     cells.insert(first_setup if first_setup is not None else min(1, len(cells)), settings)
     nb["cells"] = cells
@@ -367,7 +478,8 @@ def show_predictions(rows: list[dict], columns: list[str], name: str, downloads_
 
     with pd.option_context("display.max_colwidth", None):  # the preview cut its texts already
         display(predictions_preview(pd.DataFrame(rows) if frame is None else frame, columns))
-    display(Markdown(predictions_link(rows, name, downloads_dir)))
+    # the link carries what the rows ran, for the page's settings box (`reader_view`)
+    display(Markdown(predictions_link(rows, name, downloads_dir)), metadata={RUN_SETTINGS_METADATA: run_settings(rows)})
 
 
 # --- A preview of the book from the committed notebooks (their default outputs), for the browser check --

@@ -2,23 +2,66 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
+
+# lines that coincide (methods or presses with the same values) stay apart by marker and line style
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+LINESTYLES = ("-", "--", "-.", ":")
+NO_SCORE_LABEL = "no score (every item failed)"
+
+
+def line_style(k: int) -> dict:
+    """The k-th series' marker and line style: distinct for up to 10 series, marker sizes shrinking so
+    coinciding markers show one inside the other."""
+    return {"marker": MARKERS[k % len(MARKERS)], "linestyle": LINESTYLES[k % len(LINESTYLES)],
+            "ms": 8 - 0.5 * (k % 6)}
+
+
+def score_limits(values, top: float = 100.0, margin: float = 5.0) -> tuple[float, float]:
+    """Axis limits for scores on 0-100 that show every value: below 0 where one is (WAR is negative when
+    a model inserts more words than the reference has), above `top` where one is. NaN ignored."""
+    finite = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    low = min([0.0] + finite)
+    high = max([top] + finite)
+    return (low - margin if low < 0 else 0.0), (high + margin if high > top else top)
+
+
+def drawn_legend_entries(ax: plt.Axes) -> tuple[list, list]:
+    """The axes' legend handles and labels, without those of artists that draw nothing (all NaN)."""
+    import numpy as np
+
+    handles, labels = [], []
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+        data = handle.get_ydata() if hasattr(handle, "get_ydata") else None
+        if data is not None and not np.isfinite(np.asarray(data, dtype=float)).any():
+            continue
+        handles.append(handle)
+        labels.append(label)
+    return handles, labels
 
 
 def task_scores_figure(scores: pd.DataFrame, title: str) -> plt.Figure:
     """Per-task score with its 95 % CI, and the chance level of each choice task."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    x = range(len(scores))
+    fig, ax = plt.subplots(figsize=(6, 3.2), layout="constrained")
+    x = list(range(len(scores)))
     err = [scores["score"] - scores["ci_low"], scores["ci_high"] - scores["score"]]
     ax.bar(x, scores["score"], yerr=err, capsize=4, color="#4c72b0", label="score (95 % CI)")
-    ax.scatter(x, scores["chance"], marker="_", s=600, color="#c44e52", zorder=3, label="random choice")
-    ax.set_xticks(list(x), scores.index)
-    ax.set_ylim(0, 100)
+    if scores["chance"].notna().any():  # no legend entry for a marker that is not drawn
+        ax.scatter(x, scores["chance"], marker="_", s=600, color="#c44e52", zorder=3, label="random choice")
+    low, high = score_limits(list(scores["score"]) + list(scores["ci_low"]) + list(scores["ci_high"]))
+    ax.set_ylim(low, high)
+    if low < 0:
+        ax.axhline(0, color="#999999", lw=0.8)
+    failed = [i for i, v in zip(x, scores["score"]) if pd.isna(v)]
+    for i in failed:  # a missing bar is not a zero
+        ax.text(i, 0.02, "n/a", ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
+    ax.set_xticks(x, scores.index)
     ax.set_ylabel("macro-F1 / WAR (0-100)")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    ax.set_title(title + (f"\nn/a: {NO_SCORE_LABEL}" if failed else ""))
+    ax.legend(*drawn_legend_entries(ax), loc="upper right", fontsize=8)
     return fig
 
 
@@ -72,7 +115,9 @@ def latency_tradeoff_figure(scores: pd.DataFrame, title: str = "Score vs prefill
     tasks = list(dict.fromkeys(scores["task"]))
     cols = min(4, len(tasks))
     rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows + 0.5), squeeze=False, layout="constrained")
+    methods = [m for m in dict.fromkeys(scores["method"]) if m != "vanilla"]
+    legend: dict[str, object] = {}
     for ax, task in zip(axes.flat, tasks):
         part = scores[scores["task"] == task]
         for method, m in part.groupby("method"):
@@ -80,16 +125,16 @@ def latency_tradeoff_figure(scores: pd.DataFrame, title: str = "Score vs prefill
             if method == "vanilla":
                 ax.scatter(m["prefill_s"], m["score"], marker="*", s=120, color=METHOD_COLORS["vanilla"], label="vanilla", zorder=3)
             else:
-                ax.plot(m["prefill_s"], m["score"], "o-", color=METHOD_COLORS.get(method), label=method, ms=4)
+                ax.plot(m["prefill_s"], m["score"], color=METHOD_COLORS.get(method), label=method,
+                        **line_style(methods.index(method)))
         ax.set_title(task)
         ax.set_xlabel("prefill (s)")
         ax.set_ylabel("score")
+        legend.update({label: handle for handle, label in zip(*drawn_legend_entries(ax))})
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=5, fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -123,16 +168,15 @@ def capability_radar(caps: pd.DataFrame, title: str = "Six capabilities") -> plt
 
     labels = list(caps.columns)
     angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False).tolist()
-    fig, ax = plt.subplots(figsize=(5, 5), subplot_kw={"polar": True})
-    for method, row in caps.iterrows():
+    fig, ax = plt.subplots(figsize=(5.6, 5), subplot_kw={"polar": True}, layout="constrained")
+    for k, (method, row) in enumerate(caps.iterrows()):
         values = row.tolist()
-        ax.plot(angles + angles[:1], values + values[:1], color=METHOD_COLORS.get(method), label=method)
+        ax.plot(angles + angles[:1], values + values[:1], color=METHOD_COLORS.get(method), label=method, **line_style(k))
         ax.fill(angles + angles[:1], values + values[:1], color=METHOD_COLORS.get(method), alpha=0.08)
     ax.set_xticks(angles, [label.replace(" ", "\n") for label in labels], fontsize=7)
-    ax.set_ylim(0, 100)
+    ax.set_ylim(*score_limits(caps.to_numpy().ravel()))  # a negative capability (WAR) stays on the chart
     ax.set_title(title)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.3, 1.1), fontsize=7)
-    fig.tight_layout()
+    fig.legend(*drawn_legend_entries(ax), loc="outside right upper", fontsize=7)
     return fig
 
 
@@ -140,18 +184,17 @@ def eviction_memory_figure(memory: pd.DataFrame, value: str = "kv_mb", title: st
                            ylabel: str = "KV cache (MB)") -> plt.Figure:
     """Figure 7: `value` (KV-cache MB, or peak memory) per press against the compression ratio,
     vanilla as a dashed line. `memory`: rows with press, ratio and `value` (one protocol)."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
     vanilla = memory[memory["press"] == "vanilla"]
-    for press, part in memory[memory["press"] != "vanilla"].groupby("press"):
+    for k, (press, part) in enumerate(memory[memory["press"] != "vanilla"].groupby("press")):
         part = part.sort_values("ratio")
-        ax.plot(part["ratio"], part[value], "o-", label=press)
+        ax.plot(part["ratio"], part[value], label=press, **line_style(k))  # presses often coincide
     if not vanilla.empty:
         ax.axhline(float(vanilla[value].iloc[0]), color="grey", linestyle="--", label="vanilla")
     ax.set_xlabel("compression ratio (share of KV pairs evicted)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.legend(*drawn_legend_entries(ax), fontsize=8)
     return fig
 
 
@@ -174,7 +217,10 @@ def category_figure(averages: pd.DataFrame, title: str = "Average score per task
             label.set_fontweight("bold")
     if ours and len(ours) < len(models) and set(models[:len(ours)]) == ours:  # this run's rows come first
         ax.axhline(len(ours) - 0.5, color="#999999", linestyle="--", lw=0.8)
-    ax.set_xlim(0, 100)
+    low, high = score_limits(averages["average"])
+    ax.set_xlim(low, high)  # a negative average (WAR below 0) keeps its bar
+    if low < 0:
+        ax.axvline(0, color="#999999", lw=0.8)
     ax.set_xlabel("mean score of the category's tasks (macro-F1; WAR for ASR)")
     ax.set_ylabel("")
     ax.set_title(title)
@@ -204,7 +250,8 @@ def ratio_curve_figure(tables: dict[str, pd.DataFrame], title: str, xlabel: str 
     vanilla dashed. A configuration without an average (a task failed: NaN) is left out of its
     line and marked by an "x" on the panel's bottom edge, "failed (no score)", never drawn as 0.
     `tables`: panel title -> `pruning_table` or `eviction_table` (index (name, ratio))."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(tables), figsize=(5.2 * len(tables), 3.4), squeeze=False, sharey=True,
+                             layout="constrained")
     for ax, (panel, wide) in zip(axes.flat, tables.items()):
         names = list(dict.fromkeys(wide.index.get_level_values(0)))
         vanilla = float(wide.loc["vanilla", "Avg"].iloc[0]) if "vanilla" in names else None
@@ -213,17 +260,18 @@ def ratio_curve_figure(tables: dict[str, pd.DataFrame], title: str, xlabel: str 
         elif vanilla is not None:  # vanilla failed: no line to start from
             _mark_failed(ax, [0.0], METHOD_COLORS["vanilla"])
             vanilla = None
-        for name in [n for n in names if n != "vanilla"]:
+        for k, name in enumerate(n for n in names if n != "vanilla"):
             part = wide.loc[name, "Avg"].sort_index()
             x, y = list(part.index), list(part.values)
+            _mark_failed(ax, [r for r, v in zip(x, y) if pd.isna(v)], METHOD_COLORS.get(name))
+            if part.isna().all():  # nothing to draw: its failures are marked, no empty legend entry
+                continue
             if vanilla is not None:
                 x, y = [0.0] + x, [vanilla] + y
-            ax.plot(x, y, "o-", ms=4, color=METHOD_COLORS.get(name), label=name)
-            _mark_failed(ax, [r for r, v in zip(x, y) if pd.isna(v)], METHOD_COLORS.get(name))
+            ax.plot(x, y, color=METHOD_COLORS.get(name), label=name, **line_style(k))
         ax.set_title(panel, fontsize=9)
         ax.set_xlabel(xlabel)
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(*drawn_legend_entries(ax), fontsize=7, ncol=2)
     axes.flat[0].set_ylabel("average score over tasks")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig

@@ -10,9 +10,10 @@ import pytest
 import nbformat
 import pandas as pd
 
-from amlib.book import (SETTINGS_CELL_ID, BookSettings, book_pages, format_setting, is_setup_code, notebook_parameters,
-                        predictions_link, predictions_preview, reader_view, run_pages, run_settings_markdown,
-                        stage_preview_book, timing_markdown)
+from amlib.book import (RUN_SETTINGS_METADATA, SETTINGS_CELL_ID, BookSettings, book_pages, format_setting,
+                        is_setup_code, notebook_parameters, predictions_link, predictions_preview, reader_view,
+                        recorded_run_settings, run_pages, run_settings, run_settings_markdown, stage_preview_book,
+                        timing_markdown)
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 TOC = Path(__file__).parents[1] / "_toc.yml"
@@ -170,7 +171,7 @@ def test_run_settings_rows_and_values():
     assert text.splitlines()[2:] == [
         "| model | `m`; dtype `the model's own` |", "| data | data_dir `../data/built/x` |",
         "| n per task | per_task `10`; limit `all` |", "| device | `cpu` |", "| settings | ratio `0.5, 0.9` |",
-        "| files | output_dir `a temporary folder` |"]
+        "| files | output_dir `a temporary folder` |", "| shown from | the page's parameters (it recorded no prediction rows) |"]
     assert format_setting("blind_limit", {"ASR": 0, "*": 3}) == "ASR 0, others 3"
     assert "device" not in run_settings_markdown({"per_task": 2})  # rows only for what the page has
 
@@ -219,3 +220,81 @@ def test_ratio_curve_starts_each_method_at_vanillas_average():
     lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
     assert lines["frame"] == ([0.0, 0.3, 0.9], [50.0, 45.0, 30.0]) and lines["random"] == ([0.0, 0.5], [50.0, 48.0])
     assert list(lines["vanilla"][1]) == [50.0, 50.0] and len(fig.axes) == 2
+
+
+def prediction_row(item, task, model="Qwen/Qwen2.5-Omni-3B", method=None, ratio=None, press=None, protocol=None,
+                   duration=120.0, dtype="bfloat16"):
+    return {"id": item, "task": task, "source": "offline", "split": "test", "duration_s": duration,
+            "provenance": {"model": model, "dtype": dtype, "device": "cpu", "seed": 0, "method": method,
+                           "ratio": ratio, "layer": 2 if method else None, "press": press, "protocol": protocol}}
+
+
+# a page's rows as the book's pruning run writes them: vanilla and frame 0.6 on 3 SGR items (class-count
+# rounding left 3 of the 4 asked for) and 1 ASR item; the page's defaults name a demo the page did not run
+PAGE_ROWS = ([prediction_row(f"SGR_{k}", "SGR", duration=90.0 + k) for k in range(3)]
+             + [prediction_row(f"SGR_{k}", "SGR", method="frame", ratio=0.6) for k in range(3)]
+             + [prediction_row("ASR_0", "ASR", method="frame", ratio=0.6, duration=300.0)])
+PAGE_DEFAULTS = {"model": "tiny-random-qwen2-audio", "data_dir": "../data/built/skeleton-small", "limit": 4,
+                 "methods": ["frame"], "ratios": [0.5], "dtype": None, "top_k": 8, "results_dir": "../results/baseline"}
+
+
+def test_run_settings_are_read_from_the_rows():
+    settings = run_settings(PAGE_ROWS)
+    # expected values counted by hand from PAGE_ROWS above
+    assert settings["items"] == {"ASR": ["ASR_0"], "SGR": ["SGR_0", "SGR_1", "SGR_2"]}
+    assert settings["configurations"] == ["frame 0.6 at layer 2", "vanilla"]
+    assert settings["model"] == ["Qwen/Qwen2.5-Omni-3B"] and settings["dtype"] == ["bfloat16"]
+    assert settings["data"] == ["offline test"] and settings["duration_s"] == [90.0, 300.0]
+    evicted = run_settings([prediction_row("MC_0", "MC", press="snapkv", ratio=0.5, protocol="query_agnostic")])
+    assert evicted["configurations"] == ["snapkv 0.5 (query_agnostic)"]
+    with pytest.raises(ValueError, match="no prediction rows"):
+        run_settings([])
+    with pytest.raises(ValueError, match="without provenance"):
+        run_settings([{"id": "x", "task": "SGR"}])
+
+
+def page_with_recorded_rows(rows_per_output):
+    """An executed page whose outputs recorded these rows (as show_predictions / glue_run_settings do)."""
+    defaults = "\n".join(f"{k} = {v!r}" for k, v in PAGE_DEFAULTS.items())
+    outputs = [{"output_type": "display_data", "data": {}, "metadata": {RUN_SETTINGS_METADATA: run_settings(rows)}}
+               for rows in rows_per_output]
+    return notebook(code(defaults, tags=["parameters"]), code("table", outputs=[SHOWN] + outputs),
+                    injected='results_dir = "../results/baseline"')
+
+
+def settings_box(nb) -> dict:
+    cell = next(c for c in nb.cells if c.get("id") == SETTINGS_CELL_ID)
+    return {line.split("|")[1].strip(): line.split("|")[2].strip() for line in cell.source.splitlines()[2:]}
+
+
+def test_the_settings_box_shows_what_the_rows_ran_not_the_parameter_defaults():
+    # two tables on the page (the choice rows, the ASR rows): one box for both
+    nb = reader_view(page_with_recorded_rows([PAGE_ROWS[:6], PAGE_ROWS[6:]]))
+    box = settings_box(nb)
+    assert box["model"] == "`Qwen/Qwen2.5-Omni-3B`; dtype `bfloat16`"
+    assert box["n per task"] == "ASR `1`; SGR `3` (4 in all)"
+    assert box["configurations"] == "`frame 0.6 at layer 2`, `vanilla`"
+    assert box["data"] == "`offline test`, 90–300 s" and box["device"] == "`cpu`"
+    assert box["settings"] == "top_k `8`" and box["files"] == "results_dir `../results/baseline`"
+    assert box["shown from"] == "the prediction rows this page ran"
+    assert "skeleton-small" not in str(box) and "0.5" not in str(box)  # the demo's defaults are not shown
+    # the wrong variant, the box from the parameters (as before), shows what the page did not run
+    wrong = run_settings_markdown(notebook_parameters(nb))
+    assert "tiny-random-qwen2-audio" in wrong and "skeleton-small" in wrong and "ratios `0.5`" in wrong
+    assert "Qwen/Qwen2.5-Omni-3B" not in wrong
+    # a page that recorded no rows (08) keeps the parameter box
+    assert recorded_run_settings(notebook(code("x = 1", tags=["parameters"]))) is None
+
+
+def test_show_predictions_and_glue_run_settings_record_the_rows_for_the_box(monkeypatch):
+    import IPython.display
+
+    from amlib.book import RUN_SETTINGS_GLUE_KEY, glue_run_settings, show_predictions
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.append(kw.get("metadata") or {}))
+    show_predictions(PAGE_ROWS[:6], ["id", "task"], "p", None)
+    glue_run_settings(PAGE_ROWS[6:])
+    records = [m[RUN_SETTINGS_METADATA] for m in shown if RUN_SETTINGS_METADATA in m]
+    assert records == [run_settings(PAGE_ROWS[:6]), run_settings(PAGE_ROWS[6:])]
+    assert shown[-1]["scrapbook"]["name"] == RUN_SETTINGS_GLUE_KEY  # a glue entry: jupyter-book hides it
