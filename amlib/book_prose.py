@@ -69,7 +69,7 @@ class ProseNumber:
     decimals: int
     percent: bool  # followed by "%": a computed fraction may be shown as its percentage
     sentence: str
-    where: str = ""  # "cell 5"
+    where: str = ""  # "cell 5 line 3"
 
     def __str__(self):
         return f"{self.where}: {self.text!r} in: {self.sentence}"
@@ -112,7 +112,8 @@ def prose_numbers(markdown: str, where: str = "") -> list[ProseNumber]:
             text=written, value=float(written.replace(",", "")),
             decimals=len(fraction) - 1 if fraction and not exponent else 0,
             percent=bool(PERCENT_AFTER.match(masked, match.end())),
-            sentence=_sentence(markdown, match.start()), where=where))
+            sentence=_sentence(markdown, match.start()),
+            where=f"{where} line {markdown.count(chr(10), 0, match.start()) + 1}".strip()))
     return numbers
 
 

@@ -2,6 +2,7 @@
 notebook and the landing page are read (no execution); a typed number in their prose fails its page."""
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def test_a_page_is_read_executed():
 
 def test_the_landing_page_may_state_what_it_glues_from_other_pages(tmp_path):
     notebook = planted(read_notebook(NOTEBOOKS / "02_baseline_eval.ipynb"), "glue")
-    (tmp_path / "b.ipynb").write_text(__import__("json").dumps(notebook))
+    (tmp_path / "b.ipynb").write_text(json.dumps(notebook))
     page = "SGR: {glue:text}`executed/b.ipynb::sgr:.1f`, that is 73.4 (not 73.5)."
     assert texts(check_markdown_page(page, tmp_path)) == ["73.5"]
     # a value the page shows but does not glue here does not count: only what the landing page pulls in
