@@ -12,13 +12,21 @@ import math
 RULE = "a difference counts only when the 95 % interval excludes the reference"
 
 
+def _missing(*values) -> bool:
+    return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values)
+
+
+def _check_interval(low: float, high: float) -> None:
+    if low > high:
+        raise ValueError(f"interval [{low}, {high}] has its low end above its high end")
+
+
 def versus(low: float, high: float, reference: float, name: str = "chance") -> str:
     """'above chance' / 'below chance' / 'not distinguishable from chance at this n' (the rule above);
     'no verdict (no interval)' where the interval is missing."""
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high, reference)):
+    if _missing(low, high, reference):
         return "no verdict (no interval)"
-    if low > high:
-        raise ValueError(f"interval [{low}, {high}] has its low end above its high end")
+    _check_interval(low, high)
     if low > reference:
         return f"above {name}"
     if high < reference:
@@ -50,8 +58,6 @@ def times(new: float, old: float) -> str:
 RULE_TWO = "two results differ only when their 95 % intervals do not overlap"
 
 
-def _missing(*values) -> bool:
-    return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values)
 
 
 def apart(a_low: float, a_high: float, b_low: float, b_high: float, a: str = "A", b: str = "B") -> str:
@@ -59,9 +65,8 @@ def apart(a_low: float, a_high: float, b_low: float, b_high: float, a: str = "A"
     'A and B not distinguishable at this n'; 'no verdict (no interval)' where one is missing."""
     if _missing(a_low, a_high, b_low, b_high):
         return "no verdict (no interval)"
-    for low, high in ((a_low, a_high), (b_low, b_high)):
-        if low > high:
-            raise ValueError(f"interval [{low}, {high}] has its low end above its high end")
+    _check_interval(a_low, a_high)
+    _check_interval(b_low, b_high)
     if a_low > b_high:
         return f"{a} above {b}"
     if a_high < b_low:
