@@ -128,3 +128,17 @@ def test_released_zeros_counts_the_unparsed_answers():
                                      "ones all wrong)")
     assert released_zeros(table.loc[["SCR"]]) == "no task scores 0 under the released rules"
     assert not math.isnan(table["score"].sum())
+
+
+def test_against_reference_pairs_each_row_with_its_tasks_reference():
+    import pandas as pd
+
+    from amlib.report.headlines import against_reference, largest_shown_difference
+
+    scores = pd.DataFrame({"method": ["vanilla", "vanilla", "frame", "frame"], "task": ["SGR", "ER", "ER", "SGR"],
+                           "n": [3, 3, 3, 3], "score": [90.0, 80.0, 20.0, 85.0],
+                           "ci_low": [70.0, 60.0, 5.0, 60.0], "ci_high": [99.0, 95.0, 40.0, 99.0]})
+    table = against_reference(scores, scores["method"] == "vanilla", scores["method"] + " 0.9")
+    # ER's frame row beside ER's vanilla (80), not the first vanilla row (SGR's 90)
+    assert table.set_index("task").loc["ER", "ref_score"] == 80.0 and table.set_index("task").loc["SGR", "ref_score"] == 90.0
+    assert largest_shown_difference(table).startswith("frame 0.9 below vanilla on ER")

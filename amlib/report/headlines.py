@@ -38,6 +38,19 @@ def largest_shown_difference(comparisons: pd.DataFrame, reference: str = "vanill
             f"(the largest of {len(shown)} differences shown among {len(comparisons)} configuration-task pairs)")
 
 
+def against_reference(scores: pd.DataFrame, is_reference: pd.Series, labels: pd.Series) -> pd.DataFrame:
+    """The rows `largest_shown_difference` reads: each non-reference score row (task, n, score,
+    interval) beside the reference row of its task. `labels` names each row's configuration."""
+    reference = scores[is_reference].set_index("task")
+    others = scores[~is_reference]
+    ref = reference.reindex(others["task"])
+    return pd.DataFrame({"label": labels[~is_reference].values, "task": others["task"].values,
+                         "n": others["n"].values, "score": others["score"].values,
+                         "ci_low": others["ci_low"].values, "ci_high": others["ci_high"].values,
+                         "ref_score": ref["score"].values, "ref_ci_low": ref["ci_low"].values,
+                         "ref_ci_high": ref["ci_high"].values})
+
+
 def agreement_sentence(counts: dict[str, tuple[int, int]]) -> str:
     """Per protocol, k of n answers identical to vanilla's with the Wilson 95 % interval, then whether
     the protocols differ (RULE_TWO). `counts`: protocol -> (same, n)."""
