@@ -24,7 +24,8 @@ SPECIFICATION = {
     "02_baseline_eval": {},
     "03_results_overview": {},
     "04_pruning": {},
-    "05_eviction": {},
+    "05_eviction": {"last 64 prompt tokens (pooled, kernel 5)":
+                    "SnapKV's window and pooling kernel, the paper's press settings (window_size=64, kernel_size=5)"},
     "06_duration_ablation": {**BENCHMARK,
                              "0–100": "the score scale of macro-F1 and WAR",
                              "95 % interval": "the interval level of every score (amlib.claims.RULE)"},

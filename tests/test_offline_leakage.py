@@ -97,12 +97,16 @@ def _content(items) -> dict[str, set]:
     return out
 
 
-def test_train_and_test_share_no_content(splits):
-    train, test = _content(_items(splits, "train")), _content(_items(splits, "test"))
+def assert_present_and_disjoint(train: dict[str, set], test: dict[str, set]) -> None:
+    """Each kind of content is really present in both splits, and no value is in both."""
     for kind in train:
-        assert train[kind] and test[kind], kind  # each kind is really present in both splits
+        assert train[kind] and test[kind], kind
         shared = train[kind] & test[kind]
         assert not shared, f"train and test share {kind}: {sorted(shared)[:5]}"
+
+
+def test_train_and_test_share_no_content(splits):
+    assert_present_and_disjoint(_content(_items(splits, "train")), _content(_items(splits, "test")))
     # per task too, so that no task leans on another task's assets
     for task in SIZES:
         a, b = _content(splits["train"][task]), _content(splits["test"][task])
@@ -156,11 +160,7 @@ def shared_content(train_items, test_items) -> dict[str, set]:
 
 
 def test_train_and_test_share_no_content_computed_from_the_items(splits):
-    train, test = computed_content(_items(splits, "train")), computed_content(_items(splits, "test"))
-    for kind in train:
-        assert train[kind] and test[kind], kind  # each kind is really present in both splits
-        shared = train[kind] & test[kind]
-        assert not shared, f"train and test share {kind}: {sorted(shared)[:3]}"
+    assert_present_and_disjoint(computed_content(_items(splits, "train")), computed_content(_items(splits, "test")))
 
 
 def test_a_leak_planted_into_train_is_found(splits, tmp_path):
