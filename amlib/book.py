@@ -258,6 +258,12 @@ RUN_SETTINGS_GLUE_KEY = "amlib-run-settings"
 SUPERSEDED_BY_ROWS = ("model", "dtype", "device", "seed", "tasks", "data_dir", "out", "source", "data_source",
                       "split", "per_task", "min_seconds", "max_seconds", "limit", "asr_limit", "method", "ratio",
                       "methods", "ratios", "asr_ratios", "layer", "press", "protocol")
+# a page's fallback run (a demo when no results folder is given) is not what it shows when it read rows
+SUPERSEDED_PREFIXES = ("demo_",)
+
+
+def superseded_by_rows(name: str) -> bool:
+    return name in SUPERSEDED_BY_ROWS or name.startswith(SUPERSEDED_PREFIXES)
 
 
 def configuration_name(provenance: dict) -> str:
@@ -363,7 +369,7 @@ def run_settings_markdown(parameters: dict, computed: dict | None = None) -> str
     if computed is None:
         rows = [(label, cell(label, names)) for label, names in SETTING_GROUPS]
     else:
-        grouped |= set(SUPERSEDED_BY_ROWS)
+        grouped |= {n for n in parameters if superseded_by_rows(n)}
         rows = computed_setting_rows(computed)
     rows.append(("settings", cell("", [n for n in parameters if n not in grouped])))
     rows.append(("files", cell("", [n for n in PATH_PARAMETERS if n in parameters])))

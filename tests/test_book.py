@@ -235,7 +235,8 @@ PAGE_ROWS = ([prediction_row(f"SGR_{k}", "SGR", duration=90.0 + k) for k in rang
              + [prediction_row(f"SGR_{k}", "SGR", method="frame", ratio=0.6) for k in range(3)]
              + [prediction_row("ASR_0", "ASR", method="frame", ratio=0.6, duration=300.0)])
 PAGE_DEFAULTS = {"model": "tiny-random-qwen2-audio", "data_dir": "../data/built/skeleton-small", "limit": 4,
-                 "methods": ["frame"], "ratios": [0.5], "dtype": None, "top_k": 8, "results_dir": "../results/baseline"}
+                 "methods": ["frame"], "ratios": [0.5], "dtype": None, "top_k": 8, "results_dir": "../results/baseline",
+                 "demo_data_dir": "../data/built/skeleton-small", "demo_ratios": [0.5]}  # 07's fallback demo
 
 
 def test_run_settings_are_read_from_the_rows():
@@ -278,6 +279,7 @@ def test_the_settings_box_shows_what_the_rows_ran_not_the_parameter_defaults():
     assert box["settings"] == "top_k `8`" and box["files"] == "results_dir `../results/baseline`"
     assert box["shown from"] == "the prediction rows this page ran"
     assert "skeleton-small" not in str(box) and "0.5" not in str(box)  # the demo's defaults are not shown
+    assert "demo_" not in str(box)  # nor a fallback demo's parameters (page 07's demo_*)
     # the wrong variant, the box from the parameters (as before), shows what the page did not run
     wrong = run_settings_markdown(notebook_parameters(nb))
     assert "tiny-random-qwen2-audio" in wrong and "skeleton-small" in wrong and "ratios `0.5`" in wrong

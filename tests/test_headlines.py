@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from amlib.report.headlines import (above_chance_with_blind, agreement_sentence, duration_sentence,
+from amlib.report.headlines import (above_chance_table, above_chance_tasks, agreement_sentence, duration_sentence,
                                     items_per_task, largest_shown_difference, paper_reading,
                                     paper_reading_sentence, released_zeros, trend_sentence)
 
@@ -53,18 +53,22 @@ def scores_and_blind():
     return scores, blind
 
 
-def test_above_chance_with_blind_names_the_blind_verdict_beside_the_score():
+def test_above_chance_lists_the_tasks_whose_interval_excludes_chance_with_the_blind_verdict():
     scores, blind = scores_and_blind()
-    text = above_chance_with_blind(scores, blind)
     # SGR: 44 < 50, not above chance; MC: 60 > 20, above; SCR: 5 < 25 < 50, not
-    assert text == "MC 80.0 [60.0, 95.0], n = 10 (chance 20.0), no blind baseline run"
+    assert above_chance_tasks(scores) == "MC (1 of 3 tasks, n = 8-10)"
+    table = above_chance_table(scores, blind)
+    assert list(table.index) == ["MC"] and table.loc["MC", "silent audio against chance"] == "not run"
+    assert table.loc["MC", "score [95 % interval]"] == "80.0 [60.0, 95.0], n = 10"
     scores.loc["SGR", "ci_low"] = 51.0
-    text = above_chance_with_blind(scores, blind)
-    assert text.startswith("SGR 67.0 [51.0, 90.0], n = 10 (chance 50.0), with silent audio 100.0 [55.0, 100.0], n = 3: above chance")
-    # the wrong rule (point above chance) would list SCR too: 20 < 25, no; SGR at ci_low 44 would be listed
-    assert scores_and_blind()[0].loc["SGR", "score"] > 50 and "SGR" not in above_chance_with_blind(*scores_and_blind())
-    assert above_chance_with_blind(scores.loc[["SCR"]]) == "no task above chance beyond its interval at this n (1 tasks, n = 8)"
-    assert above_chance_with_blind(scores.loc[["SCR"]].assign(n=[3])).endswith("(1 tasks, n = 3)")
+    table = above_chance_table(scores, blind)
+    assert list(table.index) == ["SGR", "MC"] and above_chance_tasks(scores) == "SGR and MC (2 of 3 tasks, n = 8-10)"
+    assert table.loc["SGR", "silent audio [95 % interval]"] == "100.0 [55.0, 100.0], n = 3"
+    assert table.loc["SGR", "silent audio against chance"] == "above chance"  # 55 > 50
+    # the wrong rule (point above chance) would list SGR at ci_low 44 (67 > 50)
+    assert scores_and_blind()[0].loc["SGR", "score"] > 50 and "SGR" not in above_chance_tasks(scores_and_blind()[0])
+    assert above_chance_tasks(scores.loc[["SCR"]]) == "no task above chance beyond its interval at this n (1 tasks, n = 8)"
+    assert above_chance_table(scores.loc[["SCR"]]).empty
 
 
 def test_items_per_task_gives_the_reason_for_each_smaller_n():

@@ -68,26 +68,40 @@ def agreement_sentence(counts: dict[str, tuple[int, int]]) -> str:
     return text
 
 
-def above_chance_with_blind(scores: pd.DataFrame, blind: pd.DataFrame | None = None) -> str:
-    """The tasks whose score is above chance beyond its interval (RULE), each with its score, n and,
-    where the blind (silent-audio) baseline ran it, the blind score and its verdict against chance;
-    else "no task above chance beyond its interval at this n". `scores`: task index, score, ci_low,
-    ci_high, n, chance; `blind`: a `blind_report` table."""
-    above = [t for t, r in scores.iterrows() if versus(r["ci_low"], r["ci_high"], r["chance"]) == "above chance"]
+def _above_chance(scores: pd.DataFrame) -> list[str]:
+    return [t for t, r in scores.iterrows() if versus(r["ci_low"], r["ci_high"], r["chance"]) == "above chance"]
+
+
+def above_chance_tasks(scores: pd.DataFrame) -> str:
+    """The tasks whose score is above chance beyond its interval (RULE), as a short list with the count
+    and n; else "no task above chance beyond its interval at this n". `scores`: task index, score,
+    ci_low, ci_high, n, chance."""
+    above = _above_chance(scores)
+    where = f"{len(scores)} tasks, {_n_range(scores['n'])}"
     if not above:
-        return f"no task above chance beyond its interval at this n ({len(scores)} tasks, {_n_range(scores['n'])})"
-    parts = []
-    for task in above:
+        return f"no task above chance beyond its interval at this n ({where})"
+    return f"{listing(above)} ({len(above)} of {where})"
+
+
+def above_chance_table(scores: pd.DataFrame, blind: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per task above chance beyond its interval: its score with interval and n, chance, and
+    where the blind (silent-audio) baseline ran the task, the blind score with its n and its verdict
+    against chance ("not run" where it did not). `blind`: a `blind_report` table."""
+    rows = []
+    for task in _above_chance(scores):
         r = scores.loc[task]
-        text = f"{task} {with_interval(r['score'], r['ci_low'], r['ci_high'], int(r['n']))} (chance {r['chance']:.1f})"
+        row = {"task": task, "score [95 % interval]": with_interval(r["score"], r["ci_low"], r["ci_high"], int(r["n"])),
+               "chance": round(float(r["chance"]), 1)}
         if blind is not None and task in blind.index:
             b = blind.loc[task]
-            text += (f", with silent audio {with_interval(b['blind_score'], b['blind_ci_low'], b['blind_ci_high'], int(b['n']))}: "
-                     f"{versus(b['blind_ci_low'], b['blind_ci_high'], b['chance'])}")
-        elif blind is not None:
-            text += ", no blind baseline run"
-        parts.append(text)
-    return "; ".join(parts)
+            row["silent audio [95 % interval]"] = with_interval(b["blind_score"], b["blind_ci_low"], b["blind_ci_high"],
+                                                                int(b["n"]))
+            row["silent audio against chance"] = versus(b["blind_ci_low"], b["blind_ci_high"], b["chance"])
+        else:
+            row["silent audio [95 % interval]"] = row["silent audio against chance"] = "not run"
+        rows.append(row)
+    columns = ["task", "score [95 % interval]", "chance", "silent audio [95 % interval]", "silent audio against chance"]
+    return pd.DataFrame(rows, columns=columns).set_index("task")
 
 
 def items_per_task(built: dict[str, int], evaluated: dict[str, int], requested: int | None,
