@@ -79,7 +79,21 @@ class SharedPrefix:
             self._replace_forward(self.encoder, self._encoder_forward(self.encoder.forward))
         for i in range(self.layer):
             self._replace_forward(self.layers[i], self._layer_forward(i, self.layers[i].forward))
+        if self.layer == 0:  # the encoder alone (eviction: a press acts from layer 0 on)
+            self._replace_forward(self.layers[0], self._encoder_only_marker(self.layers[0].forward))
         return self
+
+    def _encoder_only_marker(self, original):
+        """Layer 0 untouched, but its first prefill call ends the encoder's recording (and each later
+        one rewinds the replay for the next prefill)."""
+        def forward(hidden_states, *args, **kwargs):
+            if hidden_states.shape[-2] > 1:
+                if self.recorded and hasattr(self, "_encoder_reset"):
+                    self._encoder_reset()
+                self.recorded = self.recorded or bool(self.encoder_outputs)
+            return original(hidden_states, *args, **kwargs)
+
+        return forward
 
     def __exit__(self, *exc):
         self._stack.close()
@@ -164,32 +178,57 @@ def sweep_configs(methods: list[str], ratios: list[float], layer: int = DEFAULT_
 
 
 def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path, configs: list[RunConfig],
-              progress: bool = True, ranks: Ranks | None = None) -> dict[str, list[dict]]:
+              progress: bool = True, ranks: Ranks | None = None, batch_size: int | None = None,
+              workers: int = 0) -> dict[str, list[dict]]:
     """Evaluate every configuration on every sample, sharing each sample's prefix (encoder + layers
     < K) across configurations. Returns {file name: rows of that configuration's file}. In a launch of
     several processes (`ranks`, default: accelerate's) each takes its share of the samples, writing a
-    shard file per configuration; each configuration's file is merged at the end (`amlib.distributed`)."""
+    shard file per configuration; each configuration's file is merged at the end (`amlib.distributed`).
+    `batch_size` (None: `default_batch_size`): rows decoded together (`amlib.pipeline`; 1: one at a
+    time, as before); `workers`: threads preparing the next samples' inputs."""
     layers = {c.layer for c in configs if c.method not in (None, "vanilla")}
     if len(layers) > 1:
         raise ValueError(f"one sweep prunes at one layer; got layers {sorted(layers)} (run one sweep per layer)")
     layer = layers.pop() if layers else DEFAULT_LAYER
+    return _run_grid(adapter, samples, output_dir, configs, lambda: SharedPrefix(adapter, layer), "sweep",
+                     progress, ranks, batch_size, workers)
+
+
+def _run_grid(adapter, samples, output_dir, configs, shared_prefix, label, progress, ranks, batch_size, workers):
+    """Every configuration on every sample, each sample's inputs prepared once and its shared part
+    (`shared_prefix`) computed once; batched (`amlib.pipeline`) or one row at a time."""
+    from amlib.pipeline import prefetched, run_pipelined
+
     output_dir = Path(output_dir)
     ranks = ranks or distributed.current(adapter.device)
-    runs = [RunFile.open(adapter, samples, output_dir / config.file_name(adapter.model_id), config, ranks=ranks)
+    batch_size = default_batch_size(adapter, len(configs)) if batch_size is None else batch_size
+    runs = [RunFile.open(adapter, samples, output_dir / config.file_name(adapter.model_id), config, ranks=ranks,
+                         batch_size=batch_size)
             for config in configs]
     pending = distributed.my_share([s for s in samples if any(run.needs(s) for run in runs)], ranks)
     with ExitStack() as files:
         for run in runs:
             files.enter_context(run)
         rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
-        for sample in tqdm(pending, desc=f"{adapter.model_id} sweep x{len(configs)}{rank}", disable=not progress):
-            _sweep_sample(adapter, sample, runs, layer)
+        shown = tqdm(pending, desc=f"{adapter.model_id} {label} x{len(configs)}{rank}", disable=not progress)
+        if batch_size > 1 and adapter.batched_decoder(batch_size) is not None:
+            run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers), runs, batch_size,
+                          shared_prefix=shared_prefix)
+        else:
+            for sample in shown:
+                _sweep_sample(adapter, sample, runs, shared_prefix)
     return {run.path.name: run.finish(samples) for run in runs}
 
 
-def _sweep_sample(adapter: AudioLMAdapter, sample: Sample, runs: list[RunFile], layer: int) -> None:
+def default_batch_size(adapter: AudioLMAdapter, configurations: int = 1) -> int:
+    """Rows decoded together when the caller does not say: on CUDA 16; elsewhere the configurations of
+    one sample (a grid's rows of one item share its prefill work and decode as one batch)."""
+    return 16 if adapter.device.type == "cuda" else max(1, configurations)
+
+
+def _sweep_sample(adapter: AudioLMAdapter, sample: Sample, runs: list[RunFile], shared_prefix) -> None:
     """One sample under every configuration that still needs it, its inputs built once and its
-    prefix (encoder + layers < `layer`) computed once."""
+    shared part (`shared_prefix()`) computed once."""
     try:
         prepared = prepare_inputs(adapter, sample)
     except Exception as err:  # every configuration records the failure
@@ -197,7 +236,7 @@ def _sweep_sample(adapter: AudioLMAdapter, sample: Sample, runs: list[RunFile], 
             if run.needs(sample):
                 run.write(error_row(sample, err, run.provenance))
         return
-    with SharedPrefix(adapter, layer) as prefix:
+    with shared_prefix() as prefix:
         for run in runs:
             if not run.needs(sample):
                 continue
@@ -225,11 +264,10 @@ def eviction_configs(presses: list[str], ratios: list[float], protocols: list[st
 
 
 def run_configs(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path,
-                configs: list[RunConfig], progress: bool = False, ranks: Ranks | None = None) -> dict[str, list[dict]]:
-    """Each configuration over `samples` with the resumable runner (one file per configuration; the
-    samples split over the processes of a launch); {file name: its rows}. A press evicts from layer 0
-    on, so nothing of the prefill can be shared."""
-    return {config.file_name(adapter.model_id): evaluate(adapter, samples, Path(output_dir) /
-                                                         config.file_name(adapter.model_id), config,
-                                                         progress=progress, ranks=ranks)
-            for config in configs}
+                configs: list[RunConfig], progress: bool = False, ranks: Ranks | None = None,
+                batch_size: int | None = None, workers: int = 0) -> dict[str, list[dict]]:
+    """Each configuration over `samples` (one file per configuration; the samples split over the
+    processes of a launch); {file name: its rows}. A press evicts from layer 0 on, so only the audio
+    encoder is shared: each sample is encoded once for all configurations."""
+    return _run_grid(adapter, samples, output_dir, configs, lambda: SharedPrefix(adapter, 0), "configurations",
+                     progress, ranks, batch_size, workers)

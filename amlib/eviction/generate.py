@@ -197,6 +197,9 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
             logits_out.append(out.logits[0, -1].float())
             sync()
             first = time.perf_counter()
+            if getattr(adapter, "deferred", None) is not None:  # decoded later, batched (amlib.fastpath)
+                return _deferred(adapter, prepared, cache, token, out.logits[0, -1], probe.next_positions(1, offset),
+                                 max_new_tokens, GenerationTiming(first - start, 0.0, *peak_memory(device)), fields)
             new = [token]
             for step in range(1, max_new_tokens):
                 if int(token) in stops:
@@ -217,6 +220,17 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
     text = adapter.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
     timing = GenerationTiming(first - start, end_time - first, *peak_memory(device))
     return Generation(text=text, new_tokens=int(ids.numel()), timing=timing, inputs=prepared, efficiency=fields)
+
+
+def _deferred(adapter, prepared, cache, token, last_logits, next_positions, max_new_tokens, timing,
+              fields) -> Generation:
+    """The prefilled (and compressed) prompt as a pending Generation for `BatchedDecoder`: its next
+    token continues at the original positions (every M-RoPE axis equal after the prompt's text)."""
+    from amlib.fastpath.batched_decode import Prefilled
+
+    logits = last_logits.float().clone() if adapter.deferred.keep_logits else None
+    prefilled = Prefilled(cache, int(token), int(next_positions.max()), max_new_tokens, first_logits=logits)
+    return Generation(text=None, new_tokens=0, timing=timing, inputs=prepared, efficiency=fields, pending=prefilled)
 
 
 def eviction_fields(installation: PressInstallation, cache, prefilled: int, question_tokens: int) -> dict:

@@ -39,6 +39,8 @@ class Generation:
     timing: GenerationTiming
     inputs: PreparedInputs = field(repr=False)
     efficiency: dict = field(default_factory=dict)  # what pruning / eviction did (runner row fields)
+    # under `deferred_decoding`: the prefilled prompt waiting for a batched decoder (text not yet known)
+    pending: object = field(default=None, repr=False)
 
 
 class AudioLMAdapter(ABC):
@@ -126,6 +128,49 @@ class AudioLMAdapter(ABC):
 
         return GraphDecoder(self.model, *self.decode_modules(), self.decoder_layers()) if self.uses_graph_decode() else None
 
+    def batched_decoder(self, slots: int):
+        """A `BatchedDecoder` with `slots` rows over this model's decode modules (eager on a CPU, a CUDA
+        graph on CUDA unless fast paths are off), or None where greedy decoding cannot run through it
+        (no decode modules, or a generation config whose processors change greedy choices)."""
+        from amlib.fastpath.batched_decode import BatchedDecoder
+        from amlib.fastpath.graph_decode import supports
+
+        if self.decode_modules() is None or supports(self.model.generation_config) is not None:
+            return None
+        use_graph = False if self.fast_decode is False else None
+        return BatchedDecoder(self.model, *self.decode_modules(), self.decoder_layers(), slots=slots,
+                              use_graph=use_graph)
+
+    def rope_delta(self) -> int:
+        """How far the next text position lies from the prompt length after the last prefill (M-RoPE
+        families record `rope_deltas`; 0 elsewhere)."""
+        delta = getattr(self.model, "rope_deltas", None)
+        return int(delta.flatten()[0]) if isinstance(delta, torch.Tensor) else 0
+
+    @torch.inference_mode()
+    def prefill(self, prepared: PreparedInputs, max_new_tokens: int, keep_logits: bool = False):
+        """The prompt's prefill alone (whatever pruning hooks are installed act on it), as a
+        `Prefilled` for `BatchedDecoder`, and its timing (decode_s 0)."""
+        from amlib.efficiency import peak_memory, sync_for
+        from amlib.fastpath.batched_decode import Prefilled
+        import time
+
+        tensors = {k: v.to(self.device) for k, v in prepared.tensors.items()}
+        sync = sync_for(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        sync()
+        start = time.perf_counter()
+        out = self.model(**tensors, past_key_values=preallocated_cache(self.model.config, 1), use_cache=True,
+                         logits_to_keep=1)
+        last = out.logits[0, -1]
+        first = int(last.argmax(-1))
+        sync()
+        timing = GenerationTiming(time.perf_counter() - start, 0.0, *peak_memory(self.device))
+        prompt = tensors["input_ids"].shape[1]
+        return Prefilled(out.past_key_values, first, prompt + self.rope_delta(), max_new_tokens,
+                         first_logits=last.float().clone() if keep_logits else None), timing
+
     def set_fast_paths(self, enabled: bool) -> None:
         """All fast paths at their defaults, or none (transformers' own code paths throughout)."""
         self.fast_decode = None if enabled else False
@@ -140,6 +185,9 @@ class AudioLMAdapter(ABC):
 
     @torch.inference_mode()
     def generate(self, prepared: PreparedInputs, max_new_tokens: int) -> Generation:
+        if getattr(self, "deferred", None) is not None:  # `deferred_decoding`: prefill now, decode batched later
+            prefilled, timing = self.prefill(prepared, max_new_tokens, keep_logits=self.deferred.keep_logits)
+            return Generation(text=None, new_tokens=0, timing=timing, inputs=prepared, pending=prefilled)
         tensors = {k: v.to(self.device) for k, v in prepared.tensors.items()}
         decoder = self.graph_decoder()
         if decoder is not None:

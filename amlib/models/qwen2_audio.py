@@ -178,5 +178,8 @@ class Qwen2AudioAdapter(AudioLMAdapter):
     def language_model(self) -> torch.nn.Module:
         return self.model.language_model
 
+    def decode_modules(self):
+        return self.model.language_model.model, self.model.language_model.lm_head
+
     def decoder_layers(self) -> torch.nn.ModuleList:
         return self.model.language_model.model.layers

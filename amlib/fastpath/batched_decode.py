@@ -1,0 +1,380 @@
+"""Greedy decoding of many prompts at once: slots of static KV buffers, rows that leave and join.
+
+Decoding at batch 1 reads every weight once per generated token; with S rows in one step the same
+read serves S tokens. `BatchedDecoder` decodes rows that were prefilled one by one (each under its
+own configuration: vanilla, a pruning method, a press; see `Prefilled`) in a fixed number of
+*slots*:
+
+- per layer, one KV buffer of shape (slots, KV heads, capacity, head dim) and one additive mask row
+  per slot (0 on the slot's filled positions, -inf elsewhere). A row keeps its own length per layer
+  (pruned rows hold fewer tokens from layer K on; evicted rows hold what the press kept), its own
+  write position per layer, its own position id (its prompt length + rope delta, or where the
+  eviction protocol says) and its own stop;
+- the step (embedding, decoder, norm, lm_head, argmax) is `GraphDecoder`'s with a batch of `slots`
+  rows, one CUDA graph on CUDA (replayed per token), eager elsewhere;
+- a row that stops frees its slot and the next prefilled row joins there (continuous batching):
+  its cache is copied into the slot's buffers, the slot's mask row and positions are reset. A freed
+  slot with no row to take it idles (its write position frozen) until the run ends. A joining row
+  longer than the buffers grows them (and the graph is captured again).
+
+Rows never see each other: attention reads one slot's buffer under that slot's mask, and the
+per-row arithmetic is batch-1's (`gqa_decode_attention` per KV group). Answers and per-step logits
+are tested equal to batch-1 HF `generate` in float32 on tiny families with rows of different lengths,
+vanilla, pruned and evicted (tests/test_batched_decode.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+
+from amlib.fastpath.graph_decode import DECODE_ATTENTION, _register_decode_attention
+
+
+@dataclass
+class Prefilled:
+    """One prompt after its prefill, ready to decode: the prefill's cache (`cache.layers[i].keys`,
+    `.values` of shape (1, KV, length_i, d)), the first generated token, the position id of the
+    next token, the answer's token budget, and whatever the caller wants back (`payload`)."""
+
+    cache: object
+    first_token: int
+    next_position: int
+    max_new_tokens: int
+    payload: object = None
+    first_logits: torch.Tensor | None = field(default=None, repr=False)  # (vocab,) float32, checks only
+
+    def lengths(self) -> list[int]:
+        return [layer.keys.shape[-2] for layer in self.cache.layers]
+
+
+@dataclass
+class Decoded:
+    """A finished row: its generated tokens (the first one included), the wall time from joining
+    the batch to stopping, the mean number of rows that decoded beside it, and (when asked) each
+    step's float32 logits."""
+
+    prefilled: Prefilled
+    tokens: list[int]
+    decode_s: float
+    rows_mean: float
+    logits: list[torch.Tensor] | None = None
+
+
+class BatchedKV:
+    """Per-layer KV buffers for `slots` rows, each row with its own fill per layer."""
+
+    def __init__(self, like_cache, slots: int, capacities: list[int], mask_dtype: torch.dtype):
+        self.slots = slots
+        self.keys, self.values, self.masks = [], [], []
+        for layer, capacity in zip(like_cache.layers, capacities):
+            k = layer.keys
+            shape = (slots, k.shape[1], capacity, k.shape[-1])
+            self.keys.append(k.new_zeros(shape))
+            self.values.append(layer.values.new_zeros(shape))
+            self.masks.append(torch.full((slots, 1, 1, capacity), torch.finfo(mask_dtype).min, dtype=mask_dtype,
+                                         device=k.device))
+        device = self.keys[0].device
+        self.fill = torch.zeros(len(capacities), slots, dtype=torch.long, device=device)  # next write per layer, row
+        self.active = torch.zeros(slots, dtype=torch.long, device=device)  # 1: the row advances
+
+    @property
+    def capacities(self) -> list[int]:
+        return [k.shape[-2] for k in self.keys]
+
+    def load(self, slot: int, cache) -> None:
+        """A prefilled row's cache into `slot` (whatever the slot held before is masked away)."""
+        for i, layer in enumerate(cache.layers):
+            length = layer.keys.shape[-2]
+            self.keys[i][slot, :, :length].copy_(layer.keys[0])
+            self.values[i][slot, :, :length].copy_(layer.values[0])
+            self.masks[i][slot].fill_(torch.finfo(self.masks[i].dtype).min)
+            self.masks[i][slot, ..., :length] = 0
+            self.fill[i, slot] = length
+        self.active[slot] = 1
+
+    def grown(self, capacities: list[int]) -> BatchedKV:
+        """A copy with at least `capacities` positions per layer (the rows' contents kept)."""
+        new = BatchedKV.__new__(BatchedKV)
+        new.slots = self.slots
+        new.keys, new.values, new.masks = [], [], []
+        for k, v, m, capacity in zip(self.keys, self.values, self.masks, capacities):
+            capacity = max(capacity, k.shape[-2])
+            for old, out in ((k, new.keys), (v, new.values)):
+                buffer = old.new_zeros(*old.shape[:2], capacity, old.shape[-1])
+                buffer[:, :, :old.shape[-2]].copy_(old)
+                out.append(buffer)
+            mask = torch.full((*m.shape[:3], capacity), torch.finfo(m.dtype).min, dtype=m.dtype, device=m.device)
+            mask[..., :m.shape[-1]].copy_(m)
+            new.masks.append(mask)
+        new.fill, new.active = self.fill, self.active
+        return new
+
+    def open_slots(self, layer_idx: int) -> None:
+        """Each row's write position becomes visible to its own query (and every later one)."""
+        self.masks[layer_idx].scatter_(-1, self.fill[layer_idx].view(-1, 1, 1, 1), 0.0)
+
+    # the interface transformers' attention calls
+    def update(self, key_states, value_states, layer_idx: int, cache_kwargs=None):
+        at = self.fill[layer_idx].view(-1, 1, 1, 1).expand(-1, key_states.shape[1], 1, key_states.shape[-1])
+        self.keys[layer_idx].scatter_(2, at, key_states)
+        self.values[layer_idx].scatter_(2, at, value_states)
+        return self.keys[layer_idx], self.values[layer_idx]
+
+    def advance(self) -> None:
+        self.fill.add_(self.active)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        raise RuntimeError("BatchedKV: positions are passed explicitly (cache_position), not read from the cache")
+
+
+class BatchedDecoder:
+    """Greedy decoding of prefilled rows in `slots` slots for a causal LM `model` whose decoder is
+    `text_model` (embedding, layers, final norm) followed by `lm_head` (see the module docstring).
+    `use_graph` None: a CUDA graph on CUDA only."""
+
+    kv_class = BatchedKV
+
+    def __init__(self, model, text_model, lm_head, layers, slots: int = 8, use_graph: bool | None = None,
+                 capacity_step: int = 256):
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.model, self.text_model, self.lm_head, self.layers = model, text_model, lm_head, list(layers)
+        self.slots, self.use_graph = slots, use_graph
+        self.capacity_step = capacity_step  # buffers grow in steps of this many positions (fewer captures)
+        self.captures = 0  # CUDA graphs captured by the last run (growth recaptures)
+        self.steps = 0  # decode steps of the last run
+
+    @torch.inference_mode()
+    def run(self, rows: Iterable[Prefilled], eos_token_ids: Iterable[int],
+            on_done: Callable[[Decoded], None] | None = None, keep_logits: bool = False) -> list[Decoded]:
+        """Decode every row of `rows` (an iterable: rows are drawn when a slot is free, so a generator
+        may prefill them lazily, between decode steps). Each finished row goes to `on_done` as soon as
+        it stops, and all of them are returned in the order they finished."""
+        eos = set(int(e) for e in eos_token_ids)
+        source = iter(rows)
+        done: list[Decoded] = []
+        self.captures = self.steps = 0
+
+        def finish(decoded: Decoded):
+            done.append(decoded)
+            if on_done is not None:
+                on_done(decoded)
+
+        def next_row():
+            for row in source:  # rows that stop at their first token never take a slot
+                first = [row.first_logits] if keep_logits else None
+                if row.max_new_tokens <= 1 or row.first_token in eos:
+                    finish(Decoded(row, [row.first_token], 0.0, 0.0, first))
+                    continue
+                return row
+            return None
+
+        first_row = next_row()
+        if first_row is None:
+            return done
+        state = _State(self, first_row, keep_logits)
+        waiting = deque([first_row])
+        while True:
+            for slot in state.free_slots():
+                row = waiting.popleft() if waiting else next_row()
+                if row is None:
+                    break
+                state.join(slot, row)
+            if not state.any_active():
+                return done
+            tokens = state.step()
+            self.steps += 1
+            for slot, token in enumerate(tokens):
+                entry = state.entries[slot]
+                if entry is None:
+                    continue
+                entry.tokens.append(token)
+                if keep_logits:
+                    entry.logits.append(state.logits[slot].float().clone())
+                entry.rows += state.n_active
+                if token in eos or len(entry.tokens) >= entry.row.max_new_tokens:
+                    finish(state.leave(slot))
+
+
+@dataclass
+class _Entry:
+    row: Prefilled
+    tokens: list[int]
+    start: float
+    rows: int = 0
+    logits: list | None = None
+
+
+class _State:
+    """One run's buffers, slots and step (captured as a CUDA graph where wanted)."""
+
+    def __init__(self, decoder: BatchedDecoder, first: Prefilled, keep_logits: bool):
+        self.decoder, self.keep_logits = decoder, keep_logits
+        device = decoder.lm_head.weight.device
+        self.device, self.dtype = device, decoder.lm_head.weight.dtype
+        self.sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+        slots = decoder.slots
+        self.kv = decoder.kv_class(first.cache, slots, self._capacities(first), self.dtype)
+        self.ids = torch.zeros(slots, 1, dtype=torch.long, device=device)
+        self.position = torch.zeros(slots, dtype=torch.long, device=device)
+        self.placeholder = torch.zeros(slots, 1, 1, 1, dtype=self.dtype, device=device)  # replaced per layer
+        self.logits = (torch.empty(slots, decoder.lm_head.weight.shape[0], dtype=self.dtype, device=device)
+                       if keep_logits else None)
+        self.entries: list[_Entry | None] = [None] * slots
+        self.graph = None
+
+    def _capacities(self, row: Prefilled, current: list[int] | None = None) -> list[int]:
+        """Per layer: the row's length + its new tokens + one parking position (a finished slot keeps
+        writing there), rounded up to the growth step."""
+        step = self.decoder.capacity_step
+        needed = [length + row.max_new_tokens + 1 for length in row.lengths()]
+        if current is not None and all(n <= c for n, c in zip(needed, current)):
+            return current
+        return [max(-(-n // step) * step, c) for n, c in zip(needed, current or [0] * len(needed))]
+
+    @property
+    def n_active(self) -> int:
+        return sum(e is not None for e in self.entries)
+
+    def any_active(self) -> bool:
+        return self.n_active > 0
+
+    def free_slots(self) -> list[int]:
+        return [s for s, e in enumerate(self.entries) if e is None]
+
+    def join(self, slot: int, row: Prefilled) -> None:
+        if len(row.lengths()) != len(self.kv.keys):
+            raise ValueError(f"a row's cache has {len(row.lengths())} layers, the decoder's buffers "
+                             f"{len(self.kv.keys)}")
+        capacities = self._capacities(row, self.kv.capacities)
+        if capacities != self.kv.capacities:  # a longer row: larger buffers, a new graph
+            self.kv = self.kv.grown(capacities)
+            self.graph = None
+        self.kv.load(slot, row.cache)
+        self.ids[slot, 0] = row.first_token
+        self.position[slot] = row.next_position
+        self.sync()
+        self.entries[slot] = _Entry(row, [row.first_token], time.perf_counter(),
+                                    logits=[row.first_logits] if self.keep_logits else None)
+
+    def leave(self, slot: int) -> Decoded:
+        entry = self.entries[slot]
+        self.entries[slot] = None
+        self.kv.active[slot] = 0
+        steps = len(entry.tokens) - 1
+        return Decoded(entry.row, entry.tokens, time.perf_counter() - entry.start,
+                       entry.rows / steps if steps else 0.0, entry.logits)
+
+    def _forward(self) -> None:
+        kv, decoder = self.kv, self.decoder
+        hidden = decoder.text_model(input_ids=self.ids, position_ids=self.position.view(-1, 1), past_key_values=kv,
+                                    attention_mask=self.placeholder, cache_position=self.position[:1],
+                                    use_cache=True).last_hidden_state
+        logits = decoder.lm_head(hidden[:, -1:])
+        self.ids.copy_(logits.argmax(-1))
+        if self.logits is not None:
+            self.logits.copy_(logits[:, -1])
+        kv.advance()
+        self.position.add_(kv.active)
+
+    def step(self) -> list[int]:
+        """One decode step of every slot; the new token of each (idle slots' are ignored)."""
+        decoder = self.decoder
+        kv = self.kv
+
+        def per_layer_mask(i):
+            def hook(module, args, kwargs):
+                kv.open_slots(i)
+                return args, {**kwargs, "attention_mask": kv.masks[i]}
+            return hook
+
+        handles = [layer.register_forward_pre_hook(per_layer_mask(i), with_kwargs=True)
+                   for i, layer in enumerate(decoder.layers)]
+        _register_decode_attention()
+        config = decoder.text_model.config
+        implementation, config._attn_implementation = config._attn_implementation, DECODE_ATTENTION
+        try:
+            if self._wants_graph():
+                if self.graph is None:
+                    self.graph = self._capture()
+                self.graph.replay()
+            else:
+                self._forward()
+        finally:
+            config._attn_implementation = implementation
+            for handle in handles:
+                handle.remove()
+        return self.ids[:, 0].tolist()
+
+    def _wants_graph(self) -> bool:
+        use = self.decoder.use_graph
+        return self.device.type == "cuda" if use is None else use
+
+    def _capture(self):
+        """The step captured as a CUDA graph, after a warm-up on a side stream whose effects are undone."""
+        saved = (self.ids.clone(), self.position.clone(), self.kv.fill.clone(),
+                 [m.clone() for m in self.kv.masks])
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._forward()  # warm-up: allocations and library handles happen outside the capture
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._forward()
+        self._restore(saved)
+        torch.cuda.synchronize()
+        self.decoder.captures += 1
+        return graph
+
+    def _restore(self, saved) -> None:
+        ids, position, fill, masks = saved
+        self.ids.copy_(ids)
+        self.position.copy_(position)
+        self.kv.fill.copy_(fill)
+        for mask, old in zip(self.kv.masks, masks):
+            mask.copy_(old)
+
+
+# --- the adapter side: prefill now, decode batched later ---------------------------------------------
+
+@dataclass
+class _Deferral:
+    keep_logits: bool = False
+
+
+class deferred_decoding:  # noqa: N801 (a context manager, used like a function)
+    """Inside the block, `adapter.generate` (and the pruning and eviction wrappers around it) only
+    prefills: it returns a `Generation` whose `pending` is the `Prefilled` prompt and whose text is
+    not yet known; `complete` fills it in from the `BatchedDecoder`'s `Decoded` row."""
+
+    def __init__(self, adapter, keep_logits: bool = False):
+        self.adapter, self.keep_logits = adapter, keep_logits
+
+    def __enter__(self):
+        if getattr(self.adapter, "deferred", None) is not None:
+            raise RuntimeError("deferred_decoding does not nest")
+        self.adapter.deferred = _Deferral(self.keep_logits)
+        return self
+
+    def __exit__(self, *exc):
+        self.adapter.deferred = None
+        return False
+
+
+def complete(generation, decoded: Decoded, tokenizer) -> None:
+    """A pending Generation (from `deferred_decoding`) with its decoded answer: text, token count,
+    the decode's wall time in the batch, and how many rows shared its steps on average."""
+    from amlib.efficiency import GenerationTiming
+
+    timing = generation.timing
+    generation.text = tokenizer.decode(decoded.tokens, skip_special_tokens=True).strip()
+    generation.new_tokens = len(decoded.tokens)
+    generation.timing = GenerationTiming(timing.prefill_s, decoded.decode_s, timing.peak_memory_mb, timing.memory_kind)
+    generation.efficiency["decode_rows_mean"] = decoded.rows_mean
+    generation.pending = None

@@ -1,0 +1,164 @@
+"""The runner as a pipeline: load -> prefill -> batched decode -> write.
+
+- **load** (`prefetched`): each sample's audio read, resampled and laid out as model inputs
+  (`runner.prepare_inputs`) by worker threads, a few samples ahead of the compute, so the device does
+  not wait for the next item's features (the time it still waits is measured: `PipelineStats`);
+- **prefill** (`_prefilled_rows`): each (sample, configuration) still to do is prefilled inside its
+  configuration's context (pruning hooks, a kvpress press) with its decode deferred
+  (`amlib.fastpath.batched_decode.deferred_decoding`); the configurations of one sample share its
+  inputs and, where given, a shared prefix (`amlib.sweep.SharedPrefix`: the encoder, and for pruning
+  the layers below K, computed once);
+- **decode** (`BatchedDecoder`): the prefilled rows decode together in `batch_size` slots; a row that
+  stops leaves and the next prefilled row joins (the prefill stage runs lazily, between steps);
+- **write**: each finished row is completed and appended to its configuration's file at once
+  (`RunFile`), so an interrupted run resumes with every finished row kept.
+
+A row's answer does not depend on its neighbours in the batch (tests/test_batched_decode.py), so the
+rows are those of a batch-1 run (timings aside: `decode_s` is the row's wall time in the batch, and
+`decode_rows_mean` the mean number of rows that decoded beside it). Adapters without decode modules
+(or configurations whose generation cannot be deferred) answer at batch 1 inside the same stages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from amlib.data import Sample
+from amlib.fastpath.batched_decode import complete, deferred_decoding
+
+
+@dataclass
+class PipelineStats:
+    """Where a pipelined run's wall time went: waiting for inputs (the load stage behind), prefill,
+    decode (the batched steps) and the rows it wrote."""
+
+    wall_s: float = 0.0
+    input_wait_s: float = 0.0
+    prefill_s: float = 0.0
+    rows: int = 0
+    decode_steps: int = 0
+    graph_captures: int = 0
+
+    @property
+    def input_wait_share(self) -> float:
+        return self.input_wait_s / self.wall_s if self.wall_s else 0.0
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "input_wait_share": self.input_wait_share}
+
+
+def prefetched(samples: list[Sample], prepare: Callable[[Sample], object], workers: int = 2, ahead: int = 4,
+               stats: PipelineStats | None = None) -> Iterator[tuple[Sample, object]]:
+    """(sample, prepared inputs or the exception preparing raised), in order, prepared by `workers`
+    threads at most `ahead` samples ahead of the consumer. `workers` 0: prepared in the caller."""
+    def attempt(sample):
+        try:
+            return prepare(sample)
+        except Exception as err:  # the row records it
+            return err
+
+    if workers <= 0:
+        for sample in samples:
+            start = time.perf_counter()
+            prepared = attempt(sample)
+            if stats is not None:
+                stats.input_wait_s += time.perf_counter() - start
+            yield sample, prepared
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="amlib-load") as pool:
+        queue = deque()
+        pending = iter(samples)
+        for sample in pending:
+            queue.append((sample, pool.submit(attempt, sample)))
+            if len(queue) >= ahead:
+                break
+        while queue:
+            sample, future = queue.popleft()
+            start = time.perf_counter()
+            prepared = future.result()
+            if stats is not None:
+                stats.input_wait_s += time.perf_counter() - start
+            for nxt in pending:  # keep `ahead` in flight
+                queue.append((nxt, pool.submit(attempt, nxt)))
+                break
+            yield sample, prepared
+
+
+def run_pipelined(adapter, items: Iterable[tuple[Sample, object]], runs: list, batch_size: int,
+                  shared_prefix: Callable[[], object] | None = None, stats: PipelineStats | None = None) -> PipelineStats:
+    """Every run (`runner.RunFile`, entered) that still needs a sample answers it; rows are written as
+    they finish. `items`: (sample, prepared inputs or an exception) from the load stage;
+    `shared_prefix`: a factory of the per-sample context the configurations share (None: none)."""
+    from amlib.runner import answer_fields, efficiency_context, error_row, file_row, start_answer
+    from amlib.sweep import shared_prefix_timing
+
+    stats = stats or PipelineStats()
+    begin = time.perf_counter()
+    decoder = adapter.batched_decoder(batch_size)
+    in_flight: dict[int, tuple] = {}
+
+    def finished(sample, run, prepared, gen, extra):
+        row = file_row(sample, {**answer_fields(adapter, sample, prepared, gen), "error": None}, run.provenance)
+        row.update(extra)
+        run.write(row)
+        stats.rows += 1
+
+    def prefilled_rows():
+        for sample, prepared in items:
+            todo = [run for run in runs if run.needs(sample)]
+            if isinstance(prepared, Exception):  # every configuration records the failure
+                for run in todo:
+                    run.write(error_row(sample, prepared, run.provenance))
+                continue
+            with (shared_prefix() if shared_prefix is not None and todo else nullcontext()) as prefix:
+                for run in todo:
+                    torch.manual_seed(run.config.seed)
+                    replayed = prefix.recorded if prefix is not None else None
+                    try:
+                        start = time.perf_counter()
+                        with efficiency_context(adapter, run.config, prefix=prefix), \
+                                (deferred_decoding(adapter) if decoder is not None else nullcontext()):
+                            gen = start_answer(adapter, sample, prepared)
+                        stats.prefill_s += time.perf_counter() - start
+                    except Exception as err:
+                        run.write(error_row(sample, err, run.provenance))
+                        continue
+                    extra = {} if prefix is None else \
+                        shared_prefix_timing(gen.timing.prefill_s, replayed, prefix.prefix_seconds)
+                    if gen.pending is None:  # answered at once (batch 1)
+                        finished(sample, run, prepared, gen, extra)
+                        continue
+                    gen.pending.payload = key = id(gen)
+                    in_flight[key] = (sample, run, prepared, gen, extra)
+                    yield gen.pending
+
+    def on_done(decoded):
+        sample, run, prepared, gen, extra = in_flight.pop(decoded.prefilled.payload)
+        complete(gen, decoded, adapter.processor.tokenizer)
+        finished(sample, run, prepared, gen, extra)
+
+    rows = prefilled_rows()
+    if decoder is None:
+        for _ in rows:  # nothing is deferred without a decoder
+            raise AssertionError("a row was deferred without a batched decoder")
+    else:
+        while True:
+            try:
+                decoder.run(rows, adapter.stop_token_ids(), on_done)
+                break
+            except Exception as err:  # the batch's rows record it; the rows not yet prefilled go on
+                for sample, run, *_ in in_flight.values():
+                    run.write(error_row(sample, err, run.provenance))
+                in_flight.clear()
+            finally:
+                stats.decode_steps += decoder.steps
+                stats.graph_captures += decoder.captures
+    stats.wall_s += time.perf_counter() - begin
+    return stats
