@@ -91,6 +91,13 @@ def prefetched(samples: list[Sample], prepare: Callable[[Sample], object], worke
             yield sample, prepared
 
 
+def batched_decoder_of(adapter, batch_size: int):
+    """The adapter's `BatchedDecoder` with `batch_size` slots, or None: batch 1, or an adapter that
+    cannot decode batched (no decode modules, a remote API, a generation config with processors)."""
+    make = getattr(adapter, "batched_decoder", None)
+    return make(batch_size) if batch_size > 1 and make is not None else None
+
+
 def run_pipelined(adapter, items: Iterable[tuple[Sample, object]], runs: list, batch_size: int,
                   shared_prefix: Callable[[], object] | None = None, stats: PipelineStats | None = None) -> PipelineStats:
     """Every run (`runner.RunFile`, entered) that still needs a sample answers it; rows are written as
@@ -101,7 +108,7 @@ def run_pipelined(adapter, items: Iterable[tuple[Sample, object]], runs: list, b
 
     stats = stats or PipelineStats()
     begin = time.perf_counter()
-    decoder = adapter.batched_decoder(batch_size)
+    decoder = batched_decoder_of(adapter, batch_size)
     in_flight: dict[int, tuple] = {}
 
     def finished(sample, run, prepared, gen, extra):

@@ -317,7 +317,7 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     into its own shard file, merged into `out_path` at the end (`amlib.distributed`). `batch_size`
     (None: 16 on CUDA, 1 elsewhere): rows decoded together through `amlib.pipeline`, with `workers`
     threads preparing the next samples' inputs; 1: one sample at a time."""
-    from amlib.pipeline import prefetched, run_pipelined
+    from amlib.pipeline import batched_decoder_of, prefetched, run_pipelined
     from amlib.sweep import default_batch_size
 
     config = config or RunConfig()
@@ -326,7 +326,7 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     torch.manual_seed(config.seed)
     todo = distributed.my_share(run.todo, run.ranks)
     with run:
-        if batch_size > 1 and adapter.batched_decoder(batch_size) is not None:
+        if batched_decoder_of(adapter, batch_size) is not None:
             label = run.config.press or run.config.method
             shown = tqdm(todo, desc=f"{adapter.model_id} {label} batch {batch_size}", disable=not progress)
             run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers), [run], batch_size)

@@ -197,7 +197,7 @@ def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | 
 def _run_grid(adapter, samples, output_dir, configs, shared_prefix, label, progress, ranks, batch_size, workers):
     """Every configuration on every sample, each sample's inputs prepared once and its shared part
     (`shared_prefix`) computed once; batched (`amlib.pipeline`) or one row at a time."""
-    from amlib.pipeline import prefetched, run_pipelined
+    from amlib.pipeline import batched_decoder_of, prefetched, run_pipelined
 
     output_dir = Path(output_dir)
     ranks = ranks or distributed.current(adapter.device)
@@ -211,7 +211,7 @@ def _run_grid(adapter, samples, output_dir, configs, shared_prefix, label, progr
             files.enter_context(run)
         rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
         shown = tqdm(pending, desc=f"{adapter.model_id} {label} x{len(configs)}{rank}", disable=not progress)
-        if batch_size > 1 and adapter.batched_decoder(batch_size) is not None:
+        if batched_decoder_of(adapter, batch_size) is not None:
             run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers), runs, batch_size,
                           shared_prefix=shared_prefix)
         else:
@@ -223,7 +223,8 @@ def _run_grid(adapter, samples, output_dir, configs, shared_prefix, label, progr
 def default_batch_size(adapter: AudioLMAdapter, configurations: int = 1) -> int:
     """Rows decoded together when the caller does not say: on CUDA 16; elsewhere the configurations of
     one sample (a grid's rows of one item share its prefill work and decode as one batch)."""
-    return 16 if adapter.device.type == "cuda" else max(1, configurations)
+    device = getattr(adapter, "device", None)
+    return 16 if getattr(device, "type", None) == "cuda" else max(1, configurations)
 
 
 def _sweep_sample(adapter: AudioLMAdapter, sample: Sample, runs: list[RunFile], shared_prefix) -> None:

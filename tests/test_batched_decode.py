@@ -182,3 +182,93 @@ def test_buffers_grow_for_a_longer_row_that_joins_later():
     done = {d.prefilled.payload: torch.stack(d.logits) for d in decoder.run(rows, [], keep_logits=True)}
     for i in range(2):
         assert max_diff(done[i], expected[i]) < TOL
+
+
+# --- the runner through the pipeline: the rows of batch-1 runs ---------------------------------------
+
+ROW_KEYS = ("prediction", "parsed", "correct", "new_tokens", "audio_tokens", "prompt_tokens", "kept_tokens",
+            "kv_tokens_per_layer", "kv_bytes", "error")
+
+
+@pytest.fixture(scope="module")
+def mixed_manifest(tmp_path_factory):
+    """Choice items of different lengths and one ASR item (a longer answer: rows finish apart)."""
+    from amlib.data import read_manifest
+    from conftest import make_item, write_rows
+
+    root = tmp_path_factory.mktemp("batched-data")
+    rows = [make_item(root, "a", seconds=5.0), make_item(root, "b", seconds=7.0, task="ASR"),
+            make_item(root, "c", seconds=4.0), make_item(root, "d", seconds=6.0)]
+    write_rows(root / "manifest.jsonl", rows)
+    return read_manifest(root)
+
+
+def same_rows(alone, together):
+    assert [r["id"] for r in together] == [r["id"] for r in alone]  # file order: the manifest's
+    for a, b in zip(alone, together):
+        assert {k: a.get(k) for k in ROW_KEYS} == {k: b.get(k) for k in ROW_KEYS}, a["id"]
+
+
+def test_batched_evaluate_writes_the_rows_of_a_batch_one_run(mixed_manifest, tmp_path):
+    from amlib.runner import RunConfig, evaluate
+
+    adapter = load_model("tiny-random-qwen2.5-omni", seed=0)
+    for config in (RunConfig(), RunConfig(method="frame", ratio=0.5), RunConfig(press="snapkv", ratio=0.5)):
+        name = config.file_name(adapter.model_id)
+        alone = evaluate(adapter, mixed_manifest, tmp_path / "one" / name, config, progress=False, batch_size=1)
+        together = evaluate(adapter, mixed_manifest, tmp_path / "many" / name, config, progress=False, batch_size=3,
+                            workers=2)
+        same_rows(alone, together)
+        assert {r["provenance"]["batch_size"] for r in together} == {3}
+        assert all(r["decode_rows_mean"] >= 1 for r in together if r["new_tokens"] > 1)
+
+
+def test_eviction_configurations_share_the_encoder_and_equal_separate_runs(mixed_manifest, tmp_path):
+    from amlib.runner import evaluate
+    from amlib.sweep import eviction_configs, run_configs
+
+    adapter = load_model("tiny-random-qwen2-audio", seed=0)
+    configs = eviction_configs(["snapkv", "knorm"], [0.5], ["query_aware", "query_agnostic"])
+    encoded = []
+    hook = adapter.model.audio_tower.conv1.register_forward_hook(lambda *a: encoded.append(1))
+    try:
+        grid = run_configs(adapter, mixed_manifest, tmp_path / "grid", configs)
+    finally:
+        hook.remove()
+    assert len(encoded) == len(mixed_manifest)  # once per sample, for the 5 configurations
+    for config in configs:
+        name = config.file_name(adapter.model_id)
+        same_rows(evaluate(adapter, mixed_manifest, tmp_path / "alone" / name, config, progress=False, batch_size=1),
+                  grid[name])
+
+
+def test_an_interrupted_batched_run_keeps_every_finished_row(mixed_manifest, tmp_path, monkeypatch):
+    """Rows are written as they finish; a crash mid-batch loses only the rows still decoding, and the
+    resumed run computes only those (and puts the file in manifest order)."""
+    from amlib.predictions import read_predictions
+    from amlib.runner import RunConfig, evaluate
+
+    adapter = load_model("tiny-random-qwen2-audio", seed=0)
+    out = tmp_path / "run.jsonl"
+    original = bd._State.step
+    calls = {"n": 0}
+
+    def crashing(self):
+        calls["n"] += 1
+        if calls["n"] == 8:  # the choice rows have finished, the ASR row is still decoding
+            raise KeyboardInterrupt("stopped")
+        return original(self)
+
+    monkeypatch.setattr(bd._State, "step", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(adapter, mixed_manifest, out, RunConfig(), progress=False, batch_size=4)
+    kept = {r["id"] for r in read_predictions(out)}
+    assert kept and "b" not in kept and len(kept) < len(mixed_manifest)
+    monkeypatch.setattr(bd._State, "step", original)
+    prefilled = []
+    generate = type(adapter).generate
+    monkeypatch.setattr(type(adapter), "generate", lambda self, *a, **k: (prefilled.append(1), generate(self, *a, **k))[1])
+    rows = evaluate(adapter, mixed_manifest, out, RunConfig(), progress=False, batch_size=4)
+    assert len(prefilled) == len(mixed_manifest) - len(kept)
+    same_rows(evaluate(adapter, mixed_manifest, tmp_path / "alone.jsonl", RunConfig(), progress=False, batch_size=1),
+              rows)

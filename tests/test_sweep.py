@@ -29,22 +29,26 @@ GRIDS = {  # the paper's whole grid on one family, a smaller one (both attention
 }
 
 
+@pytest.mark.parametrize("batch_size", [1, None])
 @pytest.mark.parametrize("name", sorted(GRIDS))
-def test_sweep_rows_equal_separate_runs(name, manifest, tmp_path):
+def test_sweep_rows_equal_separate_runs(name, batch_size, manifest, tmp_path):
+    """One row at a time, and batched (the CPU default: the configurations of one sample decode
+    together, amlib.pipeline): the rows of separate batch-1 runs."""
     from amlib.models import load_model
 
     adapter = load_model(name, seed=0)
     methods, ratios = GRIDS[name]
     configs = sweep_configs(methods, ratios)
     assert len(configs) == 1 + len(methods) * len(ratios)
-    swept = run_sweep(adapter, manifest, tmp_path / "sweep", configs, progress=False)
+    swept = run_sweep(adapter, manifest, tmp_path / "sweep", configs, progress=False, batch_size=batch_size)
     for config in configs:
         alone = evaluate(adapter, manifest, tmp_path / "alone" / config.file_name(name), config, progress=False)
         together = swept[config.file_name(name)]
         assert [r["id"] for r in together] == [r["id"] for r in alone]
         for a, b in zip(alone, together):
             assert {k: a.get(k) for k in COMPARED} == {k: b.get(k) for k in COMPARED}, (config, a["id"])
-            assert a["provenance"] == b["provenance"]
+            assert a["provenance"] == {**b["provenance"], "batch_size": 1}
+            assert b["provenance"]["batch_size"] == (batch_size or len(configs))
     # every sample recorded its prefix once and replayed it for the 12 other configurations
     flags = [r["shared_prefix"] for rows in swept.values() for r in rows]
     assert flags.count("recorded") == len(manifest) and flags.count("replayed") == (len(configs) - 1) * len(manifest)
