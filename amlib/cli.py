@@ -52,7 +52,8 @@ def _eval(args) -> None:
     rows = run_eval(args.model, args.data, args.out, tasks=args.tasks, limit=args.limit,
                     seed=args.seed, device=args.device, family=args.family, dtype=args.dtype,
                     method=args.method, ratio=args.ratio, layer=args.layer, press=args.press,
-                    protocol=args.protocol, device_map=args.device_map, fast_paths=not args.no_fast_paths)
+                    protocol=args.protocol, device_map=args.device_map, fast_paths=not args.no_fast_paths,
+                    batch_size=args.batch_size, workers=args.workers)
     if current(args.device).is_main:  # every process holds the merged rows; one prints them
         print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
 
@@ -69,7 +70,8 @@ def _sweep(args) -> None:
     adapter = load_for(args.model, args.device, ranks, seed=args.seed, family=args.family, dtype=args.dtype,
                        device_map=args.device_map, fast_paths=not args.no_fast_paths)
     configs = sweep_configs(args.methods, args.ratios, layer=args.layer, seed=args.seed, vanilla=not args.no_vanilla)
-    files = run_sweep(adapter, samples, args.out, configs, ranks=ranks)
+    files = run_sweep(adapter, samples, args.out, configs, ranks=ranks, batch_size=args.batch_size,
+                      workers=args.workers)
     wanted = {s.id for s in samples}
     for name, rows in files.items() if ranks.is_main else ():
         print(f"\n{name}")
@@ -104,6 +106,10 @@ def _model_arguments(p) -> None:
                    help="for models without a transformers config: aero-1-audio, baichuan-omni-1.5, "
                         "audio-flamingo-2, gpt-4o-audio, gemini")
     p.add_argument("--parser", default="ours", choices=["ours", "paper"], help="answer parser of the printed table")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="rows decoded together (amlib.pipeline); default: 16 on CUDA, on a CPU 1 for eval and "
+                        "the configurations of one sample for sweep; 1: one row at a time")
+    p.add_argument("--workers", type=int, default=2, help="threads preparing the next samples' inputs (batched runs)")
 
 
 def _device_map(text: str) -> str | dict:

@@ -311,25 +311,29 @@ def evaluate_sample(adapter: AudioLMAdapter, sample: Sample, config: RunConfig, 
 
 def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Path,
              config: RunConfig | None = None, retry_errors: bool = False, progress: bool = True,
-             ranks: Ranks | None = None, batch_size: int | None = None, workers: int = 0) -> list[dict]:
+             ranks: Ranks | None = None, batch_size: int | None = None, workers: int = 0,
+             stats=None) -> list[dict]:
     """Run `adapter` on `samples`, appending rows to `out_path`; return all rows of the file. In a
     launch of several processes (`ranks`, default: accelerate's), each does its share of the samples
     into its own shard file, merged into `out_path` at the end (`amlib.distributed`). `batch_size`
     (None: 16 on CUDA, 1 elsewhere): rows decoded together through `amlib.pipeline`, with `workers`
-    threads preparing the next samples' inputs; 1: one sample at a time."""
+    threads preparing the next samples' inputs; 1: one sample at a time. `stats`: an
+    `amlib.pipeline.PipelineStats` that a batched run adds its time split to."""
     from amlib.pipeline import batched_decoder_of, prefetched, run_pipelined
     from amlib.sweep import default_batch_size
 
     config = config or RunConfig()
     batch_size = default_batch_size(adapter) if batch_size is None else batch_size
-    run = RunFile.open(adapter, samples, out_path, config, retry_errors, ranks, batch_size=batch_size)
+    batched = batched_decoder_of(adapter, batch_size) is not None
+    run = RunFile.open(adapter, samples, out_path, config, retry_errors, ranks, batch_size=batch_size if batched else 1)
     torch.manual_seed(config.seed)
     todo = distributed.my_share(run.todo, run.ranks)
     with run:
-        if batched_decoder_of(adapter, batch_size) is not None:
+        if batched:
             label = run.config.press or run.config.method
             shown = tqdm(todo, desc=f"{adapter.model_id} {label} batch {batch_size}", disable=not progress)
-            run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers), [run], batch_size)
+            run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers, stats=stats), [run],
+                          batch_size, stats=stats)
         else:
             _evaluate_into(run, adapter, todo, progress)
     return run.finish(samples)
@@ -387,13 +391,15 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
              limit: int | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
              family: str | None = None, dtype: str | None = None, method: str = "vanilla",
              ratio: float = 0.0, layer: int | None = None, press: str | None = None,
-             protocol: str | None = None, device_map: str | dict | None = None, fast_paths: bool = True) -> list[dict]:
+             protocol: str | None = None, device_map: str | dict | None = None, fast_paths: bool = True,
+             batch_size: int | None = None, workers: int = 2) -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
     `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`;
     `press`/`ratio`/`protocol`: KV-cache eviction (amlib.eviction.PRESSES). Under `accelerate launch`
     or `torchrun` the samples are split over the processes (`amlib.distributed`); `device` "cuda" or
     "auto" is then each process's own GPU. `device_map` (e.g. "auto"): one model over several GPUs.
     `fast_paths=False`: transformers' own code paths (no amlib.fastpath), e.g. to compare.
+    `batch_size`/`workers`: see `evaluate`.
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
     """
@@ -411,7 +417,8 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
                        fast_paths=fast_paths)
     config = RunConfig(method=method, ratio=ratio, layer=layer, press=press, protocol=protocol, seed=seed)
     out = Path(output_dir) / config.file_name(model)
-    rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress, ranks=ranks)}
+    rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress, ranks=ranks,
+                                         batch_size=batch_size, workers=workers)}
     return [rows[s.id] for s in samples]
 
 

@@ -7,6 +7,7 @@ another row's position) are shown to fail."""
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 import pytest
@@ -20,6 +21,8 @@ from amlib.pruning import TokenPruner, make_method
 from oracles import generate_logits, max_diff, prepare, sharpen, with_image_block
 
 STEPS = 6
+# AMLIB_TEST_DEVICE=cuda runs the decoding oracles on a GPU (the decoder then replays a CUDA graph per step)
+DEVICE = os.environ.get("AMLIB_TEST_DEVICE", "cpu")
 TOL = 1e-5  # float32: equal to ~1e-7 (often exactly); each wrong variant misses by > 1e-3
 
 
@@ -64,7 +67,7 @@ ROWS = [(1.0, ("vanilla", None)), (3.0, ("frame", None)), (2.0, ("snapkv", "quer
 
 
 def sharp_family(name):
-    adapter = load_model(name)
+    adapter = load_model(name, device=DEVICE)
     sharpen(adapter)
     return adapter
 
