@@ -195,3 +195,60 @@ def decode_check_summary(check: dict) -> str:
     return (f"{check['device']}, {check['dtype']}, {len(runs)} runs of {check['new_tokens']} tokens: graph replay and "
             f"eager static path {'equal' if tokens else 'NOT equal'} to HF's tokens, largest logit difference "
             f"{worst:.1e} (tolerance {check['tolerance']:g}); wrong decoders: {detected}")
+
+
+# -- benchmark-scale throughput (scripts/bench_throughput.py) ------------------------------------------
+
+THROUGHPUT_MODES = {"hf_batch1": "(a) HF generate, batch 1, no fast paths",
+                    "fast_batch1": "(b) amlib, batch 1, fast paths",
+                    "batched_pipelined": "(c) amlib, batched and pipelined"}
+
+
+def read_throughput(path: str | Path) -> dict:
+    result = json.loads(Path(path).read_text(encoding="utf-8"))
+    if "modes" not in result or "workload" not in result:
+        raise ValueError(f"{path}: not a scripts/bench_throughput.py result (no 'modes' and 'workload')")
+    return result
+
+
+def throughput_table(result: dict) -> pd.DataFrame:
+    """One row per mode: items/s on the run's subset, its factor over the first mode, the projected wall
+    time of one vanilla pass over Table 5's items, answers identical to the first mode's, and (batched)
+    the share of wall time the compute waited for inputs."""
+    first = result["modes"][0]
+    rows = []
+    for mode in result["modes"]:
+        agree = mode["agreement_with_first_mode"]
+        pipeline = mode.get("pipeline") or {}
+        rows.append({"mode": THROUGHPUT_MODES.get(mode["mode"], mode["mode"]), "batch": mode["batch_size"],
+                     "items/s": mode["items_per_s"], "x over (a)": mode["items_per_s"] / first["items_per_s"],
+                     "vanilla pass, projected min": mode["projection_vanilla"]["projected_min"],
+                     "same answer as (a)": f"{agree['same']} of {agree['of']}",
+                     "waiting for input": pipeline.get("input_wait_share")})
+    return pd.DataFrame(rows).set_index("mode")
+
+
+def _mode(result: dict, name: str) -> dict:
+    for mode in result["modes"]:
+        if mode["mode"] == name:
+            return mode
+    raise ValueError(f"the throughput benchmark has no mode {name!r}")
+
+
+def throughput_targets(result: dict) -> pd.DataFrame:
+    """The throughput issue's GPU targets (3B thinker, one H100/H200) against this run; a target whose
+    part did not run is left out."""
+    batched, first = _mode(result, "batched_pipelined"), result["modes"][0]
+    out = [("vanilla pass over the 6,567 items, projected", batched["projection_vanilla"]["projected_min"], "<=", 10.0, "min"),
+           ("(c) items/s over (a)", batched["items_per_s"] / first["items_per_s"], ">=", 10.0, "x"),
+           ("not waiting for input, (c)", 1 - batched["pipeline"]["input_wait_share"], ">=", 0.85, "share")]
+    if "pruning_grid" in result:
+        out.insert(1, ("13-configuration pruning grid, projected", result["pruning_grid"]["projection"]["projected_min"],
+                       "<=", 60.0, "min"))
+    if "decode_microbenchmark" in result:
+        micro = result["decode_microbenchmark"]
+        out.append((f"batched decode, {micro['rows']} rows at {micro['context_tokens']} tokens",
+                    micro["batched_tokens_per_s"], ">=", 2000.0, "tokens/s"))
+    table = pd.DataFrame(out, columns=["target", "measured", "must be", "limit", "unit"])
+    table["met"] = [m <= lim if op == "<=" else m >= lim for m, op, lim in zip(table["measured"], table["must be"], table["limit"])]
+    return table

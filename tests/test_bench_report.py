@@ -116,3 +116,37 @@ def test_decode_check_summary_reports_disagreement_and_missed_controls():
     assert "position plus one detected in 2 of 2 runs; slot opened early detected in 1 of 2 runs" in text
     check["runs"][1]["graph_vs_hf"]["tokens_equal"] = False
     assert "NOT equal" in decode_check_summary(check)
+
+
+def throughput_result(grid=True):
+    """A scripts/bench_throughput.py result with round numbers (the expected values below by hand)."""
+    def mode(name, batch, items_per_s, minutes, same, wait=None):
+        return {"mode": name, "batch_size": batch, "items_per_s": items_per_s, "projection_vanilla": {"projected_min": minutes},
+                "agreement_with_first_mode": {"same": same, "of": 30},
+                "pipeline": None if wait is None else {"input_wait_share": wait}}
+    result = {"workload": {"items": 30}, "modes": [mode("hf_batch1", 1, 0.5, 120.0, 30), mode("fast_batch1", 1, 1.5, 40.0, 29),
+                                                   mode("batched_pipelined", 16, 6.0, 9.0, 28, wait=0.2)],
+              "decode_microbenchmark": {"rows": 16, "context_tokens": 5000, "batched_tokens_per_s": 2500.0}}
+    if grid:
+        result["pruning_grid"] = {"projection": {"projected_min": 75.0}}
+    return result
+
+
+def test_throughput_table_gives_each_mode_against_the_first():
+    from amlib.bench_report import throughput_table
+
+    table = throughput_table(throughput_result())
+    assert list(table["x over (a)"]) == [1.0, 3.0, 12.0]  # 1.5 / 0.5, 6.0 / 0.5
+    assert list(table["same answer as (a)"]) == ["30 of 30", "29 of 30", "28 of 30"]
+    assert list(table["vanilla pass, projected min"]) == [120.0, 40.0, 9.0]
+    assert table["waiting for input"].iloc[2] == 0.2 and table["waiting for input"].iloc[:2].isna().all()
+
+
+def test_throughput_targets_say_which_are_met():
+    from amlib.bench_report import throughput_targets
+
+    table = throughput_targets(throughput_result()).set_index("target")
+    # 9 <= 10 min; 75 > 60 min; 12x >= 10x; 0.8 < 0.85 not waiting; 2500 >= 2000 tokens/s
+    assert table["met"].tolist() == [True, False, True, False, True]
+    assert table.loc["not waiting for input, (c)", "measured"] == 0.8
+    assert len(throughput_targets(throughput_result(grid=False))) == 4  # no grid run: no grid target
