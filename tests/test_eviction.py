@@ -480,3 +480,17 @@ def test_question_over_layers_of_different_lengths_in_one_forward_equals_token_b
     with eager_attention(adapter), inst:
         evicted_generate(adapter, prepared, STEPS, inst, "query_agnostic", logits_out=logits)
     torch.testing.assert_close(torch.stack(logits), results[0], rtol=1e-3, atol=1e-3)
+
+
+def test_decode_positions_are_made_on_the_inputs_device():
+    """A family that passes no position ids (Qwen2-Audio's LM): the probe's positions, from which every
+    decode step's position ids are made, live where the inputs do (they were made on the CPU, which
+    failed on a GPU: found by the batched-decode oracles run with AMLIB_TEST_DEVICE=cuda)."""
+    from amlib.eviction.generate import PositionProbe
+
+    module = torch.nn.Module()
+    probe = PositionProbe(module)
+    ids = torch.zeros(1, 5, dtype=torch.long, device="meta")
+    probe._record(module, (), {"input_ids": ids, "cache_position": None})
+    assert probe.positions.device.type == "meta"  # next_positions builds on this device
+    assert probe.positions.shape == (1, 5)

@@ -61,12 +61,13 @@ class PositionProbe:
 
     def _record(self, module, args, kwargs):
         embeds = kwargs.get("inputs_embeds")
-        length = embeds.shape[-2] if embeds is not None else kwargs["input_ids"].shape[-1]
+        given = embeds if embeds is not None else kwargs["input_ids"]
+        length = embeds.shape[-2] if embeds is not None else given.shape[-1]
         positions = kwargs.get("position_ids")
-        if positions is None:
+        if positions is None:  # on the inputs' device: the decode steps' position ids are made from these
             start = kwargs.get("cache_position")
             start = int(start[0]) if start is not None else 0
-            positions = torch.arange(start, start + length)[None]
+            positions = torch.arange(start, start + length, device=given.device)[None]
         self.positions = positions.detach()
         self.handle.remove()  # the prefill's positions only
 
