@@ -3,7 +3,7 @@ in one run on one device.
 
     python scripts/bench_throughput.py --device cuda --out benchmarks/throughput_gpu.json
     python scripts/bench_throughput.py --device cpu --model amlib-reference-whisper-tiny-smollm2 \\
-        --dtype bfloat16 --per-task 1 --grid-per-task 0 --decode-rows 4 --out benchmarks/throughput_cpu.json
+        --dtype bfloat16 --per-task 1 --projection-items 4 --grid-items 0 --decode-rows 4 --out benchmarks/throughput_cpu.json
 
 The workload: the ten tasks with the item counts of the paper's Table 5, a stratified subset of
 --per-task items per task with durations spread evenly over 90-300 s (seeded noise audio), answers
@@ -17,11 +17,14 @@ Modes, each over the same items, in this order, after one warm-up pass (one item
   (b) fast_batch1: this project, one item at a time, fast paths on (chunked encoder, CUDA-graph decode);
   (c) batched_pipelined: this project, --batch-size rows decoded together (continuous batching),
       inputs prepared by --workers threads ahead of the compute.
-Reported per mode: items/s, per-task seconds per item (a row's prefill + its decode; batched: its
-decode divided by the rows that shared its steps), answer agreement with (a), and the projected wall
-time of one vanilla pass over all 6,567 items (per-task cost x Table 5 count, the run's overhead
-spread in proportion). (c) also runs the paper's 13-configuration pruning grid (vanilla + 4 methods x
-3 ratios at K = 2, encode-once sweep) on --grid-per-task items per task, projected the same way.
+Reported per mode: items/s on the common subset and answer agreement with (a) (and (c) with (b)).
+The projected wall time of one vanilla pass over all 6,567 items is Table 5's count of each task times
+the task's seconds per item: for (a) and (b) their rows' own prefill + decode (they run one after
+another; the run's wall-clock overhead spread in proportion), for (c) the wall time of a batched run of
+--projection-items items of that task alone (a mixed subset of a few items cannot fill a batch, so it
+would measure the tail of its longest answer, not a full run's rate). The paper's 13-configuration
+pruning grid (vanilla + 4 methods x 3 ratios at K = 2, encode-once sweep, batched) runs on
+--grid-items items of each task alone, projected the same way.
 A batched-decode microbenchmark: --decode-rows rows of --decode-context tokens decoding
 --decode-tokens tokens together, generated tokens/s, beside the batch-1 graph decoder.
 """
@@ -65,10 +68,12 @@ def forced_tokens(task: str, seconds: float) -> int:
         min(spec.max_new_tokens, CHOICE_TOKENS)
 
 
-def make_workload(root: Path, per_task: int, seed: int = 0) -> Path:
+def make_workload(root: Path, per_task: int, seed: int = 0, tasks=TASK_ORDER) -> Path:
     """`per_task` items per task, durations evenly spread over 90-300 s, seeded noise."""
     rows = []
     for t, task in enumerate(TASK_ORDER):
+        if task not in tasks:
+            continue
         spec = TASKS[task]
         for j in range(per_task):
             seconds = round(90 + 210 * (j + 0.5) / per_task, 1)
@@ -98,24 +103,17 @@ def force_answer_lengths(adapter) -> None:
     adapter.generate = lambda prepared, max_new_tokens, **kw: generate(prepared, prepared.forced_tokens, **kw)
 
 
-def attributed_seconds(row: dict) -> float:
-    """The compute a row accounts for: its prefill (a replayed sweep row: the part it measured) and its
-    decode, divided among the rows that decoded beside it."""
-    prefill = row.get("prefill_measured_s", row["prefill_s"])
-    return prefill + row["decode_s"] / max(1.0, row.get("decode_rows_mean") or 1.0)
-
-
-def projection(rows: list[dict], wall_s: float, counts: dict[str, int], configurations: int = 1) -> dict:
-    """Per-task seconds per item (per configuration) and the projected wall time over Table 5's items."""
+def per_task_seconds(rows: list[dict]) -> dict[str, float]:
+    """Seconds per item of each task in a one-row-at-a-time run: the rows' own prefill + decode."""
     by_task: dict[str, list[float]] = {}
     for row in rows:
-        by_task.setdefault(row["task"], []).append(attributed_seconds(row))
-    attributed = sum(sum(v) for v in by_task.values())
-    overhead = wall_s / attributed if attributed else float("nan")  # the run's wall over its rows' compute
-    per_item = {task: sum(v) / (len(v) / configurations) for task, v in by_task.items()}
-    projected = sum(counts[t] * per_item[t] for t in per_item) * overhead
-    return {"seconds_per_item": per_item, "wall_over_attributed": overhead, "projected_s": projected,
-            "projected_min": projected / 60}
+        by_task.setdefault(row["task"], []).append(row["prefill_s"] + row["decode_s"])
+    return {task: sum(v) / len(v) for task, v in by_task.items()}
+
+
+def projected_minutes(seconds_per_item: dict[str, float], counts: dict[str, int], overhead: float = 1.0) -> float:
+    """Table 5's items of every task at the task's measured seconds per item."""
+    return sum(counts[t] * seconds_per_item[t] for t in counts) * overhead / 60
 
 
 def run_mode(adapter, name: str, samples, out: Path, batch_size: int, workers: int) -> dict:
@@ -192,8 +190,10 @@ def main():
     ap.add_argument("--model", default="random-qwen2.5-omni-3b")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bfloat16")
-    ap.add_argument("--per-task", type=int, default=3)
-    ap.add_argument("--grid-per-task", type=int, default=1, help="items per task of the pruning grid (0: skip)")
+    ap.add_argument("--per-task", type=int, default=2, help="items per task of the three modes' common subset")
+    ap.add_argument("--projection-items", type=int, default=16,
+                    help="(c)'s projection: a batched run of this many items of each task alone")
+    ap.add_argument("--grid-items", type=int, default=2, help="items per task of the pruning grid (0: skip)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -232,28 +232,58 @@ def main():
     for name in args.modes:
         measured = run_mode(adapter, name, samples, work / name / "run.jsonl", args.batch_size, args.workers)
         rows_of[name] = measured.pop("rows")
-        measured["projection_vanilla"] = projection(rows_of[name], measured["wall_s"], counts)
+        if not MODES[name]["batch"]:  # rows run one after another: their own times add up to the wall time
+            per_item = per_task_seconds(rows_of[name])
+            overhead = measured["wall_s"] / sum(r["prefill_s"] + r["decode_s"] for r in rows_of[name])
+            measured["projection_vanilla"] = {"seconds_per_item": per_item, "wall_over_rows": overhead,
+                                              "projected_min": projected_minutes(per_item, counts, overhead),
+                                              "from": "this subset's rows (prefill + decode per task)"}
         measured["agreement_with_first_mode"] = agreement(rows_of[name], rows_of[args.modes[0]])
+        if name == "batched_pipelined" and "fast_batch1" in rows_of:
+            measured["agreement_with_fast_batch1"] = agreement(rows_of[name], rows_of["fast_batch1"])
         result["modes"].append(measured)
         print(json.dumps({k: v for k, v in measured.items() if k != "projection_vanilla"}, default=str), flush=True)
-        print(name, "projected vanilla pass:", round(measured["projection_vanilla"]["projected_min"], 1), "min", flush=True)
         save()
+    if "batched_pipelined" in args.modes:  # batched: each task's own batch-filling run, timed by the wall clock
+        per_item, runs = {}, {}
+        for task in TASK_ORDER:
+            data = make_workload(work / "projection" / task, args.projection_items, seed=1, tasks=(task,))
+            measured = run_mode(adapter, "batched_pipelined", read_manifest(data), work / "projection-runs" / task / "run.jsonl",
+                                args.batch_size, args.workers)
+            measured.pop("rows")
+            per_item[task] = measured["wall_s"] / measured["items"]
+            runs[task] = {k: measured[k] for k in ("wall_s", "items", "items_per_s", "generated_tokens", "pipeline")}
+        mode = next(m for m in result["modes"] if m["mode"] == "batched_pipelined")
+        mode["projection_vanilla"] = {"seconds_per_item": per_item, "per_task_runs": runs,
+                                      "projected_min": projected_minutes(per_item, counts),
+                                      "from": f"a batched run of {args.projection_items} items of each task alone"}
+        save()
+    for mode in result["modes"]:
+        print(mode["mode"], "projected vanilla pass:", round(mode["projection_vanilla"]["projected_min"], 1), "min",
+              flush=True)
     first, last = result["modes"][0], result["modes"][-1]
     result["speedup_last_over_first"] = last["items_per_s"] / first["items_per_s"]
-    if args.grid_per_task:
-        grid_samples = [s for s in samples if int(s.id.rsplit("-", 1)[1]) < args.grid_per_task]
+    if args.grid_items:
         configs = sweep_configs(["random", "fastv", "dart", "frame"], [0.3, 0.6, 0.9])
         adapter.set_fast_paths(True)
-        stats = PipelineStats()
-        start = time.perf_counter()
-        files = run_sweep(adapter, grid_samples, work / "grid", configs, progress=False, batch_size=args.batch_size,
-                          workers=args.workers, stats=stats)
-        wall = time.perf_counter() - start
-        rows = [r for rows in files.values() for r in rows]
-        result["pruning_grid"] = {"configurations": len(configs), "items": len(grid_samples), "wall_s": wall,
-                                  "rows": len(rows), "errors": sum(bool(r["error"]) for r in rows),
-                                  "pipeline": stats.as_dict(),
-                                  "projection": projection(rows, wall, counts, configurations=len(configs))}
+        per_item, runs = {}, {}
+        for task in TASK_ORDER:
+            data = make_workload(work / "grid-data" / task, args.grid_items, seed=2, tasks=(task,))
+            stats = PipelineStats()
+            start = time.perf_counter()
+            files = run_sweep(adapter, read_manifest(data), work / "grid" / task, configs, progress=False,
+                              batch_size=args.batch_size, workers=args.workers, stats=stats)
+            wall = time.perf_counter() - start
+            rows = [r for rows in files.values() for r in rows]
+            errors = [r["error"] for r in rows if r["error"]]
+            if errors:
+                raise RuntimeError(f"pruning grid, {task}: {len(errors)} rows with errors: {errors[0]}")
+            per_item[task] = wall / args.grid_items
+            runs[task] = {"wall_s": wall, "items": args.grid_items, "rows": len(rows), "pipeline": stats.as_dict()}
+        result["pruning_grid"] = {"configurations": len(configs), "items_per_task": args.grid_items,
+                                  "per_task_runs": runs,
+                                  "projection": {"seconds_per_item": per_item,
+                                                 "projected_min": projected_minutes(per_item, counts)}}
         print("pruning grid projected:", round(result["pruning_grid"]["projection"]["projected_min"], 1), "min", flush=True)
         save()
     if args.decode_rows:

@@ -8,7 +8,8 @@ import pytest
 
 from amlib.report.headlines import (above_chance_table, above_chance_tasks, agreement_sentence, duration_sentence,
                                     items_per_task, largest_shown_difference, paper_reading,
-                                    paper_reading_sentence, released_zeros, trend_sentence)
+                                    paper_reading_sentence, released_zeros, trend_sentence,
+                                    trends_sentence)
 
 
 def comparisons():
@@ -146,3 +147,13 @@ def test_against_reference_pairs_each_row_with_its_tasks_reference():
     # ER's frame row beside ER's vanilla (80), not the first vanilla row (SGR's 90)
     assert table.set_index("task").loc["ER", "ref_score"] == 80.0 and table.set_index("task").loc["SGR", "ref_score"] == 90.0
     assert largest_shown_difference(table).startswith("frame 0.9 below vanilla on ER")
+
+
+def test_trends_sentence_names_the_methods_without_a_verdict_once():
+    few = {0.0: 90.0, 0.6: 95.0}
+    text = trends_sentence({"dart": few, "frame": few, "random": {0.0: 1.0, 0.3: 2.0, 0.6: 3.0}}, 1, "deletion share")
+    assert text == ("no verdict at this n for dart and frame: each has its deletion share at 2 ratio(s) (0, 0.6) on 1 "
+                    "item(s); a trend needs at least 3; random's deletion share rises at every step (0: 1.0, 0.3: 2.0, "
+                    "0.6: 3.0; 1 item(s), no interval)")
+    assert "fewer than 3" in trends_sentence({"a": {0.0: 1.0}, "b": few}, 1, "x")
+    assert trends_sentence({}, 1, "x") == "no pruned configuration"

@@ -200,6 +200,22 @@ def trend_sentence(values: dict[float, float], n_items: int, what: str, min_rati
     return f"{what} {shape} ({points}; {n_items} item(s), no interval)"
 
 
+def trends_sentence(per_method: dict[str, dict[float, float]], n_items: int, what: str, min_ratios: int = 3) -> str:
+    """`trend_sentence` for each method's values of `what` (e.g. "deletion share"), the methods with too
+    few ratios for a verdict named together in one clause."""
+    if not per_method:
+        return "no pruned configuration"
+    few = {m: v for m, v in per_method.items() if len(v) < min_ratios}
+    parts = [trend_sentence(v, n_items, f"{m}'s {what}", min_ratios) for m, v in per_method.items() if m not in few]
+    grids = {tuple(sorted(v)) for v in few.values()}
+    if few:
+        at = (f"at {len(next(iter(grids)))} ratio(s) ({', '.join(f'{r:g}' for r in next(iter(grids)))})"
+              if len(grids) == 1 else f"at fewer than {min_ratios} ratios")
+        parts.insert(0, f"no verdict at this n for {listing(list(few))}: each has its {what} {at} on {n_items} "
+                        f"item(s); a trend needs at least {min_ratios}")
+    return "; ".join(parts)
+
+
 def released_zeros(released: pd.DataFrame) -> str:
     """Why a row parsed and scored as the released scripts do shows 0 on a task: per such task, how
     many answers the released rules could not parse (they score an empty set as 0). `released`: a
