@@ -252,3 +252,21 @@ def throughput_targets(result: dict) -> pd.DataFrame:
     table = pd.DataFrame(out, columns=["target", "measured", "must be", "limit", "unit"])
     table["met"] = [m <= lim if op == "<=" else m >= lim for m, op, lim in zip(table["measured"], table["must be"], table["limit"])]
     return table
+
+
+def throughput_reading(result: dict) -> dict[str, str]:
+    """The sentences page 04 says about a throughput run, computed from it: the batched mode's factor
+    over the first mode on the common subset, the projected vanilla pass of each mode, and where the
+    batched runs' time went (prefill, the rest: decode and bookkeeping; input waits)."""
+    first, batched = result["modes"][0], _mode(result, "batched_pipelined")
+    runs = batched["projection_vanilla"].get("per_task_runs", {})
+    wall = sum(r["wall_s"] for r in runs.values())
+    prefill = sum(r["pipeline"]["prefill_s"] for r in runs.values())
+    waits = sum(r["pipeline"]["input_wait_s"] for r in runs.values())
+    projected = "; ".join(f"{THROUGHPUT_MODES.get(m['mode'], m['mode'])}: {m['projection_vanilla']['projected_min']:.1f} min"
+                          for m in result["modes"])
+    where = (f"prefill {prefill / wall:.0%} of the batched per-task runs' wall time, decoding and the rest "
+             f"{(wall - prefill - waits) / wall:.0%}, waiting for input {waits / wall:.0%}") if wall else "no per-task runs"
+    return {"speedup": f"{batched['items_per_s'] / first['items_per_s']:.1f}x the items/s of "
+                       f"{THROUGHPUT_MODES.get(first['mode'], first['mode'])} on the same {first['items']} items",
+            "projected": projected, "where": where}

@@ -107,8 +107,8 @@ def _model_arguments(p) -> None:
                         "audio-flamingo-2, gpt-4o-audio, gemini")
     p.add_argument("--parser", default="ours", choices=["ours", "paper"], help="answer parser of the printed table")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="rows decoded together (amlib.pipeline); default: 16 on CUDA, on a CPU 1 for eval and "
-                        "the configurations of one sample for sweep; 1: one row at a time")
+                   help="rows decoded together (amlib.pipeline); default: 16 on CUDA, 4 on a CPU (sweep: at least "
+                        "the configurations of one sample); 1: one row at a time (HF generate where no fast path applies)")
     p.add_argument("--workers", type=int, default=2, help="threads preparing the next samples' inputs (batched runs)")
 
 

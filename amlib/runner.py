@@ -85,8 +85,11 @@ class RunConfig:
 def provenance(adapter: AudioLMAdapter, config: RunConfig, ranks: Ranks = SINGLE, batch_size: int = 1) -> dict:
     """What made a row; `rank`/`world_size`: which process of a launch wrote it (0 of 1 alone);
     `batch_size`: the rows decoded together (`amlib.pipeline`; answers do not depend on it)."""
+    own = adapter.provenance()
+    if batch_size > 1:  # decoded by amlib.fastpath.batched_decode
+        own["fast_paths"] = [*own.get("fast_paths", []), "batched_decode"]
     return {
-        **adapter.provenance(), "method": config.method, "ratio": config.ratio, "layer": config.layer,
+        **own, "method": config.method, "ratio": config.ratio, "layer": config.layer,
         "press": config.press, "protocol": config.protocol, "seed": config.seed, "prompt_version": PROMPT_VERSION,
         "parser_version": PARSER_VERSION, "amlib_version": amlib.__version__,
         "device": device_name(adapter.device), "torch": torch.__version__,
@@ -316,7 +319,7 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
     """Run `adapter` on `samples`, appending rows to `out_path`; return all rows of the file. In a
     launch of several processes (`ranks`, default: accelerate's), each does its share of the samples
     into its own shard file, merged into `out_path` at the end (`amlib.distributed`). `batch_size`
-    (None: 16 on CUDA, 1 elsewhere): rows decoded together through `amlib.pipeline`, with `workers`
+    (None: `amlib.sweep.default_batch_size`): rows decoded together through `amlib.pipeline`, with `workers`
     threads preparing the next samples' inputs; 1: one sample at a time. `stats`: an
     `amlib.pipeline.PipelineStats` that a batched run adds its time split to."""
     from amlib.pipeline import batched_decoder_of, prefetched, run_pipelined

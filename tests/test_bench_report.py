@@ -150,3 +150,19 @@ def test_throughput_targets_say_which_are_met():
     assert table["met"].tolist() == [True, False, True, False, True]
     assert table.loc["not waiting for input, (c)", "measured"] == 0.8
     assert len(throughput_targets(throughput_result(grid=False))) == 4  # no grid run: no grid target
+
+
+def test_throughput_reading_is_computed_from_the_run():
+    from amlib.bench_report import throughput_reading
+
+    result = throughput_result()
+    result["modes"][0]["items"] = 30
+    result["modes"][2]["projection_vanilla"]["per_task_runs"] = {
+        "SGR": {"wall_s": 6.0, "pipeline": {"prefill_s": 4.0, "input_wait_s": 0.5}},
+        "ASR": {"wall_s": 4.0, "pipeline": {"prefill_s": 1.0, "input_wait_s": 0.5}}}
+    reading = throughput_reading(result)
+    assert reading["speedup"].startswith("12.0x the items/s of (a)") and "same 30 items" in reading["speedup"]
+    # prefill 5 of 10 s, waits 1 of 10 s, the rest 4 of 10 s
+    assert reading["where"] == ("prefill 50% of the batched per-task runs' wall time, decoding and the rest 40%, "
+                                "waiting for input 10%")
+    assert reading["projected"].endswith("(c) amlib, batched and pipelined: 9.0 min")

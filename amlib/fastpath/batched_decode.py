@@ -117,6 +117,22 @@ class BatchedKV:
         new.fill, new.active, new.opened, new.rows = self.fill, self.active, self.opened, self.rows
         return new
 
+    def narrow(self, n: int) -> BatchedKV:
+        """A view of the first `n` slots (the same memory: what the view writes, this cache holds)."""
+        view = type(self).__new__(type(self))
+        view.slots = n
+        view.keys, view.values, view.masks = ([t[:n] for t in ts] for ts in (self.keys, self.values, self.masks))
+        view.fill, view.active, view.opened, view.rows = self.fill[:, :n], self.active[:n], self.opened[:n], self.rows[:n]
+        return view
+
+    def move(self, source: int, target: int) -> None:
+        """Slot `source`'s row into slot `target` (active rows are kept in the first slots)."""
+        for tensors in (self.keys, self.values, self.masks):
+            for t in tensors:
+                t[target].copy_(t[source])
+        self.fill[:, target] = self.fill[:, source]
+        self.active[target] = self.active[source]
+
     def open_slots(self, layer_idx: int) -> None:
         """Each row's write position becomes visible to its own query (and every later one)."""
         self.masks[layer_idx].scatter_(-1, self.fill[layer_idx].view(-1, 1, 1, 1), self.opened)
@@ -183,25 +199,26 @@ class BatchedDecoder:
         state = _State(self, first_row, keep_logits)
         waiting = deque([first_row])
         while True:
-            for slot in state.free_slots():
+            while state.n_active < self.slots:
                 row = waiting.popleft() if waiting else next_row()
                 if row is None:
                     break
-                state.join(slot, row)
-            if not state.any_active():
+                state.join(row)
+            if not state.n_active:
                 return done
+            entries = state.entries[:state.n_active]
             tokens = state.step()
             self.steps += 1
-            for slot, token in enumerate(tokens):
-                entry = state.entries[slot]
-                if entry is None:
-                    continue
+            stopped = []
+            for slot, (entry, token) in enumerate(zip(entries, tokens)):
                 entry.tokens.append(token)
                 if keep_logits:
                     entry.logits.append(state.logits[slot].float().clone())
-                entry.rows += state.n_active
+                entry.rows += len(entries)
                 if token in eos or len(entry.tokens) >= entry.row.max_new_tokens:
-                    finish(state.leave(slot))
+                    stopped.append(slot)
+            for slot in reversed(stopped):  # the last active row moves into a freed slot: highest first
+                finish(state.leave(slot))
 
 
 @dataclass
@@ -214,7 +231,10 @@ class _Entry:
 
 
 class _State:
-    """One run's buffers, slots and step (captured as a CUDA graph where wanted)."""
+    """One run's buffers and slots. Active rows occupy the first `n_active` slots (a row that leaves is
+    replaced by the last one), so a step computes only those: all of them eagerly, or on CUDA the
+    smallest power-of-two bucket that holds them, each bucket its own CUDA graph over views of the
+    same buffers."""
 
     def __init__(self, decoder: BatchedDecoder, first: Prefilled, keep_logits: bool):
         self.decoder, self.keep_logits = decoder, keep_logits
@@ -228,12 +248,12 @@ class _State:
         self.placeholder = torch.zeros(slots, 1, 1, 1, dtype=self.dtype, device=device)  # replaced per layer
         self.logits = (torch.empty(slots, decoder.lm_head.weight.shape[0], dtype=self.dtype, device=device)
                        if keep_logits else None)
-        self.entries: list[_Entry | None] = [None] * slots
-        self.graph = None
+        self.entries: list[_Entry] = []
+        self.graphs: dict[int, object] = {}
 
     def _capacities(self, row: Prefilled, current: list[int] | None = None) -> list[int]:
-        """Per layer: the row's length + its new tokens + one parking position (a finished slot keeps
-        writing there), rounded up to the growth step."""
+        """Per layer: the row's length + its new tokens + one parking position, rounded up to the
+        growth step."""
         step = self.decoder.capacity_step
         needed = [length + row.max_new_tokens + 1 for length in row.lengths()]
         if current is not None and all(n <= c for n, c in zip(needed, current)):
@@ -242,60 +262,59 @@ class _State:
 
     @property
     def n_active(self) -> int:
-        return sum(e is not None for e in self.entries)
+        return len(self.entries)
 
-    def any_active(self) -> bool:
-        return self.n_active > 0
-
-    def free_slots(self) -> list[int]:
-        return [s for s, e in enumerate(self.entries) if e is None]
-
-    def join(self, slot: int, row: Prefilled) -> None:
+    def join(self, row: Prefilled) -> None:
         if len(row.lengths()) != len(self.kv.keys):
             raise ValueError(f"a row's cache has {len(row.lengths())} layers, the decoder's buffers "
                              f"{len(self.kv.keys)}")
         capacities = self._capacities(row, self.kv.capacities)
-        if capacities != self.kv.capacities:  # a longer row: larger buffers, a new graph
+        if capacities != self.kv.capacities:  # a longer row: larger buffers, new graphs
             self.kv = self.kv.grown(capacities)
-            self.graph = None
+            self.graphs = {}
+        slot = self.n_active
         self.kv.load(slot, row.cache)
         self.ids[slot, 0] = row.first_token
         self.position[slot] = row.next_position
         self.sync()
-        self.entries[slot] = _Entry(row, [row.first_token], time.perf_counter(),
-                                    logits=[row.first_logits] if self.keep_logits else None)
+        self.entries.append(_Entry(row, [row.first_token], time.perf_counter(),
+                                   logits=[row.first_logits] if self.keep_logits else None))
 
     def leave(self, slot: int) -> Decoded:
         entry = self.entries[slot]
-        self.entries[slot] = None
-        self.kv.active[slot] = 0
+        last = self.n_active - 1
+        if slot != last:  # keep the active rows in the first slots
+            self.kv.move(last, slot)
+            self.ids[slot] = self.ids[last]
+            self.position[slot] = self.position[last]
+            self.entries[slot] = self.entries[last]
+        self.entries.pop()
+        self.kv.active[last] = 0
         steps = len(entry.tokens) - 1
         return Decoded(entry.row, entry.tokens, time.perf_counter() - entry.start,
                        entry.rows / steps if steps else 0.0, entry.logits)
 
-    def _forward(self) -> None:
-        kv, decoder = self.kv, self.decoder
-        hidden = decoder.text_model(input_ids=self.ids, position_ids=self.position.view(-1, 1), past_key_values=kv,
-                                    attention_mask=self.placeholder, cache_position=self.position[:1],
-                                    use_cache=True).last_hidden_state
-        logits = decoder.lm_head(hidden[:, -1:])
-        self.ids.copy_(logits.argmax(-1))
-        if self.logits is not None:
-            self.logits.copy_(logits[:, -1])
-        kv.advance()
-        self.position.add_(kv.active)
+    def _bucket(self) -> int:
+        if not self._wants_graph():
+            return self.n_active
+        bucket = 1
+        while bucket < self.n_active:
+            bucket *= 2
+        return min(bucket, self.decoder.slots)
 
     def step(self) -> list[int]:
-        """One decode step of every slot; the new token of each (idle slots' are ignored)."""
-        decoder = self.decoder
-        kv = self.kv
+        """One decode step of the active rows; their new tokens, in slot order."""
+        decoder, n = self.decoder, self._bucket()
+        view = {}
 
         def per_layer_mask(i):
             def hook(module, args, kwargs):
+                kv = view["kv"]
                 kv.open_slots(i)
                 return args, {**kwargs, "attention_mask": kv.masks[i]}
             return hook
 
+        view["kv"] = self.kv.narrow(n)
         handles = [layer.register_forward_pre_hook(per_layer_mask(i), with_kwargs=True)
                    for i, layer in enumerate(decoder.layers)]
         _register_decode_attention()
@@ -303,33 +322,46 @@ class _State:
         implementation, config._attn_implementation = config._attn_implementation, DECODE_ATTENTION
         try:
             if self._wants_graph():
-                if self.graph is None:
-                    self.graph = self._capture()
-                self.graph.replay()
+                if n not in self.graphs:
+                    self.graphs[n] = self._capture(n, view)
+                self.graphs[n].replay()
             else:
-                self._forward()
+                self._forward_with(n, view)
         finally:
             config._attn_implementation = implementation
             for handle in handles:
                 handle.remove()
-        return self.ids[:, 0].tolist()
+        return self.ids[:self.n_active, 0].tolist()
+
+    def _forward_with(self, n: int, view: dict) -> None:
+        kv = view["kv"]
+        ids, position = self.ids[:n], self.position[:n]
+        hidden = self.decoder.text_model(input_ids=ids, position_ids=position.view(-1, 1), past_key_values=kv,
+                                         attention_mask=self.placeholder[:n], cache_position=position[:1],
+                                         use_cache=True).last_hidden_state
+        logits = self.decoder.lm_head(hidden[:, -1:])
+        ids.copy_(logits.argmax(-1))
+        if self.logits is not None:
+            self.logits[:n].copy_(logits[:, -1])
+        kv.advance()
+        position.add_(kv.active)
 
     def _wants_graph(self) -> bool:
         use = self.decoder.use_graph
         return self.device.type == "cuda" if use is None else use
 
-    def _capture(self):
-        """The step captured as a CUDA graph, after a warm-up on a side stream whose effects are undone."""
-        saved = (self.ids.clone(), self.position.clone(), self.kv.fill.clone(),
-                 [m.clone() for m in self.kv.masks])
+    def _capture(self, n: int, view: dict):
+        """The step of the first `n` slots captured as a CUDA graph, after a warm-up on a side stream
+        whose effects are undone."""
+        saved = (self.ids.clone(), self.position.clone(), self.kv.fill.clone(), [m.clone() for m in self.kv.masks])
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            self._forward()  # warm-up: allocations and library handles happen outside the capture
+            self._forward_with(n, view)  # warm-up: allocations and library handles happen outside the capture
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._forward()
+            self._forward_with(n, view)
         self._restore(saved)
         torch.cuda.synchronize()
         self.decoder.captures += 1
