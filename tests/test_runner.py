@@ -222,7 +222,7 @@ def test_evaluate_sample_gives_the_row_evaluate_writes(tiny_adapter, samples, tm
     timing = ("prefill_s", "decode_s", "peak_memory_mb", "memory_kind")
     same = lambda row: {k: v for k, v in row.items() if k not in timing}
     frame = RunConfig(method="frame", ratio=0.5, layer=1)
-    [whole] = evaluate(tiny_adapter, samples[:1], tmp_path / "run.jsonl", frame, progress=False)
+    [whole] = evaluate(tiny_adapter, samples[:1], tmp_path / "run.jsonl", frame, progress=False, batch_size=1)
     prov = RunFile.open(tiny_adapter, samples[:1], tmp_path / "other.jsonl", frame).provenance
     one = evaluate_sample(tiny_adapter, samples[0], frame, prov)
     assert same(one) == same(whole) and one["kept_tokens"] < one["prompt_tokens"]

@@ -5,7 +5,7 @@ import torch
 
 from amlib.data import read_manifest
 from amlib.runner import evaluate
-from amlib.sweep import SharedPrefix, run_sweep, sweep_configs
+from amlib.sweep import CPU_BATCH, SharedPrefix, run_sweep, sweep_configs
 
 from conftest import make_item, noise, write_rows
 from oracles import generate_logits, max_diff, sharpen, static_decoder_logits
@@ -42,13 +42,20 @@ def test_sweep_rows_equal_separate_runs(name, batch_size, manifest, tmp_path):
     assert len(configs) == 1 + len(methods) * len(ratios)
     swept = run_sweep(adapter, manifest, tmp_path / "sweep", configs, progress=False, batch_size=batch_size)
     for config in configs:
-        alone = evaluate(adapter, manifest, tmp_path / "alone" / config.file_name(name), config, progress=False)
+        alone = evaluate(adapter, manifest, tmp_path / "alone" / config.file_name(name), config, progress=False,
+                         batch_size=1)
         together = swept[config.file_name(name)]
         assert [r["id"] for r in together] == [r["id"] for r in alone]
         for a, b in zip(alone, together):
             assert {k: a.get(k) for k in COMPARED} == {k: b.get(k) for k in COMPARED}, (config, a["id"])
-            assert a["provenance"] == {**b["provenance"], "batch_size": 1}
-            assert b["provenance"]["batch_size"] == (batch_size or len(configs))
+            expected_batch = batch_size or max(CPU_BATCH, len(configs))  # the CPU default
+            batched = expected_batch > 1
+            settled = lambda p: {k: v for k, v in p.items() if k not in ("batch_size", "fast_paths")}
+            paths = lambda p: [f for f in p.get("fast_paths", []) if f != "batched_decode"]
+            assert settled(a["provenance"]) == settled(b["provenance"])
+            assert paths(a["provenance"]) == paths(b["provenance"])
+            assert b["provenance"]["batch_size"] == expected_batch
+            assert ("batched_decode" in b["provenance"].get("fast_paths", [])) == batched
     # every sample recorded its prefix once and replayed it for the 12 other configurations
     flags = [r["shared_prefix"] for rows in swept.values() for r in rows]
     assert flags.count("recorded") == len(manifest) and flags.count("replayed") == (len(configs) - 1) * len(manifest)
