@@ -14,8 +14,9 @@
   (`RunFile`), so an interrupted run resumes with every finished row kept.
 
 A row's answer does not depend on its neighbours in the batch (tests/test_batched_decode.py), so the
-rows are those of a batch-1 run (timings aside: `decode_s` is the row's wall time in the batch, and
-`decode_rows_mean` the mean number of rows that decoded beside it). Adapters without decode modules
+rows are those of a batch-1 run (timings aside: `decode_s` is the wall time of the decode steps the
+row took part in, shared with the rows beside it, and `decode_rows_mean` the mean number of rows in
+those steps). Adapters without decode modules
 (or configurations whose generation cannot be deferred) answer at batch 1 inside the same stages.
 """
 

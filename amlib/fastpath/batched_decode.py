@@ -54,9 +54,9 @@ class Prefilled:
 
 @dataclass
 class Decoded:
-    """A finished row: its generated tokens (the first one included), the wall time from joining
-    the batch to stopping, the mean number of rows that decoded beside it, and (when asked) each
-    step's float32 logits."""
+    """A finished row: its generated tokens (the first one included), the wall time of the decode
+    steps it took part in (shared with the rows beside it; prefills of joining rows in between are
+    not counted), the mean number of rows in those steps, and (when asked) each step's float32 logits."""
 
     prefilled: Prefilled
     tokens: list[int]
@@ -207,11 +207,14 @@ class BatchedDecoder:
             if not state.n_active:
                 return done
             entries = state.entries[:state.n_active]
-            tokens = state.step()
+            begin = time.perf_counter()
+            tokens = state.step()  # (its tokens read back: the step has finished on the device too)
+            took = time.perf_counter() - begin
             self.steps += 1
             stopped = []
             for slot, (entry, token) in enumerate(zip(entries, tokens)):
                 entry.tokens.append(token)
+                entry.decode_s += took
                 if keep_logits:
                     entry.logits.append(state.logits[slot].float().clone())
                 entry.rows += len(entries)
@@ -225,8 +228,8 @@ class BatchedDecoder:
 class _Entry:
     row: Prefilled
     tokens: list[int]
-    start: float
     rows: int = 0
+    decode_s: float = 0.0  # wall time of the steps it took part in (other rows' prefills in between not counted)
     logits: list | None = None
 
 
@@ -277,8 +280,7 @@ class _State:
         self.ids[slot, 0] = row.first_token
         self.position[slot] = row.next_position
         self.sync()
-        self.entries.append(_Entry(row, [row.first_token], time.perf_counter(),
-                                   logits=[row.first_logits] if self.keep_logits else None))
+        self.entries.append(_Entry(row, [row.first_token], logits=[row.first_logits] if self.keep_logits else None))
 
     def leave(self, slot: int) -> Decoded:
         entry = self.entries[slot]
@@ -291,8 +293,7 @@ class _State:
         self.entries.pop()
         self.kv.active[last] = 0
         steps = len(entry.tokens) - 1
-        return Decoded(entry.row, entry.tokens, time.perf_counter() - entry.start,
-                       entry.rows / steps if steps else 0.0, entry.logits)
+        return Decoded(entry.row, entry.tokens, entry.decode_s, entry.rows / steps if steps else 0.0, entry.logits)
 
     def _bucket(self) -> int:
         if not self._wants_graph():
