@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from amlib.fastpath.graph_decode import DECODE_ATTENTION, _register_decode_attention
+from amlib.fastpath.graph_decode import decode_attention
 
 
 @dataclass
@@ -305,37 +305,23 @@ class _State:
 
     def step(self) -> list[int]:
         """One decode step of the active rows; their new tokens, in slot order."""
-        decoder, n = self.decoder, self._bucket()
-        view = {}
+        n = self._bucket()
+        kv = self.kv.narrow(n)
 
-        def per_layer_mask(i):
-            def hook(module, args, kwargs):
-                kv = view["kv"]
-                kv.open_slots(i)
-                return args, {**kwargs, "attention_mask": kv.masks[i]}
-            return hook
+        def open_mask(i):
+            kv.open_slots(i)
+            return kv.masks[i]
 
-        view["kv"] = self.kv.narrow(n)
-        handles = [layer.register_forward_pre_hook(per_layer_mask(i), with_kwargs=True)
-                   for i, layer in enumerate(decoder.layers)]
-        _register_decode_attention()
-        config = decoder.text_model.config
-        implementation, config._attn_implementation = config._attn_implementation, DECODE_ATTENTION
-        try:
+        with decode_attention(self.decoder.text_model, self.decoder.layers, open_mask):
             if self._wants_graph():
                 if n not in self.graphs:
-                    self.graphs[n] = self._capture(n, view)
+                    self.graphs[n] = self._capture(n, kv)
                 self.graphs[n].replay()
             else:
-                self._forward_with(n, view)
-        finally:
-            config._attn_implementation = implementation
-            for handle in handles:
-                handle.remove()
+                self._forward(n, kv)
         return self.ids[:self.n_active, 0].tolist()
 
-    def _forward_with(self, n: int, view: dict) -> None:
-        kv = view["kv"]
+    def _forward(self, n: int, kv: BatchedKV) -> None:
         ids, position = self.ids[:n], self.position[:n]
         hidden = self.decoder.text_model(input_ids=ids, position_ids=position.view(-1, 1), past_key_values=kv,
                                          attention_mask=self.placeholder[:n], cache_position=position[:1],
@@ -351,18 +337,18 @@ class _State:
         use = self.decoder.use_graph
         return self.device.type == "cuda" if use is None else use
 
-    def _capture(self, n: int, view: dict):
+    def _capture(self, n: int, kv: BatchedKV):
         """The step of the first `n` slots captured as a CUDA graph, after a warm-up on a side stream
         whose effects are undone."""
         saved = (self.ids.clone(), self.position.clone(), self.kv.fill.clone(), [m.clone() for m in self.kv.masks])
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            self._forward_with(n, view)  # warm-up: allocations and library handles happen outside the capture
+            self._forward(n, kv)  # warm-up: allocations and library handles happen outside the capture
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._forward_with(n, view)
+            self._forward(n, kv)
         self._restore(saved)
         torch.cuda.synchronize()
         self.decoder.captures += 1

@@ -26,6 +26,7 @@ full size on a GPU, graph replay included, by scripts/check_gpu_decode.py.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -69,6 +70,27 @@ def _register_decode_attention() -> None:
 
     if DECODE_ATTENTION not in AttentionInterface._global_mapping:
         AttentionInterface.register(DECODE_ATTENTION, gqa_decode_attention)
+
+
+@contextmanager
+def decode_attention(text_model, layers, open_mask):
+    """Inside the block, every decoder layer attends through `gqa_decode_attention` under the mask
+    `open_mask(i)` returns for layer i (after opening the slot that layer writes this step)."""
+    def per_layer_mask(i):
+        def hook(module, args, kwargs):
+            return args, {**kwargs, "attention_mask": open_mask(i)}
+        return hook
+
+    handles = [layer.register_forward_pre_hook(per_layer_mask(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    _register_decode_attention()
+    config = text_model.config
+    implementation, config._attn_implementation = config._attn_implementation, DECODE_ATTENTION
+    try:
+        yield
+    finally:
+        config._attn_implementation = implementation
+        for handle in handles:
+            handle.remove()
 
 
 class StaticKV:
@@ -175,11 +197,9 @@ class GraphDecoder:
         # the step's logits, kept only when asked for (a static buffer: a graph replay overwrites it)
         logits = None if logits_out is None else torch.empty(1, self.lm_head.weight.shape[0], dtype=dtype, device=device)
 
-        def per_layer_mask(i):
-            def hook(module, args, kwargs):
-                cache.open_slot(i)
-                return args, {**kwargs, "attention_mask": cache.masks[i]}
-            return hook
+        def open_mask(i):
+            cache.open_slot(i)
+            return cache.masks[i]
 
         def step():
             hidden = self.text_model(input_ids=ids, position_ids=position.view(1, 1), past_key_values=cache,
@@ -191,12 +211,7 @@ class GraphDecoder:
             cache.positions.add_(1)
             position.add_(1)
 
-        handles = [layer.register_forward_pre_hook(per_layer_mask(i), with_kwargs=True)
-                   for i, layer in enumerate(self.layers)]
-        _register_decode_attention()
-        config = self.text_model.config
-        implementation, config._attn_implementation = config._attn_implementation, DECODE_ATTENTION
-        try:
+        with decode_attention(self.text_model, self.layers, open_mask):
             run = self._graph(step, cache, ids, position) if self._wants_graph(device, steps) else step
             tokens = []
             for _ in range(steps):
@@ -208,10 +223,6 @@ class GraphDecoder:
                 if token in eos:
                     break
             return tokens
-        finally:
-            config._attn_implementation = implementation
-            for handle in handles:
-                handle.remove()
 
     def _wants_graph(self, device, steps: int) -> bool:
         if self.use_graph is None:
