@@ -114,6 +114,7 @@ def run_pipelined(adapter, items: Iterable[tuple[Sample, object]], runs: list, b
 
     def finished(sample, run, prepared, gen, extra):
         row = file_row(sample, {**answer_fields(adapter, sample, prepared, gen), "error": None}, run.provenance)
+        row.pop("_shared_prefix", None)  # (in `extra` already)
         row.update(extra)
         run.write(row)
         stats.rows += 1
@@ -139,7 +140,7 @@ def run_pipelined(adapter, items: Iterable[tuple[Sample, object]], runs: list, b
                         run.write(error_row(sample, err, run.provenance))
                         continue
                     extra = {} if prefix is None else \
-                        shared_prefix_timing(gen.timing.prefill_s, replayed, prefix.prefix_seconds)
+                        shared_prefix_timing(gen.timing.prefill_s, *(gen.shared_prefix or (replayed, prefix.prefix_seconds)))
                     if gen.pending is None:  # answered at once (batch 1)
                         finished(sample, run, prepared, gen, extra)
                         continue

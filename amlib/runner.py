@@ -179,6 +179,8 @@ def answer_fields(adapter: AudioLMAdapter, sample: Sample, prepared, gen) -> dic
         # remote APIs: only the HTTP round trip is known, and a cached response costs nothing
         **{k: getattr(gen.timing, k) for k in ("round_trip_s", "cached") if hasattr(gen.timing, k)},
         **efficiency_fields(adapter, gen),
+        # what a replayed eviction prefill shared (read and removed by the sweep's timing fields)
+        **({"_shared_prefix": gen.shared_prefix} if getattr(gen, "shared_prefix", None) else {}),
     }
 
 
@@ -203,13 +205,14 @@ def efficiency_fields(adapter: AudioLMAdapter, gen) -> dict:
 
 def efficiency_context(adapter: AudioLMAdapter, config: RunConfig, prefix=None):
     """The context inside which `adapter.generate` runs this configuration (token pruning, KV eviction
-    or none). `prefix`: a `amlib.sweep.SharedPrefix` whose recorded layer K-1 attention FastV/DART may read."""
+    or none). `prefix`: a `amlib.sweep.SharedPrefix` of the sample, whose recorded layer K-1 attention FastV/DART
+    may read, and where a press records or replays the sample's prefill (`amlib.eviction.shared`)."""
     from contextlib import nullcontext
 
     if config.press is not None:
         from amlib.eviction import eviction
 
-        return eviction(adapter, config.press, config.ratio, protocol=config.protocol, seed=config.seed)
+        return eviction(adapter, config.press, config.ratio, protocol=config.protocol, seed=config.seed, prefix=prefix)
     if config.method in (None, "vanilla"):
         return nullcontext()
     from amlib.pruning import DEFAULT_LAYER, pruning

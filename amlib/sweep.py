@@ -66,6 +66,7 @@ class SharedPrefix:
         self.capture = AttentionCapture(self.layers[layer - 1].self_attn) if layer >= 1 else None
         self.recorded = False
         self.prefix_seconds = 0.0  # wall time of the recording prefill up to layer K
+        self.evictions: dict = {}  # (protocol, prompt end) -> amlib.eviction.shared.PrefillRecord
         self._stack = ExitStack()
 
     @property
@@ -249,10 +250,11 @@ def _sweep_sample(adapter: AudioLMAdapter, sample: Sample, runs: list[RunFile], 
             if not run.needs(sample):
                 continue
             torch.manual_seed(run.config.seed)
-            replayed = prefix.recorded
+            replayed, seconds = prefix.recorded, prefix.prefix_seconds
             row = evaluate_sample(adapter, sample, run.config, run.provenance, prepared, prefix=prefix)
             if row["error"] is None:
-                row.update(shared_prefix_timing(row["prefill_s"], replayed, prefix.prefix_seconds))
+                replayed, seconds = row.pop("_shared_prefix", None) or (replayed, prefix.prefix_seconds)
+                row.update(shared_prefix_timing(row["prefill_s"], replayed, seconds))
             run.write(row)
 
 

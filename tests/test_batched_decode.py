@@ -226,19 +226,29 @@ def test_batched_evaluate_writes_the_rows_of_a_batch_one_run(mixed_manifest, tmp
         assert all(r["decode_rows_mean"] >= 1 for r in together if r["new_tokens"] > 1)
 
 
-def test_eviction_configurations_share_the_encoder_and_equal_separate_runs(mixed_manifest, tmp_path):
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_eviction_configurations_share_the_encoder_and_the_prefill_and_equal_separate_runs(mixed_manifest, tmp_path,
+                                                                                           monkeypatch, batch_size):
+    from amlib.eviction.shared import PrefillRecord
     from amlib.runner import evaluate
     from amlib.sweep import eviction_configs, run_configs
 
     adapter = load_model("tiny-random-qwen2-audio", seed=0)
     configs = eviction_configs(["snapkv", "knorm"], [0.5], ["query_aware", "query_agnostic"])
-    encoded = []
+    encoded, recorded = [], []
+    record = PrefillRecord.record.__func__
+    monkeypatch.setattr(PrefillRecord, "record", classmethod(lambda cls, *a: (recorded.append(1), record(cls, *a))[1]))
     hook = adapter.model.audio_tower.conv1.register_forward_hook(lambda *a: encoded.append(1))
     try:
-        grid = run_configs(adapter, mixed_manifest, tmp_path / "grid", configs)
+        grid = run_configs(adapter, mixed_manifest, tmp_path / "grid", configs, batch_size=batch_size)
     finally:
         hook.remove()
     assert len(encoded) == len(mixed_manifest)  # once per sample, for the 5 configurations
+    assert len(recorded) == 2 * len(mixed_manifest)  # one prefill per protocol, for its 2 presses
+    for name, rows in grid.items():  # only each sample's first row (vanilla) computed the encoder itself
+        vanilla = "__vanilla__" in name
+        assert {r["shared_prefix"] for r in rows} == {"recorded" if vanilla else "replayed"}, name
+        assert all(r["prefill_s"] >= r["prefill_measured_s"] for r in rows)
     for config in configs:
         name = config.file_name(adapter.model_id)
         same_rows(evaluate(adapter, mixed_manifest, tmp_path / "alone" / name, config, progress=False, batch_size=1),

@@ -33,10 +33,11 @@ def check_supported(adapter) -> None:
 
 
 @contextmanager
-def eviction(adapter, press: str, ratio: float, protocol: str = "query_aware", seed: int = 0):
+def eviction(adapter, press: str, ratio: float, protocol: str = "query_aware", seed: int = 0, prefix=None):
     """Inside the block, `adapter.generate(prepared, ...)` compresses the prefill's KV cache with the
     kvpress press `press` at `ratio` (the share of KV pairs evicted) under `protocol`. Yields the
-    PressInstallation (its `skipped` names the layers left alone and why)."""
+    PressInstallation (its `skipped` names the layers left alone and why). `prefix`: the sample's
+    `amlib.sweep.SharedPrefix`, where its prefill is recorded once for every press (`shared.py`)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     check_supported(adapter)
@@ -44,7 +45,7 @@ def eviction(adapter, press: str, ratio: float, protocol: str = "query_aware", s
     installation = PressInstallation(adapter, make_press(spec.name, ratio, seed), spec)
 
     def evicted(prepared, max_new_tokens, **kwargs):
-        gen = evicted_generate(adapter, prepared, max_new_tokens, installation, protocol)
+        gen = evicted_generate(adapter, prepared, max_new_tokens, installation, protocol, prefix=prefix)
         gen.efficiency.update(ratio=ratio, protocol=protocol)
         return gen
 

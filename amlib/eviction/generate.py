@@ -23,6 +23,7 @@ import torch
 
 from amlib.efficiency import GenerationTiming, peak_memory, sync_for
 from amlib.eviction.install import PressInstallation, text_model_of
+from amlib.eviction.shared import PrefillRecord, shareable
 from amlib.models.base import Generation, PreparedInputs
 
 PROTOCOLS = ("query_aware", "query_agnostic")
@@ -72,10 +73,14 @@ class PositionProbe:
         self.handle.remove()  # the prefill's positions only
 
     def next_positions(self, count: int, offset: int = 0) -> torch.Tensor:
-        """Positions of `count` tokens following the recorded forward (+ offset), shaped like its ids."""
-        first = int(self.positions.max()) + 1 + offset
-        steps = torch.arange(first, first + count, device=self.positions.device)
-        return steps.expand(*self.positions.shape[:-1], count).clone()
+        return next_positions(self.positions, count, offset)
+
+
+def next_positions(positions: torch.Tensor, count: int, offset: int = 0) -> torch.Tensor:
+    """Positions of `count` tokens following a forward at `positions` (+ offset), shaped like its ids."""
+    first = int(positions.max()) + 1 + offset
+    steps = torch.arange(first, first + count, device=positions.device)
+    return steps.expand(*positions.shape[:-1], count).clone()
 
 
 def cache_lengths(cache) -> list[int]:
@@ -155,9 +160,11 @@ def stop_ids(adapter) -> set[int]:
 
 @torch.inference_mode()
 def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, installation: PressInstallation,
-                     protocol: str = "query_aware", logits_out: list | None = None) -> Generation:
+                     protocol: str = "query_aware", logits_out: list | None = None, prefix=None) -> Generation:
     """Greedy decoding of `prepared` with `installation`'s press compressing the prefill's cache.
-    `logits_out`: a list that receives each step's last-position logits (float32, for tests)."""
+    `logits_out`: a list that receives each step's last-position logits (float32, for tests).
+    `prefix`: an `amlib.sweep.SharedPrefix` of this sample: the prompt part's prefill is recorded there
+    once and replayed for every press (`amlib.eviction.shared`; same caches as a prefill of its own)."""
     logits_out = [] if logits_out is None else logits_out
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -168,59 +175,84 @@ def evicted_generate(adapter, prepared: PreparedInputs, max_new_tokens: int, ins
     length = tensors["input_ids"].shape[-1]
     end = length if protocol == "query_aware" else context_end(prepared)
     extra, sync, stops = _forward_kwargs(model), sync_for(device), stop_ids(adapter)
-    probe = PositionProbe(text_model_of(adapter))
+    records = getattr(prefix, "evictions", None)
+    shared = None  # (replayed, seconds of the shared part) where this row replayed a recorded prefill
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    try:
-        sync()
-        start = time.perf_counter()
-        cache = _new_cache(adapter, max_new_tokens)
+    sync()
+    start = time.perf_counter()
+    cache = _new_cache(adapter, max_new_tokens)
+    part = prompt_part(tensors, end)
+    if records is not None and shareable(installation, cache):
+        record = records.get((protocol, end))
+        if record is None:
+            encoder_replayed = bool(prefix.recorded)
+            record = PrefillRecord.record(model, installation.attentions, part, _new_cache(adapter, 0), extra,
+                                          text_model_of(adapter), sync)
+            record.encoder_replayed = encoder_replayed
+            records[(protocol, end)] = record
+        else:
+            record.check_same(part["input_ids"])
+            start = time.perf_counter()  # (the record's own check is no part of this row's work)
+            shared = (True, record.seconds + (prefix.prefix_seconds if record.encoder_replayed else 0.0))
         installation.start_prefill()
         try:
-            out = model(**prompt_part(tensors, end), past_key_values=cache, use_cache=True, **extra)
+            record.replay(installation, cache)
         finally:
             installation.armed = False
-        fields = eviction_fields(installation, cache, end, length - end)
-        offset = 0
-        # caches of different lengths by layer: each compressed layer gets its own mask (where layers
-        # were left alone their masks are the model's, so the question goes token by token instead)
-        uneven = len(set(cache_lengths(cache))) > 1
-        own_masks = uneven and installation.question_in_one_forward and not installation.skipped
-        handles = [a.register_forward_pre_hook(_layer_mask(cache), with_kwargs=True)
-                   for a in installation.attentions] if own_masks else []
+        last_logits, positions = record.last_logits, record.positions
+    else:
+        probe = PositionProbe(text_model_of(adapter))
+        installation.start_prefill()
         try:
-            if end < length:  # query-agnostic: the question against the compressed cache
-                question = tensors["input_ids"][..., end:]
-                out = _feed(model, question, probe.next_positions(length - end), cache, extra,
-                            token_by_token=uneven and not own_masks)
-                offset = length - end
+            out = model(**part, past_key_values=cache, use_cache=True, **extra)
+        finally:
+            installation.armed = False
+            probe.handle.remove()
+        last_logits, positions = out.logits[0, -1], probe.positions
+    fields = eviction_fields(installation, cache, end, length - end)
+    offset = 0
+    # caches of different lengths by layer: each compressed layer gets its own mask (where layers
+    # were left alone their masks are the model's, so the question goes token by token instead)
+    uneven = len(set(cache_lengths(cache))) > 1
+    own_masks = uneven and installation.question_in_one_forward and not installation.skipped
+    handles = [a.register_forward_pre_hook(_layer_mask(cache), with_kwargs=True)
+               for a in installation.attentions] if own_masks else []
+    try:
+        if end < length:  # query-agnostic: the question against the compressed cache
+            question = tensors["input_ids"][..., end:]
+            out = _feed(model, question, next_positions(positions, length - end), cache, extra,
+                        token_by_token=uneven and not own_masks)
+            last_logits = out.logits[0, -1]
+            offset = length - end
+        token = last_logits.argmax(-1)[None]
+        logits_out.append(last_logits.float())
+        sync()
+        first = time.perf_counter()
+        if getattr(adapter, "deferred", None) is not None:  # decoded later, batched (amlib.fastpath)
+            gen = _deferred(adapter, prepared, cache, token, last_logits, next_positions(positions, 1, offset),
+                            max_new_tokens, GenerationTiming(first - start, 0.0, *peak_memory(device)), fields)
+            gen.shared_prefix = shared
+            return gen
+        new = [token]
+        for step in range(1, max_new_tokens):
+            if int(token) in stops:
+                break
+            out = model(input_ids=token[:, None], position_ids=next_positions(positions, 1, offset + step - 1),
+                        past_key_values=cache, use_cache=True, **extra)
             token = out.logits[:, -1].argmax(-1)
             logits_out.append(out.logits[0, -1].float())
-            sync()
-            first = time.perf_counter()
-            if getattr(adapter, "deferred", None) is not None:  # decoded later, batched (amlib.fastpath)
-                return _deferred(adapter, prepared, cache, token, out.logits[0, -1], probe.next_positions(1, offset),
-                                 max_new_tokens, GenerationTiming(first - start, 0.0, *peak_memory(device)), fields)
-            new = [token]
-            for step in range(1, max_new_tokens):
-                if int(token) in stops:
-                    break
-                out = model(input_ids=token[:, None], position_ids=probe.next_positions(1, offset + step - 1),
-                            past_key_values=cache, use_cache=True, **extra)
-                token = out.logits[:, -1].argmax(-1)
-                logits_out.append(out.logits[0, -1].float())
-                new.append(token)
-        finally:
-            for handle in handles:
-                handle.remove()
-        sync()
-        end_time = time.perf_counter()
+            new.append(token)
     finally:
-        probe.handle.remove()
+        for handle in handles:
+            handle.remove()
+    sync()
+    end_time = time.perf_counter()
     ids = torch.stack(new, dim=-1)[0]
     text = adapter.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
     timing = GenerationTiming(first - start, end_time - first, *peak_memory(device))
-    return Generation(text=text, new_tokens=int(ids.numel()), timing=timing, inputs=prepared, efficiency=fields)
+    return Generation(text=text, new_tokens=int(ids.numel()), timing=timing, inputs=prepared, efficiency=fields,
+                      shared_prefix=shared)
 
 
 def _deferred(adapter, prepared, cache, token, last_logits, next_positions, max_new_tokens, timing,

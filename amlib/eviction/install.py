@@ -195,7 +195,7 @@ class PressInstallation:
     def _compress(self, module, args, kwargs, output):
         if not self.armed:
             return None
-        sync = torch.cuda.synchronize if output[0].is_cuda else (lambda: None)
+        sync = torch.cuda.synchronize if kwargs["hidden_states"].is_cuda else (lambda: None)
         sync()
         start = time.perf_counter()
         layer = kwargs["past_key_values"].layers[module.layer_idx]

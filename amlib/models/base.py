@@ -41,6 +41,9 @@ class Generation:
     efficiency: dict = field(default_factory=dict)  # what pruning / eviction did (runner row fields)
     # under `deferred_decoding`: the prefilled prompt waiting for a batched decoder (text not yet known)
     pending: object = field(default=None, repr=False)
+    # (replayed, seconds of the shared part) where the generation itself knows what it shared with other
+    # configurations of its sample (a replayed eviction prefill); None: the SharedPrefix's own account
+    shared_prefix: tuple | None = field(default=None, repr=False)
 
 
 class AudioLMAdapter(ABC):
