@@ -40,10 +40,12 @@ def cpu_has_bf16() -> bool:
 @dataclass
 class BookSettings:
     """What the book evaluates. Sizes are chosen to fit the main job's budget (30 min on 2 CPU
-    cores); every page states its n and intervals. Measured from a fresh clone (2 cores, bfloat16,
-    2026-12-01) with ASR 4 / blind 4 / pruning 4: 01 3.7 min, 02 9.9, 00 0.8, 03 3.6, 04 6.5, 05 4.3,
-    06 2.2, 07 0.2, 08 0.4 (31.5 min): a choice item costs ~4.3 s (prefill), an ASR item ~50 s
-    (~530 answer tokens at ~90 ms), so the sizes below were cut by one item each."""
+    cores); every page states its n and intervals. Measured (2 cores, bfloat16, 2026-12-07, batched
+    decoding, eviction prefills shared by the presses): 01 1.8 min (building the data), 02 9.5, 00 0.6,
+    03 2.7, 04 11.2 (8 items per task), 05 2.8 (6 per task), 06 2.4, 07 0.1, 08 0.3. Prefill is what
+    costs: a 195 s item's vanilla prefill ~5.6 s, a pruning grid item ~19 s (its 12 pruned prefills),
+    an eviction grid item ~12 s of prefill for 16 configurations (one prefill per protocol, then each
+    press compresses a copy)."""
 
     model: str = REFERENCE_MODEL
     dtype: str | None = None  # None: bfloat16 where the CPU supports it, else float32
@@ -57,12 +59,12 @@ class BookSettings:
     # write its whole 1,100-token budget (~2 min per item here), and it has no question to answer
     blind_limit: dict = field(default_factory=lambda: {"ASR": 0, "*": 3})
     pruning_tasks: list[str] = field(default_factory=lambda: ["SGR", "ER", "SD", "MC"])
-    pruning_limit: int = 3
+    pruning_limit: int = 8
     pruning_asr_limit: int = 1  # ASR items pruned (page 07 analyses their transcripts)
     pruning_asr_ratios: list[float] = field(default_factory=lambda: [0.6])
     eviction_tasks: list[str] = field(default_factory=lambda: ["SGR", "MC"])
     eviction_ratios: list[float] = field(default_factory=lambda: [0.5, 0.9])
-    eviction_limit: int = 2
+    eviction_limit: int = 6
 
     def resolved_dtype(self) -> str:
         return self.dtype or ("bfloat16" if cpu_has_bf16() else "float32")

@@ -24,7 +24,9 @@ another; the run's wall-clock overhead spread in proportion), for (c) the wall t
 --projection-items items of that task alone (a mixed subset of a few items cannot fill a batch, so it
 would measure the tail of its longest answer, not a full run's rate). The paper's 13-configuration
 pruning grid (vanilla + 4 methods x 3 ratios at K = 2, encode-once sweep, batched) runs on
---grid-items items of each task alone, projected the same way.
+--grid-items items of each task alone, projected the same way; so does the eviction grid (vanilla + the
+paper's 4 presses x 4 ratios, query-aware: one prefill per item shared by the presses,
+amlib.eviction.shared) on --eviction-items items.
 A batched-decode microbenchmark: --decode-rows rows of --decode-context tokens decoding
 --decode-tokens tokens together, generated tokens/s, beside the batch-1 graph decoder.
 """
@@ -185,6 +187,29 @@ def decode_microbenchmark(adapter, rows: int, context_s: float, tokens: int) -> 
     return result
 
 
+def grid_projection(adapter, root: Path, configs, args, counts: dict, run_grid, items: int | None = None) -> dict:
+    """Every configuration of `configs` on `items` items of each task alone (`run_grid`: the sweep or
+    `run_configs`, batched and pipelined), timed by the wall clock and projected over Table 5."""
+    items = items or args.grid_items
+    adapter.set_fast_paths(True)
+    per_item, runs = {}, {}
+    for task in TASK_ORDER:
+        data = make_workload(root / "data" / task, items, seed=2, tasks=(task,))
+        stats = PipelineStats()
+        start = time.perf_counter()
+        files = run_grid(adapter, read_manifest(data), root / "runs" / task, configs, progress=False,
+                         batch_size=args.batch_size, workers=args.workers, stats=stats)
+        wall = time.perf_counter() - start
+        rows = [r for rows in files.values() for r in rows]
+        errors = [r["error"] for r in rows if r["error"]]
+        if errors:
+            raise RuntimeError(f"grid {root.name}, {task}: {len(errors)} rows with errors: {errors[0]}")
+        per_item[task] = wall / items
+        runs[task] = {"wall_s": wall, "items": items, "rows": len(rows), "pipeline": stats.as_dict()}
+    return {"configurations": len(configs), "items_per_task": items, "per_task_runs": runs,
+            "projection": {"seconds_per_item": per_item, "projected_min": projected_minutes(per_item, counts)}}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="random-qwen2.5-omni-3b")
@@ -194,6 +219,8 @@ def main():
     ap.add_argument("--projection-items", type=int, default=16,
                     help="(c)'s projection: a batched run of this many items of each task alone")
     ap.add_argument("--grid-items", type=int, default=2, help="items per task of the pruning grid (0: skip)")
+    ap.add_argument("--eviction-items", type=int, default=2,
+                    help="items per task of the eviction grid (4 presses x 4 ratios, query-aware; 0: skip)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -205,7 +232,7 @@ def main():
     import transformers
 
     from amlib.models import load_model
-    from amlib.sweep import run_sweep, sweep_configs
+    from amlib.sweep import eviction_configs, run_configs, run_sweep, sweep_configs
 
     counts = table5_counts()
     work = Path(tempfile.mkdtemp(prefix="amlib-throughput-"))
@@ -263,28 +290,17 @@ def main():
               flush=True)
     first, last = result["modes"][0], result["modes"][-1]
     result["speedup_last_over_first"] = last["items_per_s"] / first["items_per_s"]
-    if args.grid_items:
+    if args.grid_items:  # the paper's 13-configuration pruning grid (encode-once sweep)
         configs = sweep_configs(["random", "fastv", "dart", "frame"], [0.3, 0.6, 0.9])
-        adapter.set_fast_paths(True)
-        per_item, runs = {}, {}
-        for task in TASK_ORDER:
-            data = make_workload(work / "grid-data" / task, args.grid_items, seed=2, tasks=(task,))
-            stats = PipelineStats()
-            start = time.perf_counter()
-            files = run_sweep(adapter, read_manifest(data), work / "grid" / task, configs, progress=False,
-                              batch_size=args.batch_size, workers=args.workers, stats=stats)
-            wall = time.perf_counter() - start
-            rows = [r for rows in files.values() for r in rows]
-            errors = [r["error"] for r in rows if r["error"]]
-            if errors:
-                raise RuntimeError(f"pruning grid, {task}: {len(errors)} rows with errors: {errors[0]}")
-            per_item[task] = wall / args.grid_items
-            runs[task] = {"wall_s": wall, "items": args.grid_items, "rows": len(rows), "pipeline": stats.as_dict()}
-        result["pruning_grid"] = {"configurations": len(configs), "items_per_task": args.grid_items,
-                                  "per_task_runs": runs,
-                                  "projection": {"seconds_per_item": per_item,
-                                                 "projected_min": projected_minutes(per_item, counts)}}
+        result["pruning_grid"] = grid_projection(adapter, work / "grid", configs, args, counts, run_sweep)
         print("pruning grid projected:", round(result["pruning_grid"]["projection"]["projected_min"], 1), "min", flush=True)
+        save()
+    if args.eviction_items:  # the paper's eviction grid: 4 presses x 4 ratios, query-aware, + vanilla
+        configs = eviction_configs(["random", "knorm", "tova", "snapkv"], [0.3, 0.5, 0.7, 0.9], ["query_aware"])
+        result["eviction_grid"] = grid_projection(adapter, work / "eviction", configs, args, counts, run_configs,
+                                                  items=args.eviction_items)
+        print("eviction grid projected:", round(result["eviction_grid"]["projection"]["projected_min"], 1), "min",
+              flush=True)
         save()
     if args.decode_rows:
         result["decode_microbenchmark"] = decode_microbenchmark(adapter, args.decode_rows, args.decode_context_seconds,
