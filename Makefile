@@ -11,7 +11,7 @@ EXECUTED := book/executed
 # book/executed/timing.{json,md}. Pages share one predictions folder, so nothing is evaluated twice
 # and a second `make book` reuses every prediction.
 
-.PHONY: setup book test notebooks clean
+.PHONY: setup book test notebooks plan clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,16 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml apt-packages.t
 	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
 	touch $(STAMP)
 
+# The book's settings (amlib/book_settings.py), all optional: make book MODEL=Qwen/Qwen2.5-Omni-7B DEVICE=cuda
+# DTYPE=bfloat16 PROFILE=gpu, SETTINGS=file.yaml for the rest; make plan: the same, without running anything.
+BOOK_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SETTINGS),--settings $(SETTINGS)) \
+	$(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $(if $(DTYPE),--dtype $(DTYPE))
+
 notebooks: $(STAMP)
-	$(PY) -m amlib book-pages --notebooks notebooks --executed $(EXECUTED)
+	$(PY) -m amlib book-pages --notebooks notebooks --executed $(EXECUTED) $(BOOK_ARGS)
+
+plan: $(STAMP)
+	$(PY) -m amlib book-pages --notebooks notebooks --executed $(EXECUTED) $(BOOK_ARGS) --dry-run
 
 # -W -n --keep-going: any warning (a missing glue key, a broken cross-reference or download, a figure
 # that did not render) fails the build, after listing them all.

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from amlib.reference.model import REFERENCE_MODEL
+from amlib.book_settings import BookSettings, settings_dict  # noqa: F401 (the book's settings live there)
 
 DATA_DIR = "../data/built/offline-test"  # relative to notebooks/ (papermill runs there)
 RESULTS_DIR = "../results/baseline"
@@ -38,39 +38,6 @@ def cpu_has_bf16() -> bool:
 
 
 @dataclass
-class BookSettings:
-    """What the book evaluates. Sizes are chosen to fit the main job's budget (30 min on 2 CPU
-    cores); every page states its n and intervals. Measured (2 cores, bfloat16, 2026-12-07, batched
-    decoding, eviction prefills shared by the presses): 01 1.8 min (building the data), 02 9.5, 00 0.6,
-    03 2.7, 04 11.2 (8 items per task), 05 2.8 (6 per task), 06 2.4, 07 0.1, 08 0.3. Prefill is what
-    costs: a 195 s item's vanilla prefill ~5.6 s, a pruning grid item ~19 s (its 12 pruned prefills),
-    an eviction grid item ~12 s of prefill for 16 configurations (one prefill per protocol, then each
-    press compresses a copy)."""
-
-    model: str = REFERENCE_MODEL
-    dtype: str | None = None  # None: bfloat16 where the CPU supports it, else float32
-    per_task: int = 10  # items per task in the built test split
-    min_seconds: float = 90.0
-    max_seconds: float = 300.0
-    seed: int = 0
-    # ASR answers are ~450 tokens at ~80 ms each on the 2-core CPU: ASR items are the costly ones
-    baseline_limit: dict = field(default_factory=lambda: {"ASR": 3})  # per task (others: all)
-    # items per task for the blind (silent audio) baseline; ASR left out: from silence the model may
-    # write its whole 1,100-token budget (~2 min per item here), and it has no question to answer
-    blind_limit: dict = field(default_factory=lambda: {"ASR": 0, "*": 3})
-    pruning_tasks: list[str] = field(default_factory=lambda: ["SGR", "ER", "SD", "MC"])
-    pruning_limit: int = 8
-    pruning_asr_limit: int = 1  # ASR items pruned (page 07 analyses their transcripts)
-    pruning_asr_ratios: list[float] = field(default_factory=lambda: [0.6])
-    eviction_tasks: list[str] = field(default_factory=lambda: ["SGR", "MC"])
-    eviction_ratios: list[float] = field(default_factory=lambda: [0.5, 0.9])
-    eviction_limit: int = 6
-
-    def resolved_dtype(self) -> str:
-        return self.dtype or ("bfloat16" if cpu_has_bf16() else "float32")
-
-
-@dataclass
 class Page:
     notebook: str  # file name in notebooks/
     parameters: dict
@@ -81,7 +48,7 @@ def book_pages(s: BookSettings) -> list[Page]:
     dtype = s.resolved_dtype()
     build = {"per_task": s.per_task, "min_seconds": s.min_seconds, "max_seconds": s.max_seconds, "seed": s.seed}
     data = {"data_source": "offline", "data_dir": DATA_DIR, **build}
-    model = {"model": s.model, "dtype": dtype, "output_dir": RESULTS_DIR}
+    model = {"model": s.model, "device": s.device, "dtype": dtype, "output_dir": RESULTS_DIR}
     return [
         Page("01_dataset_construction.ipynb", {"source": "offline", "out": DATA_DIR, **build}),
         Page("02_baseline_eval.ipynb", {**data, **model, "limit": s.baseline_limit}),
@@ -93,7 +60,7 @@ def book_pages(s: BookSettings) -> list[Page]:
         Page("04_pruning.ipynb", {**data, **model, "tasks": s.pruning_tasks, "limit": s.pruning_limit,
                                   "asr_limit": s.pruning_asr_limit, "asr_ratios": s.pruning_asr_ratios}),
         Page("05_eviction.ipynb", {**data, **model, "tasks": s.eviction_tasks, "ratio": s.eviction_ratios,
-                                   "limit": s.eviction_limit}),
+                                   "protocol": s.eviction_protocols, "limit": s.eviction_limit}),
         Page("06_duration_ablation.ipynb", {**data, **model, "tasks": None, "limit": s.baseline_limit}),
         Page("07_error_analysis.ipynb", {"model": s.model, "results_dir": RESULTS_DIR}),
         Page("08_encoding_granularity.ipynb", {}),
@@ -101,13 +68,18 @@ def book_pages(s: BookSettings) -> list[Page]:
 
 
 def run_pages(pages: list[Page], notebooks_dir: str | Path, executed_dir: str | Path,
-              only: list[str] | None = None) -> list[dict]:
+              only: list[str] | None = None, progress_every: float | None = 60.0, write=print) -> list[dict]:
     """Execute each page with papermill into `executed_dir` (stops at the first failing page, whose
     error papermill raises), tag it for readers (`reader_view`); returns and writes the page-by-page
-    timing. A page whose notebook has a `downloads_dir` parameter writes its whole predictions to
-    `executed_dir/predictions/`, which the page links."""
+    timing, with the rows each page computed (`amlib.book_plan`). A page whose notebook has a
+    `downloads_dir` parameter writes its whole predictions to `executed_dir/predictions/`, which the
+    page links. `progress_every`: seconds between a page's progress lines (None: none)."""
+    from contextlib import nullcontext
+
     import nbformat
     import papermill
+
+    from amlib.book_plan import PagePlan, Progress, page_plans
 
     notebooks_dir, executed_dir = Path(notebooks_dir), Path(executed_dir)
     executed_dir.mkdir(parents=True, exist_ok=True)
@@ -121,12 +93,17 @@ def run_pages(pages: list[Page], notebooks_dir: str | Path, executed_dir: str | 
         parameters = dict(page.parameters)
         if "downloads_dir" in notebook_parameters(nbformat.read(str(source), as_version=4)):
             parameters["downloads_dir"] = downloads_dir  # the page's whole predictions, linked from it
+        plans = page_plans([page], notebooks_dir)
+        plan = plans[0] if plans else PagePlan(page.notebook.removesuffix(".ipynb"))
         start = time.perf_counter()
-        papermill.execute_notebook(str(source), str(executed_dir / page.notebook), parameters=parameters,
-                                   kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False)
+        with Progress(plan, progress_every, write) if progress_every else nullcontext() as progress:
+            papermill.execute_notebook(str(source), str(executed_dir / page.notebook), parameters=parameters,
+                                       kernel_name="python3", cwd=str(notebooks_dir), progress_bar=False)
+        computed = progress.rows_computed if progress is not None else None
         reader_view_file(executed_dir / page.notebook)
         rows[page.notebook] = {"page": page.notebook, "seconds": round(time.perf_counter() - start, 1),
-                               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "parameters": page.parameters}
+                               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "parameters": page.parameters,
+                               "rows_planned": plan.planned, "rows_computed": computed}
         _write_timing(rows, timing_path)
     return list(rows.values())
 
@@ -154,16 +131,18 @@ def timing_markdown(pages: list[dict], machine: str) -> str:
     """The page-by-page table the intro page includes."""
     total = sum(p["seconds"] for p in pages)
     lines = [f"Notebook execution of this build on {machine} (papermill; set-up and `jupyter-book build` "
-             "not included):", "", "| page | minutes | share | finished |", "|---|---:|---:|---|"]
+             "not included; rows: predictions the page planned, and those it computed rather than found):", "",
+             "| page | minutes | share | rows planned | rows computed | finished |", "|---|---:|---:|---:|---:|---|"]
+
+    def count(value):
+        return "" if value is None else f"{value:,}"
+
     for p in pages:
         share = 100 * p["seconds"] / total if total else 0.0
-        lines.append(f"| {p['page'].removesuffix('.ipynb')} | {p['seconds'] / 60:.1f} | {share:.0f} % | {p['finished']} |")
-    lines.append(f"| **total** | **{total / 60:.1f}** | | |")
+        lines.append(f"| {p['page'].removesuffix('.ipynb')} | {p['seconds'] / 60:.1f} | {share:.0f} % | "
+                     f"{count(p.get('rows_planned'))} | {count(p.get('rows_computed'))} | {p['finished']} |")
+    lines.append(f"| **total** | **{total / 60:.1f}** | | | | |")
     return "\n".join(lines) + "\n"
-
-
-def settings_dict(s: BookSettings) -> dict:
-    return {**asdict(s), "dtype": s.resolved_dtype()}
 
 
 # --- What a reader sees: set-up code collapsed, a summary of the run's settings, results in front ---------

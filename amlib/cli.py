@@ -164,12 +164,22 @@ def _train_reference(args) -> None:
 
 
 def _book_pages(args) -> None:
-    from amlib.book import BookSettings, book_pages, run_pages, settings_dict
+    from amlib.book import book_pages, run_pages
+    from amlib.book_plan import page_plans, plan_rows, plan_text
+    from amlib.book_settings import SettingsError, load_settings, settings_dict
 
-    settings = BookSettings()
-    print("book settings:", json.dumps(settings_dict(settings)))
-    for row in run_pages(book_pages(settings), args.notebooks, args.executed, only=args.only):
-        print(f"{row['page']}: {row['seconds'] / 60:.1f} min")
+    try:
+        settings = load_settings(args.profile, args.settings, {"model": args.model, "device": args.device,
+                                                               "dtype": args.dtype})
+    except SettingsError as err:
+        raise SystemExit(f"book settings: {err}") from None
+    print("book settings:", json.dumps(settings_dict(settings)), flush=True)
+    pages = [p for p in book_pages(settings) if not args.only or any(p.notebook.startswith(o) for o in args.only)]
+    print(plan_text(plan_rows(page_plans(pages, args.notebooks), args.executed / "timing.json")), flush=True)
+    if args.dry_run:
+        return
+    for row in run_pages(pages, args.notebooks, args.executed, progress_every=args.progress_every):
+        print(f"{row['page']}: {row['seconds'] / 60:.1f} min, {row['rows_computed'] or 0} rows computed", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -274,6 +284,14 @@ def main(argv: list[str] | None = None) -> None:
     bk.add_argument("--notebooks", type=Path, default=Path("notebooks"))
     bk.add_argument("--executed", type=Path, default=Path("book/executed"))
     bk.add_argument("--only", nargs="*", default=None, help="page prefixes to run (e.g. 03 07); default: all")
+    bk.add_argument("--profile", default=None, help="sizes: cpu (default), gpu or full (amlib/book_settings.py)")
+    bk.add_argument("--settings", type=Path, default=None, help="a YAML or JSON file of book settings")
+    bk.add_argument("--model", default=None, help="hub id, local checkpoint folder or built-in model")
+    bk.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
+    bk.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
+    bk.add_argument("--dry-run", action="store_true",
+                    help="print the settings and the plan (rows to compute, estimated time) and stop")
+    bk.add_argument("--progress-every", type=float, default=60.0, help="seconds between progress lines")
     bk.set_defaults(func=_book_pages)
 
     args = parser.parse_args(argv)

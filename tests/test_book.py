@@ -83,7 +83,7 @@ def test_run_pages_times_each_page_and_keeps_earlier_rows(tmp_path, monkeypatch)
 def test_timing_markdown_shares_add_up():
     text = timing_markdown([{"page": "a.ipynb", "seconds": 90.0, "finished": "t1"},
                             {"page": "b.ipynb", "seconds": 30.0, "finished": "t2"}], "test machine")
-    assert "| a | 1.5 | 75 % | t1 |" in text and "| b | 0.5 | 25 % | t2 |" in text and "**2.0**" in text
+    assert "| a | 1.5 | 75 % |  |  | t1 |" in text and "| b | 0.5 | 25 % |  |  | t2 |" in text and "**2.0**" in text
 
 
 def test_run_pages_gives_pages_with_a_downloads_parameter_the_folder_beside_them_and_tags_them(tmp_path, monkeypatch):

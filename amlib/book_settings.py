@@ -1,0 +1,213 @@
+"""What `make book` evaluates: the model, device, dtype and sizes of every page, as one `BookSettings`.
+
+The sizes come from a named profile, then a settings file, then the command line (later wins):
+
+    python -m amlib book-pages                                   # profile cpu: the stand-in, 2 CPU cores
+    python -m amlib book-pages --model Qwen/Qwen2.5-Omni-7B --device cuda --dtype bfloat16 --profile gpu
+    python -m amlib book-pages --settings my_book.yaml --dry-run  # the plan and its estimated time only
+
+Profiles (`PROFILES`, the one place their sizes live):
+- `cpu` (default): the stand-in model on 2 CPU cores within the main job's 30-minute budget;
+- `gpu`: the same pages with the sizes one GPU finishes in about an hour (every task on every page);
+- `full`: the paper's complete grid on every item of the data (Table 4's 13 pruning configurations,
+  Table 7's presses x ratios under both protocols, every item of Tables 3, 6, 8, 9-10).
+
+Every key is checked before anything runs: an unknown key, a value of the wrong kind, an unknown task,
+press, method, dtype or profile, a ratio out of range, or a CUDA device on a machine without one is a
+`SettingsError` naming the key, the value and where it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from amlib.reference.model import REFERENCE_MODEL
+
+
+class SettingsError(ValueError):
+    """A book setting that cannot be run: the message names the key, the value and its origin."""
+
+
+@dataclass
+class BookSettings:
+    """What the book evaluates. The defaults are profile `cpu`: sizes chosen to fit the main job's budget
+    (30 min on 2 CPU cores); every page states its n and intervals. Measured (2 cores, bfloat16,
+    2026-12-07, batched decoding, eviction prefills shared by the presses): 01 1.8 min (building the
+    data), 02 9.5, 00 0.6, 03 2.7, 04 11.2 (8 items per task), 05 2.8 (6 per task), 06 2.4, 07 0.1,
+    08 0.3. Prefill is what costs: a 195 s item's vanilla prefill ~5.6 s, a pruning grid item ~19 s
+    (its 12 pruned prefills), an eviction grid item ~12 s of prefill for 16 configurations (one
+    prefill per protocol, then each press compresses a copy)."""
+
+    profile: str = "cpu"
+    model: str = REFERENCE_MODEL
+    device: str = "cpu"
+    dtype: str | None = None  # None: bfloat16 where the CPU supports it, else float32 (CUDA: bfloat16)
+    per_task: int = 10  # items per task in the built test split
+    min_seconds: float = 90.0
+    max_seconds: float = 300.0
+    seed: int = 0
+    # ASR answers are ~450 tokens at ~80 ms each on the 2-core CPU: ASR items are the costly ones
+    baseline_limit: dict | None = field(default_factory=lambda: {"ASR": 3})  # per task (others: all); None: all
+    # items per task for the blind (silent audio) baseline; ASR left out: from silence the model may
+    # write its whole 1,100-token budget (~2 min per item here), and it has no question to answer
+    blind_limit: dict | None = field(default_factory=lambda: {"ASR": 0, "*": 3})
+    pruning_tasks: list[str] | None = field(default_factory=lambda: ["SGR", "ER", "SD", "MC"])  # None: all
+    pruning_limit: int | None = 8  # items per task (None: all)
+    pruning_asr_limit: int = 1  # ASR items pruned apart from the grid (page 07 analyses their transcripts)
+    pruning_asr_ratios: list[float] | None = field(default_factory=lambda: [0.6])  # None: the grid's
+    eviction_tasks: list[str] | None = field(default_factory=lambda: ["SGR", "MC"])  # None: all
+    eviction_ratios: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    eviction_protocols: list[str] | None = None  # None: both
+    eviction_limit: int | None = 6  # items per task (None: all)
+
+    def resolved_dtype(self) -> str:
+        if self.dtype:
+            return self.dtype
+        if self.device.startswith("cuda"):
+            return "bfloat16"
+        from amlib.book import cpu_has_bf16
+
+        return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+# the sizes of each profile, over the defaults above (the `cpu` profile IS the defaults)
+PROFILES: dict[str, dict] = {
+    "cpu": {},
+    "gpu": {"per_task": 50, "baseline_limit": None, "blind_limit": {"ASR": 0, "*": 10},
+            "pruning_tasks": None, "pruning_limit": 20, "pruning_asr_limit": 0, "pruning_asr_ratios": None,
+            "eviction_tasks": None, "eviction_ratios": [0.3, 0.5, 0.7, 0.9], "eviction_limit": 10},
+    "full": {"per_task": 100, "baseline_limit": None, "blind_limit": None,
+             "pruning_tasks": None, "pruning_limit": None, "pruning_asr_limit": 0, "pruning_asr_ratios": None,
+             "eviction_tasks": None, "eviction_ratios": [0.3, 0.5, 0.6, 0.7, 0.9], "eviction_limit": None},
+}
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def settings_dict(s: BookSettings) -> dict:
+    return {**asdict(s), "dtype": s.resolved_dtype()}
+
+
+def read_settings_file(path: str | Path) -> dict:
+    """A JSON or YAML mapping of BookSettings keys (".json": JSON; anything else: YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"settings file {path}: not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as err:  # the parser's message names the line
+        raise SettingsError(f"settings file {path}: cannot be read: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def load_settings(profile: str | None = None, settings_file: str | Path | None = None,
+                  overrides: dict | None = None, check_device: bool = True) -> BookSettings:
+    """The profile's sizes (default `cpu`, or the file's `profile`), then the file's keys, then
+    `overrides` (the command line; None values are not given); validated (`validate`)."""
+    from_file = read_settings_file(settings_file) if settings_file else {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    name = given.get("profile") or from_file.get("profile") or profile or "cpu"
+    if name not in PROFILES:
+        raise SettingsError(f"profile {name!r}: unknown; choose one of {', '.join(PROFILES)}")
+    settings = BookSettings(profile=name)
+    for origin, values in ((f"profile {name}", PROFILES[name]), (f"settings file {settings_file}", from_file),
+                           ("the command line", given)):
+        settings = _apply(settings, values, origin)
+    validate(settings, check_device=check_device)
+    return settings
+
+
+_KEYS = {f.name for f in fields(BookSettings)}
+
+
+def _apply(settings: BookSettings, values: dict, origin: str) -> BookSettings:
+    unknown = sorted(set(values) - _KEYS)
+    if unknown:
+        raise SettingsError(f"{origin}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(_KEYS))}")
+    for key, value in values.items():
+        _check_kind(key, value, origin)
+    return replace(settings, **values)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KINDS = {  # key -> (check, what it must be)
+    "profile": (lambda v: isinstance(v, str), "a profile name"),
+    "model": (lambda v: isinstance(v, str) and v.strip() != "", "a model name or path"),
+    "device": (lambda v: isinstance(v, str), "a device (cpu, cuda, cuda:N)"),
+    "dtype": (lambda v: v is None or v in DTYPES, f"one of {', '.join(DTYPES)} (or null)"),
+    "per_task": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
+    "min_seconds": (lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
+    "max_seconds": (lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer"),
+    "baseline_limit": (lambda v: v is None or _task_limits(v), "a mapping task -> items (\"*\": every other task) or null"),
+    "blind_limit": (lambda v: v is None or _task_limits(v), "a mapping task -> items (\"*\": every other task) or null"),
+    "pruning_tasks": (lambda v: v is None or _tasks(v), "a list of task codes or null (all)"),
+    "pruning_limit": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+                      "a positive integer or null (all)"),
+    "pruning_asr_limit": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                          "a non-negative integer"),
+    "pruning_asr_ratios": (lambda v: v is None or _ratios(v, closed=True), "a list of ratios in [0, 1] or null"),
+    "eviction_tasks": (lambda v: v is None or _tasks(v), "a list of task codes or null (all)"),
+    "eviction_ratios": (lambda v: _ratios(v, closed=False), "a non-empty list of ratios in [0, 1)"),
+    "eviction_protocols": (lambda v: v is None or (isinstance(v, list) and v and all(
+        p in ("query_aware", "query_agnostic") for p in v)), "a list of query_aware / query_agnostic, or null (both)"),
+    "eviction_limit": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+                       "a positive integer or null (all)"),
+}
+
+
+def _tasks(value) -> bool:
+    from amlib.tasks import TASK_ORDER
+
+    return isinstance(value, list) and bool(value) and all(t in TASK_ORDER for t in value)
+
+
+def _task_limits(value) -> bool:
+    from amlib.tasks import TASK_ORDER
+
+    return isinstance(value, dict) and all((k in TASK_ORDER or k == "*") and isinstance(n, int)
+                                           and not isinstance(n, bool) and n >= 0 for k, n in value.items())
+
+
+def _ratios(value, closed: bool) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        _is_number(r) and 0 <= r and (r <= 1 if closed else r < 1) for r in value)
+
+
+def _check_kind(key: str, value, origin: str) -> None:
+    check, what = _KINDS[key]
+    if not check(value):
+        raise SettingsError(f"{origin}: {key} = {value!r}: expected {what}")
+
+
+def validate(s: BookSettings, check_device: bool = True) -> None:
+    """The combinations no single key shows wrong: the duration window, the device itself."""
+    if s.min_seconds > s.max_seconds:
+        raise SettingsError(f"min_seconds {s.min_seconds} > max_seconds {s.max_seconds}: the build would have no item")
+    if not (s.device == "cpu" or s.device == "cuda" or (s.device.startswith("cuda:") and s.device[5:].isdigit())):
+        raise SettingsError(f"device {s.device!r}: expected cpu, cuda or cuda:N")
+    if check_device and s.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SettingsError(f"device {s.device!r}: this machine has no CUDA device (torch {torch.__version__})")
+        index = int(s.device[5:]) if ":" in s.device else 0
+        if index >= torch.cuda.device_count():
+            raise SettingsError(f"device {s.device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if s.dtype == "float16" and s.device == "cpu":
+        raise SettingsError("dtype float16 on the CPU: half-precision matrix products are not supported there "
+                            "(use bfloat16 or float32)")
