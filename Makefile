@@ -33,9 +33,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml apt-packages.t
 	touch $(STAMP)
 
 # The book's settings (amlib/book_settings.py), all optional: make book MODEL=Qwen/Qwen2.5-Omni-7B DEVICE=cuda
-# DTYPE=bfloat16 PROFILE=gpu, SETTINGS=file.yaml for the rest; make plan: the same, without running anything.
+# DTYPE=bfloat16 DATA=released:/data/AudioMarathon PROFILE=gpu, SETTINGS=file.yaml for the rest;
+# make plan: the same, without running anything.
 BOOK_ARGS = $(if $(PROFILE),--profile $(PROFILE)) $(if $(SETTINGS),--settings $(SETTINGS)) \
-	$(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $(if $(DTYPE),--dtype $(DTYPE))
+	$(if $(MODEL),--model $(MODEL)) $(if $(DEVICE),--device $(DEVICE)) $(if $(DTYPE),--dtype $(DTYPE)) \
+	$(if $(DATA),--data $(DATA))
 
 notebooks: $(STAMP)
 	$(PY) -m amlib book-pages --notebooks notebooks --executed $(EXECUTED) $(BOOK_ARGS)

@@ -25,6 +25,7 @@ DATA_DIR = "../data/built/offline-test"  # relative to notebooks/ (papermill run
 RESULTS_DIR = "../results/baseline"
 DOWNLOADS_FOLDER = "predictions"  # beside the executed notebooks: the pages' whole predictions
 BLIND_DIR = "../results/blind"  # the silent copies and their predictions, apart from the real run's
+STAND_IN_DIR = "../results/stand-in-offline"  # page 00's rows when the book's data is not the offline suite
 
 
 def cpu_has_bf16() -> bool:
@@ -45,15 +46,22 @@ class Page:
 
 def book_pages(s: BookSettings) -> list[Page]:
     """The pages in the order they run, with their papermill parameters."""
+    from amlib.book_settings import data_spec
+
     dtype = s.resolved_dtype()
+    spec = data_spec(s.data)
     build = {"per_task": s.per_task, "min_seconds": s.min_seconds, "max_seconds": s.max_seconds, "seed": s.seed}
-    data = {"data_source": "offline", "data_dir": DATA_DIR, **build}
+    # a real source is built once (page 01, from its root); the later pages read that folder as it is
+    data = {"data_source": "offline" if spec.source == "offline" else "manifest", "data_dir": spec.folder, **build}
     model = {"model": s.model, "device": s.device, "dtype": dtype, "output_dir": RESULTS_DIR}
     return [
-        Page("01_dataset_construction.ipynb", {"source": "offline", "out": DATA_DIR, **build}),
+        Page("01_dataset_construction.ipynb", {"source": spec.source, "out": spec.folder, **build,
+                                               **({"root": spec.root} if spec.root else {})}),
         Page("02_baseline_eval.ipynb", {**data, **model, "limit": s.baseline_limit}),
+        # the stand-in's own page: always on the offline suite (its own folder when the book's data is another)
         Page("00_reference_model.ipynb", {"data_dir": DATA_DIR, **build, "tasks": None, "limit": s.baseline_limit,
-                                          "dtype": dtype, "output_dir": RESULTS_DIR}),
+                                          "dtype": dtype,
+                                          "output_dir": RESULTS_DIR if spec.source == "offline" else STAND_IN_DIR}),
         Page("03_results_overview.ipynb", {**data, **model, "tasks": None, "limit": s.baseline_limit,
                                            "results_dir": RESULTS_DIR, "output_dir": BLIND_DIR,
                                            "blind_limit": s.blind_limit}),

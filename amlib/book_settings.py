@@ -42,6 +42,10 @@ class BookSettings:
 
     profile: str = "cpu"
     model: str = REFERENCE_MODEL
+    # the data: "offline" (the license-free suite, built here), "<source>:<folder>" (a real source's files,
+    # e.g. "gtzan:/data/gtzan"; "released:<folder>" is the released AudioMarathon benchmark), or
+    # "built:<folder>" (a folder with a manifest.jsonl built beforehand, used as it is)
+    data: str = "offline"
     device: str = "cpu"
     dtype: str | None = None  # None: bfloat16 where the CPU supports it, else float32 (CUDA: bfloat16)
     per_task: int = 10  # items per task in the built test split
@@ -148,6 +152,7 @@ _KINDS = {  # key -> (check, what it must be)
     "profile": (lambda v: isinstance(v, str), "a profile name"),
     "model": (lambda v: isinstance(v, str) and v.strip() != "", "a model name or path"),
     "device": (lambda v: isinstance(v, str), "a device (cpu, cuda, cuda:N)"),
+    "data": (lambda v: isinstance(v, str) and v.strip() != "", "offline, <source>:<folder> or built:<folder>"),
     "dtype": (lambda v: v is None or v in DTYPES, f"one of {', '.join(DTYPES)} (or null)"),
     "per_task": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a positive integer"),
     "min_seconds": (lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
@@ -208,6 +213,57 @@ def validate(s: BookSettings, check_device: bool = True) -> None:
         index = int(s.device[5:]) if ":" in s.device else 0
         if index >= torch.cuda.device_count():
             raise SettingsError(f"device {s.device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    data_spec(s.data)  # raises on an unknown source or a missing folder
     if s.dtype == "float16" and s.device == "cpu":
         raise SettingsError("dtype float16 on the CPU: half-precision matrix products are not supported there "
                             "(use bfloat16 or float32)")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the book's items come from: `source` (a registered builder, or "manifest": built beforehand),
+    `root` (the source's files), `folder` (the built data, as the pages see it from notebooks/)."""
+
+    source: str
+    root: str | None
+    folder: str
+
+    @property
+    def builds(self) -> bool:
+        return self.source != "manifest"
+
+    def describe(self) -> str:
+        if self.source == "offline":
+            return "the offline suite (license-free, built from packaged assets)"
+        if self.source == "manifest":
+            return f"the data built beforehand in {self.folder}"
+        what = "the released AudioMarathon benchmark" if self.source == "audiomarathon" else f"source {self.source}"
+        return f"{what} from {self.root}"
+
+
+ALIASES = {"released": "audiomarathon"}
+
+
+def data_spec(value: str) -> DataSpec:
+    """Parse the `data` setting (see BookSettings.data); a clear error for an unknown source or a folder
+    that is not there."""
+    from amlib.book import DATA_DIR
+    from amlib.data.sources import SOURCES
+
+    if value == "offline":
+        return DataSpec("offline", None, DATA_DIR)
+    kind, sep, folder = value.partition(":")
+    if not sep or not folder:
+        raise SettingsError(f"data {value!r}: expected offline, <source>:<folder> or built:<folder>")
+    path = Path(folder).expanduser().resolve()
+    if kind == "built":
+        if not (path / "manifest.jsonl").is_file():
+            raise SettingsError(f"data {value!r}: {path} has no manifest.jsonl")
+        return DataSpec("manifest", None, str(path))
+    source = ALIASES.get(kind, kind)
+    if source not in SOURCES or source == "offline":
+        raise SettingsError(f"data {value!r}: unknown source {kind!r}; known: released, "
+                            f"{', '.join(sorted(s for s in SOURCES if s != 'offline'))}")
+    if not path.is_dir():
+        raise SettingsError(f"data {value!r}: {path} is not a folder")
+    return DataSpec(source, str(path), f"../data/built/{source}-test")

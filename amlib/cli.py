@@ -170,7 +170,7 @@ def _book_pages(args) -> None:
 
     try:
         settings = load_settings(args.profile, args.settings, {"model": args.model, "device": args.device,
-                                                               "dtype": args.dtype})
+                                                               "dtype": args.dtype, "data": args.data})
     except SettingsError as err:
         raise SystemExit(f"book settings: {err}") from None
     print("book settings:", json.dumps(settings_dict(settings)), flush=True)
@@ -289,6 +289,9 @@ def main(argv: list[str] | None = None) -> None:
     bk.add_argument("--model", default=None, help="hub id, local checkpoint folder or built-in model")
     bk.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
     bk.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
+    bk.add_argument("--data", default=None,
+                    help="offline (default), <source>:<folder> (released:<folder> = the released benchmark) or "
+                         "built:<folder> (a folder with a manifest.jsonl)")
     bk.add_argument("--dry-run", action="store_true",
                     help="print the settings and the plan (rows to compute, estimated time) and stop")
     bk.add_argument("--progress-every", type=float, default=60.0, help="seconds between progress lines")

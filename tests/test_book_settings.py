@@ -203,3 +203,47 @@ def test_run_pages_records_rows_planned_and_computed(tmp_path, monkeypatch):
     table = timing_markdown([{"page": "04_pruning.ipynb", "seconds": 60.0, "finished": "now", "rows_planned": 1200,
                               "rows_computed": 900}], "a machine")
     assert "| 04_pruning | 1.0 | 100 % | 1,200 | 900 | now |" in table
+
+
+# --- the data ----------------------------------------------------------------------------------------
+
+def test_data_settings_name_a_source_and_its_folder(tmp_path):
+    from amlib.book_settings import data_spec
+
+    assert data_spec("offline").source == "offline"
+    released = data_spec(f"released:{tmp_path}")
+    assert (released.source, released.root, released.folder) == ("audiomarathon", str(tmp_path),
+                                                                 "../data/built/audiomarathon-test")
+    with pytest.raises(SettingsError, match="unknown source 'nope'"):
+        data_spec(f"nope:{tmp_path}")
+    with pytest.raises(SettingsError, match="is not a folder"):
+        data_spec(f"gtzan:{tmp_path / 'missing'}")
+    with pytest.raises(SettingsError, match="has no manifest.jsonl"):
+        data_spec(f"built:{tmp_path}")
+    with pytest.raises(SettingsError, match="expected offline, <source>:<folder> or built:<folder>"):
+        load_settings(overrides={"data": "AudioMarathon"})
+
+
+def test_a_real_source_is_built_once_and_read_as_it_is_by_the_later_pages(tmp_path):
+    s = load_settings(overrides={"data": f"gtzan:{tmp_path}"})
+    pages = {p.notebook[:2]: p.parameters for p in book_pages(s)}
+    assert (pages["01"]["source"], pages["01"]["root"], pages["01"]["out"]) == ("gtzan", str(tmp_path),
+                                                                               "../data/built/gtzan-test")
+    for page in ("02", "03", "04", "05", "06"):
+        assert (pages[page]["data_source"], pages[page]["data_dir"]) == ("manifest", "../data/built/gtzan-test")
+    assert pages["00"]["data_dir"] == "../data/built/offline-test"  # the stand-in's page keeps its own data
+    assert pages["00"]["output_dir"] != pages["02"]["output_dir"]  # ... and its own predictions
+
+
+def test_a_prebuilt_folder_is_used_as_it_is(tmp_path):
+    from amlib.data.build import ensure_dataset
+
+    with pytest.raises(FileNotFoundError, match="no manifest.jsonl"):
+        ensure_dataset(tmp_path / "empty", source="manifest", per_task=3)
+    data = tmp_path / "built"
+    write_manifest(data / "manifest.jsonl", [make_item(data, "SGR-0", "SGR", 1.0)])
+    before = (data / "manifest.jsonl").read_text()
+    assert ensure_dataset(data, source="manifest", per_task=3, root=None) == data
+    assert (data / "manifest.jsonl").read_text() == before and not (data / "build.json").exists()
+    s = load_settings(overrides={"data": f"built:{data}"})
+    assert {p.notebook[:2]: p.parameters for p in book_pages(s)}["02"]["data_dir"] == str(data)

@@ -39,11 +39,21 @@ def build_dataset(source: str, out: str | Path, root: str | Path | None = None, 
     return stats
 
 
+PREBUILT = "manifest"  # a folder built beforehand (page 01, or `amlib build-data`): read as it is
+
+
 def ensure_dataset(out_dir: str | Path, source: str = "skeleton", **settings) -> Path:
     """Build `source` into `out_dir` unless it already holds a build with identical settings. One
     process at a time per folder (a lock file beside it): two notebooks or test workers asking for the
-    same folder at once get one build, not two interleaved."""
+    same folder at once get one build, not two interleaved. Source "manifest": the folder was built
+    beforehand (a real source's build, whose root the later pages do not know): it is used as it is,
+    and must hold a manifest."""
     out_dir = Path(out_dir)
+    if source == PREBUILT:
+        if not (out_dir / "manifest.jsonl").is_file():
+            raise FileNotFoundError(f"{out_dir}: no manifest.jsonl (data source {PREBUILT!r} reads a folder built "
+                                    "beforehand, e.g. by `python -m amlib build-data` or the book's page 01)")
+        return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with (out_dir.parent / f".{out_dir.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -78,7 +88,7 @@ def ensure_dataset_for_tasks(out_dir: str | Path, source: str, tasks: list[str] 
     only (cheaper to build), while a folder already built with the same settings for these tasks or
     more is reused as it is, never rebuilt for fewer; a folder lacking some of them is rebuilt with
     both sets. The skeleton source builds its own two tasks."""
-    if source == "skeleton":
+    if source in ("skeleton", PREBUILT):
         return ensure_dataset(out_dir, source, **settings)
     record = Path(out_dir) / "build.json"
     recorded = json.loads(record.read_text()) if record.is_file() else {}
