@@ -53,11 +53,12 @@ def book_pages(s: BookSettings) -> list[Page]:
     build = {"per_task": s.per_task, "min_seconds": s.min_seconds, "max_seconds": s.max_seconds, "seed": s.seed}
     # a real source is built once (page 01, from its root); the later pages read that folder as it is
     data = {"data_source": "offline" if spec.source == "offline" else "manifest", "data_dir": spec.folder, **build}
-    model = {"model": s.model, "device": s.device, "dtype": dtype, "output_dir": RESULTS_DIR}
+    primary, *more = s.models
+    model = {"model": primary, "device": s.device, "dtype": dtype, "output_dir": RESULTS_DIR}
     return [
         Page("01_dataset_construction.ipynb", {"source": spec.source, "out": spec.folder, **build,
                                                **({"root": spec.root} if spec.root else {})}),
-        Page("02_baseline_eval.ipynb", {**data, **model, "limit": s.baseline_limit}),
+        Page("02_baseline_eval.ipynb", {**data, **model, "limit": s.baseline_limit, "more_models": more}),
         # the stand-in's own page: always on the offline suite (its own folder when the book's data is another)
         Page("00_reference_model.ipynb", {"data_dir": DATA_DIR, **build, "tasks": None, "limit": s.baseline_limit,
                                           "dtype": dtype,
@@ -70,7 +71,7 @@ def book_pages(s: BookSettings) -> list[Page]:
         Page("05_eviction.ipynb", {**data, **model, "tasks": s.eviction_tasks, "ratio": s.eviction_ratios,
                                    "protocol": s.eviction_protocols, "limit": s.eviction_limit}),
         Page("06_duration_ablation.ipynb", {**data, **model, "tasks": None, "limit": s.baseline_limit}),
-        Page("07_error_analysis.ipynb", {"model": s.model, "results_dir": RESULTS_DIR}),
+        Page("07_error_analysis.ipynb", {"model": primary, "results_dir": RESULTS_DIR}),
         Page("08_encoding_granularity.ipynb", {}),
     ]
 

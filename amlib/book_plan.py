@@ -28,6 +28,7 @@ class PagePlan:
     page: str
     files: dict[Path, set[str] | int] = field(default_factory=dict)  # file -> ids (or a nominal count)
     nominal: bool = False  # the data is not built: counts are the build's nominal ones
+    problems: list[str] = field(default_factory=list)  # what the page would fail on (e.g. a task the data lacks)
 
     @property
     def planned(self) -> int:
@@ -39,19 +40,36 @@ class PagePlan:
                    for path, ids in self.files.items())
 
 
+_READ: dict[Path, tuple[int, int, set[str]]] = {}  # file -> (inode, bytes read, ids): appended rows only
+
+
 def ids_in(path: Path) -> set[str]:
-    """Sample ids of the rows in a predictions file (and its shard files; unreadable lines skipped:
-    a run being written)."""
+    """Sample ids of the rows in a predictions file (and its shard files). Files only grow while a run
+    appends to them, so each is read from where the last call stopped (a file replaced, e.g. merged,
+    is read again); a line not yet complete waits for the next call."""
     found: set[str] = set()
     for file in [path, *sorted(path.parent.glob(f"{path.stem}.rank*.jsonl"))] if path.parent.is_dir() else []:
-        if not file.is_file():
-            continue
-        for line in file.read_text(encoding="utf-8").splitlines():
-            try:
-                found.add(json.loads(line)["id"])
-            except (ValueError, KeyError, TypeError):
-                continue
+        if file.is_file():
+            found |= _file_ids(file)
     return found
+
+
+def _file_ids(file: Path) -> set[str]:
+    stat = file.stat()
+    inode, offset, ids = _READ.get(file, (stat.st_ino, 0, set()))
+    if inode != stat.st_ino or stat.st_size < offset:
+        offset, ids = 0, set()
+    with file.open("rb") as fh:
+        fh.seek(offset)
+        chunk = fh.read()
+    complete = chunk[:chunk.rfind(b"\n") + 1]
+    for line in complete.splitlines():
+        try:
+            ids.add(json.loads(line)["id"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    _READ[file] = (stat.st_ino, offset + len(complete), ids)
+    return set(ids)
 
 
 def page_plans(pages: list[Page], notebooks_dir: str | Path) -> list[PagePlan]:
@@ -89,7 +107,11 @@ def _items(params: dict, root: Path, tasks, limit, plan: PagePlan) -> set[str] |
     if samples is None:
         plan.nominal = True
         return sum(_nominal(params, tasks, limit).values())
-    return {s.id for s in select(samples, tasks, limit)}
+    try:
+        return {s.id for s in select(samples, tasks, limit)}
+    except ValueError as err:  # the page would stop on it: the plan says so instead
+        plan.problems.append(str(err))
+        return set()
 
 
 def _plan(page: Page, root: Path) -> PagePlan | None:
@@ -107,8 +129,9 @@ def _plan(page: Page, root: Path) -> PagePlan | None:
     results = root / p.get("output_dir", RESULTS_DIR) if not name.startswith("03") else root / p["results_dir"]
     vanilla = RunConfig(seed=seed)
     if name.startswith(("00", "02")):
-        model = REFERENCE_MODEL if name.startswith("00") else model
-        plan.files[results / vanilla.file_name(model)] = _items(p, root, p.get("tasks"), p.get("limit"), plan)
+        models = [REFERENCE_MODEL] if name.startswith("00") else [model, *p.get("more_models", [])]
+        for each in models:
+            plan.files[results / vanilla.file_name(each)] = _items(p, root, p.get("tasks"), p.get("limit"), plan)
     elif name.startswith("03"):
         items = _items(p, root, p.get("tasks"), p.get("limit"), plan)
         plan.files[results / vanilla.file_name(model)] = items
@@ -204,6 +227,7 @@ class PlanRow:
     seconds_per_row: float | None
     rate_from: str
     nominal: bool
+    problems: list[str] = field(default_factory=list)
 
     @property
     def to_compute(self) -> int:
@@ -223,7 +247,7 @@ def plan_rows(plans: list[PagePlan], timing_path: Path) -> list[PlanRow]:
             rate, origin = rows_rate(plan), "rows in its files"
         if rate is None:
             origin = "no measured rate"
-        rows.append(PlanRow(plan.page, plan.planned, plan.done(), rate, origin, plan.nominal))
+        rows.append(PlanRow(plan.page, plan.planned, plan.done(), rate, origin, plan.nominal, plan.problems))
     return rows
 
 
@@ -234,6 +258,7 @@ def plan_text(rows: list[PlanRow]) -> str:
         estimate = "?" if r.estimate_s is None else f"{r.estimate_s / 60:.1f} min"
         note = r.rate_from + (" (data not built: nominal counts)" if r.nominal else "")
         lines.append(f"{r.page:28s} {r.planned:8d} {r.done:8d} {r.to_compute:8d} {estimate:>10s}  {note}")
+        lines += [f"{'':28s} PROBLEM: {problem}" for problem in r.problems]
         if r.estimate_s is None:
             unknown = unknown or r.to_compute > 0
         else:

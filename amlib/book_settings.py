@@ -41,7 +41,9 @@ class BookSettings:
     prefill per protocol, then each press compresses a copy)."""
 
     profile: str = "cpu"
-    model: str = REFERENCE_MODEL
+    # a model (hub id, local folder, built-in), or several: every page runs the first; page 02 also
+    # evaluates the others on the same items, so Table 3 (page 03) has a row for each
+    model: str | list[str] = REFERENCE_MODEL
     # the data: "offline" (the license-free suite, built here), "<source>:<folder>" (a real source's files,
     # e.g. "gtzan:/data/gtzan"; "released:<folder>" is the released AudioMarathon benchmark), or
     # "built:<folder>" (a folder with a manifest.jsonl built beforehand, used as it is)
@@ -65,6 +67,10 @@ class BookSettings:
     eviction_ratios: list[float] = field(default_factory=lambda: [0.5, 0.9])
     eviction_protocols: list[str] | None = None  # None: both
     eviction_limit: int | None = 6  # items per task (None: all)
+
+    @property
+    def models(self) -> list[str]:
+        return [self.model] if isinstance(self.model, str) else list(self.model)
 
     def resolved_dtype(self) -> str:
         if self.dtype:
@@ -150,7 +156,9 @@ def _is_number(value) -> bool:
 
 _KINDS = {  # key -> (check, what it must be)
     "profile": (lambda v: isinstance(v, str), "a profile name"),
-    "model": (lambda v: isinstance(v, str) and v.strip() != "", "a model name or path"),
+    "model": (lambda v: (isinstance(v, str) and v.strip() != "") or (isinstance(v, list) and bool(v) and all(
+        isinstance(m, str) and m.strip() for m in v) and len(set(v)) == len(v)),
+              "a model name or path, or a list of distinct ones"),
     "device": (lambda v: isinstance(v, str), "a device (cpu, cuda, cuda:N)"),
     "data": (lambda v: isinstance(v, str) and v.strip() != "", "offline, <source>:<folder> or built:<folder>"),
     "dtype": (lambda v: v is None or v in DTYPES, f"one of {', '.join(DTYPES)} (or null)"),

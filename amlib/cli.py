@@ -169,7 +169,8 @@ def _book_pages(args) -> None:
     from amlib.book_settings import SettingsError, load_settings, settings_dict
 
     try:
-        settings = load_settings(args.profile, args.settings, {"model": args.model, "device": args.device,
+        model = args.model[0] if args.model and len(args.model) == 1 else args.model
+        settings = load_settings(args.profile, args.settings, {"model": model, "device": args.device,
                                                                "dtype": args.dtype, "data": args.data})
     except SettingsError as err:
         raise SystemExit(f"book settings: {err}") from None
@@ -286,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     bk.add_argument("--only", nargs="*", default=None, help="page prefixes to run (e.g. 03 07); default: all")
     bk.add_argument("--profile", default=None, help="sizes: cpu (default), gpu or full (amlib/book_settings.py)")
     bk.add_argument("--settings", type=Path, default=None, help="a YAML or JSON file of book settings")
-    bk.add_argument("--model", default=None, help="hub id, local checkpoint folder or built-in model")
+    bk.add_argument("--model", nargs="+", default=None,
+                    help="hub id, local checkpoint folder or built-in model; several: page 02 evaluates each (Table 3)")
     bk.add_argument("--device", default=None, help="cpu, cuda or cuda:N")
     bk.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
     bk.add_argument("--data", default=None,

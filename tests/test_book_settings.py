@@ -247,3 +247,42 @@ def test_a_prebuilt_folder_is_used_as_it_is(tmp_path):
     assert (data / "manifest.jsonl").read_text() == before and not (data / "build.json").exists()
     s = load_settings(overrides={"data": f"built:{data}"})
     assert {p.notebook[:2]: p.parameters for p in book_pages(s)}["02"]["data_dir"] == str(data)
+
+
+def test_row_counting_reads_only_what_was_appended(tmp_path):
+    path = tmp_path / "run.jsonl"
+    write_predictions(path, ["a", "b"], 1.0, 0.0, 1.0)
+    assert book_plan.ids_in(path) == {"a", "b"}
+    with path.open("a") as fh:
+        fh.write('{"id": "c", "error": null}\n{"id": "d", "err')  # a row being written
+    assert book_plan.ids_in(path) == {"a", "b", "c"}
+    with path.open("a") as fh:
+        fh.write('or": null}\n')
+    assert book_plan.ids_in(path) == {"a", "b", "c", "d"}
+    path.unlink()  # replaced by a merged file with other rows
+    write_predictions(path, ["x"], 1.0, 0.0, 1.0)
+    assert book_plan.ids_in(path) == {"x"}
+
+
+def test_several_models_every_page_runs_the_first_and_page_02_evaluates_all(book_root):
+    s = load_settings(overrides={"model": ["tiny-random-qwen2-audio", "tiny-random-voxtral"]})
+    pages = {p.notebook[:2]: p.parameters for p in book_pages(s)}
+    assert pages["02"]["model"] == "tiny-random-qwen2-audio" and pages["02"]["more_models"] == ["tiny-random-voxtral"]
+    assert all(pages[k]["model"] == "tiny-random-qwen2-audio" for k in ("03", "04", "05", "06", "07"))
+    s.dtype = "float32"
+    plans = {p.page: p for p in page_plans(book_pages(s), book_root / "notebooks")}
+    plan = plans["02_baseline_eval"]
+    assert sorted(path.name.split("__")[0] for path in plan.files) == ["tiny-random-qwen2-audio", "tiny-random-voxtral"]
+    assert plan.planned == 2 * (3 + 2)  # every item (limit ASR 3 of 2) for each model
+    # the default pruning tasks are not all in this data: the page would stop, the plan says why
+    assert plans["04_pruning"].problems == ["no samples of task(s) ER, SD, MC in the manifest"]
+    assert "PROBLEM: no samples of task(s) ER, SD, MC" in plan_text(plan_rows(list(plans.values()), book_root / "t.json"))
+    with pytest.raises(SettingsError, match="a list of distinct ones"):
+        load_settings(overrides={"model": ["a", "a"]})
+
+
+def test_cli_takes_several_models(monkeypatch, capsys):
+    from amlib import cli
+
+    cli.main(["book-pages", "--dry-run", "--model", "tiny-random-qwen2-audio", "tiny-random-voxtral"])
+    assert '"model": ["tiny-random-qwen2-audio", "tiny-random-voxtral"]' in capsys.readouterr().out
