@@ -275,3 +275,38 @@ def data_spec(value: str) -> DataSpec:
     if not path.is_dir():
         raise SettingsError(f"data {value!r}: {path} is not a folder")
     return DataSpec(source, str(path), f"../data/built/{source}-test")
+
+
+def built_data_description(data_dir: str | Path) -> str:
+    """What a built data folder holds, from its build record (`build.json`), for the pages' prose."""
+    record = Path(data_dir) / "build.json"
+    if not record.is_file():
+        return f"the data in {Path(data_dir).name}"
+    built = json.loads(record.read_text())
+    source, root = built.get("source"), built.get("root")
+    if source == "offline":
+        return DataSpec("offline", None, str(data_dir)).describe()
+    return DataSpec(source, root, str(data_dir)).describe() if source else f"the data in {Path(data_dir).name}"
+
+
+def scope_note(model: str, device: str, dtype: str, data_dir: str | Path) -> str:
+    """The landing page's note (Markdown): what this build evaluated, and what its numbers can say."""
+    data = built_data_description(data_dir)
+    synthetic = data.startswith("the offline suite")
+    parts = []
+    if model == REFERENCE_MODEL and synthetic:
+        parts.append("This build runs a small stand-in model on synthetic data (see {ref}`what is real here "
+                     "<stand-ins>`): its numbers show that the pipeline works and how wide the intervals are, not "
+                     "how the paper's models score. {ref}`Run it on a real model <real-model>` for those.")
+    else:
+        parts.append(f"This build evaluates `{model}` ({dtype}, {device}) on {data}.")
+        if model == REFERENCE_MODEL:
+            parts.append("`amlib-reference-whisper-tiny-smollm2` is this project's small stand-in model (page 00), "
+                         "not one of the paper's.")
+        if "random" in Path(model).name:
+            parts.append("Its weights are random: its answers are noise, and only its timings and the pipeline "
+                         "mean anything.")
+        if synthetic:
+            parts.append("The offline suite is synthetic (see {ref}`what is real here <stand-ins>`): the scores say "
+                         "how the model does on it, not on the paper's sources.")
+    return " ".join(parts)

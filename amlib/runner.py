@@ -86,8 +86,9 @@ def provenance(adapter: AudioLMAdapter, config: RunConfig, ranks: Ranks = SINGLE
     """What made a row; `rank`/`world_size`: which process of a launch wrote it (0 of 1 alone);
     `batch_size`: the rows decoded together (`amlib.pipeline`; answers do not depend on it)."""
     own = adapter.provenance()
-    if batch_size > 1:  # decoded by amlib.fastpath.batched_decode
-        own["fast_paths"] = [*own.get("fast_paths", []), "batched_decode"]
+    if batch_size > 1:  # decoded by amlib.fastpath.batched_decode (and its lean step, where it runs)
+        batched = adapter.batched_fast_paths() if hasattr(adapter, "batched_fast_paths") else ["batched_decode"]
+        own["fast_paths"] = [*own.get("fast_paths", []), *batched]
     return {
         **own, "method": config.method, "ratio": config.ratio, "layer": config.layer,
         "press": config.press, "protocol": config.protocol, "seed": config.seed, "prompt_version": PROMPT_VERSION,

@@ -286,3 +286,21 @@ def test_cli_takes_several_models(monkeypatch, capsys):
 
     cli.main(["book-pages", "--dry-run", "--model", "tiny-random-qwen2-audio", "tiny-random-voxtral"])
     assert '"model": ["tiny-random-qwen2-audio", "tiny-random-voxtral"]' in capsys.readouterr().out
+
+
+def test_the_landing_note_says_what_this_build_evaluated(tmp_path):
+    from amlib.book_settings import scope_note
+
+    offline, released = tmp_path / "offline", tmp_path / "released"
+    offline.mkdir(), released.mkdir()
+    (offline / "build.json").write_text(json.dumps({"source": "offline", "root": None}))
+    (released / "build.json").write_text(json.dumps({"source": "audiomarathon", "root": "/data/AM"}))
+    stand_in = scope_note(REFERENCE_MODEL, "cpu", "bfloat16", offline)
+    assert "small stand-in model on synthetic data" in stand_in
+    real = scope_note("Qwen/Qwen2.5-Omni-7B", "NVIDIA H100", "bfloat16", released)
+    assert real == "This build evaluates `Qwen/Qwen2.5-Omni-7B` (bfloat16, NVIDIA H100) on the released AudioMarathon " \
+                   "benchmark from /data/AM."
+    random_on_offline = scope_note("random-qwen2.5-omni-3b", "NVIDIA H100", "bfloat16", offline)
+    assert "weights are random" in random_on_offline and "offline suite is synthetic" in random_on_offline
+    assert "stand-in model on synthetic data" not in random_on_offline
+    assert "stand-in model (page 00)" in scope_note(REFERENCE_MODEL, "cuda", "bfloat16", released)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -159,11 +160,12 @@ class BatchedDecoder:
     kv_class = BatchedKV
 
     def __init__(self, model, text_model, lm_head, layers, slots: int = 8, use_graph: bool | None = None,
-                 capacity_step: int = 256):
+                 capacity_step: int = 256, lean=None):
         if slots < 1:
             raise ValueError(f"slots must be >= 1, got {slots}")
         self.model, self.text_model, self.lm_head, self.layers = model, text_model, lm_head, list(layers)
         self.slots, self.use_graph = slots, use_graph
+        self.lean = lean  # an `amlib.fastpath.lean_step.LeanStep`: the step without transformers' modules
         self.capacity_step = capacity_step  # buffers grow in steps of this many positions (fewer captures)
         self.captures = 0  # CUDA graphs captured by the last run (growth recaptures)
         self.steps = 0  # decode steps of the last run
@@ -312,7 +314,8 @@ class _State:
             kv.open_slots(i)
             return kv.masks[i]
 
-        with decode_attention(self.decoder.text_model, self.decoder.layers, open_mask):
+        with (decode_attention(self.decoder.text_model, self.decoder.layers, open_mask)
+              if self.decoder.lean is None else nullcontext()):
             if self._wants_graph():
                 if n not in self.graphs:
                     self.graphs[n] = self._capture(n, kv)
@@ -323,10 +326,13 @@ class _State:
 
     def _forward(self, n: int, kv: BatchedKV) -> None:
         ids, position = self.ids[:n], self.position[:n]
-        hidden = self.decoder.text_model(input_ids=ids, position_ids=position.view(-1, 1), past_key_values=kv,
-                                         attention_mask=self.placeholder[:n], cache_position=position[:1],
-                                         use_cache=True).last_hidden_state
-        logits = self.decoder.lm_head(hidden[:, -1:])
+        if self.decoder.lean is not None:
+            logits = self.decoder.lean(ids, position, kv)[:, None]
+        else:
+            hidden = self.decoder.text_model(input_ids=ids, position_ids=position.view(-1, 1), past_key_values=kv,
+                                             attention_mask=self.placeholder[:n], cache_position=position[:1],
+                                             use_cache=True).last_hidden_state
+            logits = self.decoder.lm_head(hidden[:, -1:])
         ids.copy_(logits.argmax(-1))
         if self.logits is not None:
             self.logits[:n].copy_(logits[:, -1])

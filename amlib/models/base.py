@@ -57,6 +57,10 @@ class AudioLMAdapter(ABC):
     # greedy decoding through `amlib.fastpath.graph_decode` (static KV buffers, a CUDA graph per token)
     # where `decode_modules()` exists: None = on CUDA only, True = also eagerly elsewhere, False = never
     fast_decode: bool | None = None
+    # batched decoding off CUDA without transformers' modules (`amlib.fastpath.lean_step`), where the
+    # decoder is Llama/Qwen2-like: None = never, "model" = the model's own weights, "int8" = weight-only
+    # int8 products (other numerics: measured on the book's answers, named in every row's fast paths)
+    lean_decode: str | None = None
     # a cap on every task's answer budget in the runner (None: the task's own, as in the paper); the
     # tiny random models set one: their answers are noise that never stops, so ASR's 1,100 tokens
     # would only cost time. The runner records the budget it used in each row (`max_new_tokens`).
@@ -142,7 +146,24 @@ class AudioLMAdapter(ABC):
             return None
         use_graph = False if self.fast_decode is False else None
         return BatchedDecoder(self.model, *self.decode_modules(), self.decoder_layers(), slots=slots,
-                              use_graph=use_graph)
+                              use_graph=use_graph, lean=self.lean_step())
+
+    def lean_step(self):
+        """The `LeanStep` batched decoding uses on this device (built once per weight format), or None:
+        off, on CUDA (the module path runs as a CUDA graph there), fast paths off, or a decoder it
+        does not cover."""
+        from amlib.fastpath.lean_step import LeanStep, supports
+
+        fmt = self.lean_decode
+        if fmt is None or self.fast_decode is False or self.device.type == "cuda" or self.decode_modules() is None:
+            return None
+        text_model, lm_head = self.decode_modules()
+        if supports(text_model, self.decoder_layers()) is not None:
+            return None
+        steps = self.__dict__.setdefault("_lean_steps", {})
+        if fmt not in steps:
+            steps[fmt] = LeanStep(text_model, lm_head, self.decoder_layers(), fmt)
+        return steps[fmt]
 
     def rope_delta(self) -> int:
         """How far the next text position lies from the prompt length after the last prefill (M-RoPE
@@ -181,6 +202,14 @@ class AudioLMAdapter(ABC):
     def fast_paths(self) -> list[str]:
         """Names of the fast paths active on this adapter (recorded in every row's provenance)."""
         return ["graph_decode"] if self.uses_graph_decode() else []
+
+    def batched_fast_paths(self) -> list[str]:
+        """The names a batched run adds to its rows' fast paths: batched decoding, and the lean step
+        where it runs (with its weight format when that is not the model's own)."""
+        paths = ["batched_decode"]
+        if self.lean_step() is not None:
+            paths.append("lean_step" if self.lean_decode == "model" else f"lean_step_{self.lean_decode}")
+        return paths
 
     def stop_token_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The throughput measurements of one lent GPU call (no package registry there; the wheels the machine
+# lacks travel in .whl/, the SmolLM2 tokenizer in .gpu_cache/, both ignored by git and named in `carry`):
+#   1. where a 195 s prefill's time goes (scripts/profile_prefill.py: encoder, LM, top kernels; vanilla,
+#      Frame and FastV at 0.6; the prefill while loading threads prepare inputs);
+#   2. the AudioMarathon-shaped throughput benchmark (scripts/bench_throughput.py: HF batch 1, fast
+#      batch 1, batched and pipelined; the pruning and eviction grids; batched decode).
+# Usage (the device tool's command, from the repository root):
+#   bash scripts/gpu_throughput_session.sh [profile|throughput|both]
+# Results go to $OUT (the device tool brings them back): prefill_profile_gpu.json, throughput_gpu.json.
+set -euo pipefail
+what=${1:-both}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 AMLIB_CACHE=$PWD/.gpu_cache
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv
+if [[ $what == profile || $what == both ]]; then
+  python3 scripts/profile_prefill.py --device cuda --seconds 195 --configs vanilla frame:0.6 fastv:0.6 \
+    --contention-workers 4 --top 30 --out "$OUT/prefill_profile_gpu.json" 2>&1 | grep -v "Loading weights"
+fi
+if [[ $what == throughput || $what == both ]]; then
+  python3 scripts/bench_throughput.py --device cuda --out "$OUT/throughput_gpu.json" 2>&1 | grep -v "Loading weights"
+fi
