@@ -275,8 +275,8 @@ def test_several_models_every_page_runs_the_first_and_page_02_evaluates_all(book
     assert sorted(path.name.split("__")[0] for path in plan.files) == ["tiny-random-qwen2-audio", "tiny-random-voxtral"]
     assert plan.planned == 2 * (3 + 2)  # every item (limit ASR 3 of 2) for each model
     # the default pruning tasks are not all in this data: the page would stop, the plan says why
-    assert plans["04_pruning"].problems == ["no samples of task(s) ER, SD, MC in the manifest"]
-    assert "PROBLEM: no samples of task(s) ER, SD, MC" in plan_text(plan_rows(list(plans.values()), book_root / "t.json"))
+    assert plans["04_pruning"].problems == ["no samples of task(s) ER, MC in the manifest"]
+    assert "PROBLEM: no samples of task(s) ER, MC" in plan_text(plan_rows(list(plans.values()), book_root / "t.json"))
     with pytest.raises(SettingsError, match="a list of distinct ones"):
         load_settings(overrides={"model": ["a", "a"]})
 
