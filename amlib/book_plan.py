@@ -73,8 +73,9 @@ def _file_ids(file: Path) -> set[str]:
 
 
 def page_plans(pages: list[Page], notebooks_dir: str | Path) -> list[PagePlan]:
-    """The model work of every page (pages without any: no plan)."""
-    root = Path(notebooks_dir)
+    """The model work of every page (pages without any: no plan). Paths are absolute: papermill runs a
+    page from inside the notebooks folder (it changes this process's working directory meanwhile)."""
+    root = Path(notebooks_dir).resolve()
     plans = []
     for page in pages:
         plan = _plan(page, root)

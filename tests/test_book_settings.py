@@ -298,9 +298,20 @@ def test_the_landing_note_says_what_this_build_evaluated(tmp_path):
     stand_in = scope_note(REFERENCE_MODEL, "cpu", "bfloat16", offline)
     assert "small stand-in model on synthetic data" in stand_in
     real = scope_note("Qwen/Qwen2.5-Omni-7B", "NVIDIA H100", "bfloat16", released)
-    assert real == "This build evaluates `Qwen/Qwen2.5-Omni-7B` (bfloat16, NVIDIA H100) on the released AudioMarathon " \
+    assert real == "This build evaluates Qwen/Qwen2.5-Omni-7B (bfloat16, NVIDIA H100) on the released AudioMarathon " \
                    "benchmark from /data/AM."
     random_on_offline = scope_note("random-qwen2.5-omni-3b", "NVIDIA H100", "bfloat16", offline)
     assert "weights are random" in random_on_offline and "offline suite is synthetic" in random_on_offline
     assert "stand-in model on synthetic data" not in random_on_offline
     assert "stand-in model (page 00)" in scope_note(REFERENCE_MODEL, "cuda", "bfloat16", released)
+
+
+def test_progress_counts_rows_while_papermill_runs_from_the_notebooks_folder(book_root, monkeypatch):
+    """papermill changes the working directory to the notebooks folder while a page runs: the plan's
+    files must not depend on it."""
+    monkeypatch.chdir(book_root)
+    plan = {p.page: p for p in page_plans(book_pages(SMALL), Path("notebooks"))}["02_baseline_eval"]
+    write_predictions(book_root / "results" / "baseline" / RunConfig().file_name(REFERENCE_MODEL), ["SGR-0"],
+                      1.0, 0.0, 1.0)
+    monkeypatch.chdir(book_root / "notebooks")
+    assert plan.done() == 1
