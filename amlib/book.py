@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from amlib.book_settings import BookSettings, settings_dict  # noqa: F401 (the book's settings live there)

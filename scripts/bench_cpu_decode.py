@@ -106,7 +106,7 @@ def main():
     rate = read_rate()
     result["read_rate_gb_s"] = rate / 1e9
     adapter.lean_decode = None
-    gen = adapter.generate(prepared, budget)  # warm-up: transformers' generate (batch 1)
+    adapter.generate(prepared, budget)  # warm-up: transformers' generate (batch 1)
     hf = statistics.median((g := adapter.generate(prepared, budget)).timing.decode_s / (g.new_tokens - 1)
                            for _ in range(args.reps))
     result["modes"].append({"mode": "hf_generate", "rows": 1, "ms_per_token": hf * 1e3})
