@@ -1,5 +1,6 @@
 """Per-token greedy decode on the CPU: transformers' generate, the batched decoder through transformers'
-modules, and the lean step (amlib.fastpath.lean_step) with the model's weights and with int8 weights,
+modules, and the lean step (amlib.fastpath.lean_step) with the model's weights (eager and with each
+layer's body compiled by torch.compile) and with int8 weights,
 at 1 and at --rows rows, beside the bound of reading the weights and the KV cache once per step.
 
     python scripts/bench_cpu_decode.py --out benchmarks/cpu_decode.json
@@ -111,11 +112,11 @@ def main():
                            for _ in range(args.reps))
     result["modes"].append({"mode": "hf_generate", "rows": 1, "ms_per_token": hf * 1e3})
     reference = None
-    for fmt, name in ((None, "modules"), ("model", "lean"), ("int8", "lean_int8")):
+    for fmt, name in ((None, "modules"), ("model", "lean"), ("compiled", "lean_compiled"), ("int8", "lean_int8")):
         for n in (1, args.rows):
             seconds, tokens = batched(fmt, n)
             reference = tokens if (fmt is None and n == 1) else reference
-            bound = step_bytes(adapter, prepared.prompt_tokens, fmt or "model") / rate
+            bound = step_bytes(adapter, prepared.prompt_tokens, "int8" if fmt == "int8" else "model") / rate
             result["modes"].append({"mode": name, "rows": n, "ms_per_token": seconds * 1e3,
                                     "ms_per_row_token": seconds * 1e3 / n, "bound_ms": bound * 1e3,
                                     "same_tokens_as_modules": sum(a == b for a, b in zip(tokens, reference)),

@@ -4,18 +4,26 @@
 #   1. where a 195 s prefill's time goes (scripts/profile_prefill.py: encoder, LM, top kernels; vanilla,
 #      Frame and FastV at 0.6; the prefill while loading threads prepare inputs);
 #   2. the AudioMarathon-shaped throughput benchmark (scripts/bench_throughput.py: HF batch 1, fast
-#      batch 1, batched and pipelined; the pruning and eviction grids; batched decode).
+#      batch 1, batched and pipelined; the pruning and eviction grids; batched decode, modules and fused);
+#   3. per-token decode of the fused step beside HF generate and the CUDA-graph decoders, 3B and 7B
+#      (scripts/bench_fused_decode.py).
 # Usage (the device tool's command, from the repository root):
-#   bash scripts/gpu_throughput_session.sh [profile|throughput|both]
-# Results go to $OUT (the device tool brings them back): prefill_profile_gpu.json, throughput_gpu.json.
+#   bash scripts/gpu_throughput_session.sh [profile|throughput|both|fused|fused+profile]
+# Results go to $OUT (the device tool brings them back): prefill_profile_gpu.json, throughput_gpu.json,
+# fused_decode_gpu.json.
 set -euo pipefail
 what=${1:-both}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 AMLIB_CACHE=$PWD/.gpu_cache
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv
-if [[ $what == profile || $what == both ]]; then
-  python3 scripts/profile_prefill.py --device cuda --seconds 195 --configs vanilla frame:0.6 fastv:0.6 \
-    --contention-workers 4 --top 30 --out "$OUT/prefill_profile_gpu.json" 2>&1 | grep -v "Loading weights"
+if [[ $what == fused || $what == fused+profile ]]; then
+  timeout "${FUSED_TIMEOUT:-330}" python3 scripts/bench_fused_decode.py --out "$OUT/fused_decode_gpu.json" 2>&1 \
+    | grep -v "Loading weights" || echo "bench_fused_decode stopped: $?"
+fi
+if [[ $what == profile || $what == both || $what == fused+profile ]]; then
+  timeout "${PROFILE_TIMEOUT:-240}" python3 scripts/profile_prefill.py --device cuda --seconds 195 --configs vanilla frame:0.6 fastv:0.6 \
+    --contention-workers 4 --top 30 --out "$OUT/prefill_profile_gpu.json" 2>&1 | grep -v "Loading weights" \
+    || echo "profile_prefill stopped: $?"
 fi
 if [[ $what == throughput || $what == both ]]; then
   python3 scripts/bench_throughput.py --device cuda --out "$OUT/throughput_gpu.json" 2>&1 | grep -v "Loading weights"

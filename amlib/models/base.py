@@ -57,9 +57,11 @@ class AudioLMAdapter(ABC):
     # greedy decoding through `amlib.fastpath.graph_decode` (static KV buffers, a CUDA graph per token)
     # where `decode_modules()` exists: None = on CUDA only, True = also eagerly elsewhere, False = never
     fast_decode: bool | None = None
-    # batched decoding off CUDA without transformers' modules (`amlib.fastpath.lean_step`), where the
-    # decoder is Llama/Qwen2-like: None = never, "model" = the model's own weights, "int8" = weight-only
-    # int8 products (other numerics: measured on the book's answers, named in every row's fast paths)
+    # batched decoding without transformers' modules (`amlib.fastpath.lean_step`), where the decoder is
+    # Llama/Qwen2-like: None = never, "model" = the model's own weights, "compiled" = the same with each
+    # layer's body compiled by torch.compile (on CUDA inside the step's CUDA graph: the fused step),
+    # "int8" = weight-only int8 products, CPU only (other numerics: measured on the book's answers).
+    # Named in every row's fast paths.
     lean_decode: str | None = None
     # a cap on every task's answer budget in the runner (None: the task's own, as in the paper); the
     # tiny random models set one: their answers are noise that never stops, so ASR's 1,100 tokens
@@ -149,20 +151,24 @@ class AudioLMAdapter(ABC):
                               use_graph=use_graph, lean=self.lean_step())
 
     def lean_step(self):
-        """The `LeanStep` batched decoding uses on this device (built once per weight format), or None:
-        off, on CUDA (the module path runs as a CUDA graph there), fast paths off, or a decoder it
-        does not cover."""
-        from amlib.fastpath.lean_step import LeanStep, supports
+        """The `LeanStep` batched decoding uses (built once per format), or None: off, fast paths off,
+        int8 on CUDA (a CPU kernel), or a decoder it does not cover."""
+        from amlib.fastpath.lean_step import DECODE_FORMATS, LeanStep, supports
 
         fmt = self.lean_decode
-        if fmt is None or self.fast_decode is False or self.device.type == "cuda" or self.decode_modules() is None:
+        if fmt is not None and fmt not in DECODE_FORMATS:
+            raise ValueError(f"lean_decode must be None or one of {', '.join(DECODE_FORMATS)}, got {fmt!r}")
+        if fmt is None or self.fast_decode is False or self.decode_modules() is None:
+            return None
+        if fmt == "int8" and self.device.type == "cuda":
             return None
         text_model, lm_head = self.decode_modules()
         if supports(text_model, self.decoder_layers()) is not None:
             return None
         steps = self.__dict__.setdefault("_lean_steps", {})
         if fmt not in steps:
-            steps[fmt] = LeanStep(text_model, lm_head, self.decoder_layers(), fmt)
+            compiled = fmt == "compiled"
+            steps[fmt] = LeanStep(text_model, lm_head, self.decoder_layers(), "model" if compiled else fmt, compiled)
         return steps[fmt]
 
     def rope_delta(self) -> int:

@@ -280,6 +280,11 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+def random_qwen25_omni_7b(seed: int = 0, device: str = "cpu"):
+    """`random_qwen25_omni_3b` at the published 7B thinker's sizes."""
+    return random_qwen25_omni_3b(seed, device, PUBLISHED_CONFIGS["Qwen/Qwen2.5-Omni-7B"])
+
+
 def tiny_processor(config_file: str = PAPER_CONFIG):
     """The real Qwen2_5OmniProcessor with the released audio front end around the SmolLM2 tokenizer."""
     from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor, WhisperFeatureExtractor
@@ -336,10 +341,10 @@ def tiny_qwen25_omni(seed: int = 0):
     return model, processor
 
 
-def random_qwen25_omni_3b(seed: int = 0, device: str = "cpu"):
-    """(thinker, processor): the published 3B thinker sizes with RANDOM weights (seeded, built on
-    `device`) and the tiny processor (SmolLM2 tokenizer; its ids fit the published vocabulary). For
-    timing and scaling runs without a download: its answers are noise."""
+def random_qwen25_omni_3b(seed: int = 0, device: str = "cpu", config_file: str = PAPER_CONFIG):
+    """(thinker, processor): the published 3B thinker sizes (or `config_file`'s) with RANDOM weights
+    (seeded, built on `device`) and the tiny processor (SmolLM2 tokenizer; its ids fit the published
+    vocabulary). For timing and scaling runs without a download: its answers are noise."""
     from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
     processor = tiny_processor()
@@ -352,7 +357,7 @@ def random_qwen25_omni_3b(seed: int = 0, device: str = "cpu"):
         "audio_end_token_id": ids["audio_eos_token"], "vision_start_token_id": ids["vision_bos_token"],
         "vision_end_token_id": ids["vision_eos_token"],
     }
-    config = Qwen2_5OmniThinkerConfig(**scaled_down(real_config_dict(PAPER_CONFIG), overrides))
+    config = Qwen2_5OmniThinkerConfig(**scaled_down(real_config_dict(config_file), overrides))
     if len(tokenizer) > config.text_config.vocab_size:
         raise ValueError(f"the tiny tokenizer has {len(tokenizer)} ids, the published vocabulary {config.text_config.vocab_size}")
     torch.manual_seed(seed)

@@ -18,6 +18,8 @@ TINY_MODELS: dict[str, tuple[str, str]] = {
     # full published sizes, random weights: timing and scaling without a download (12 GB in float32)
     "random-qwen2.5-omni-3b": ("amlib.models.qwen2_5_omni:random_qwen25_omni_3b",
                                "amlib.models.qwen2_5_omni:Qwen25OmniAdapter"),
+    "random-qwen2.5-omni-7b": ("amlib.models.qwen2_5_omni:random_qwen25_omni_7b",
+                               "amlib.models.qwen2_5_omni:Qwen25OmniAdapter"),
 }
 
 
