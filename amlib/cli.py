@@ -170,8 +170,10 @@ def _book_pages(args) -> None:
 
     try:
         model = args.model[0] if args.model and len(args.model) == 1 else args.model
+        # a dry run only plans: a GPU build may be planned on a machine without one
         settings = load_settings(args.profile, args.settings, {"model": model, "device": args.device,
-                                                               "dtype": args.dtype, "data": args.data})
+                                                               "dtype": args.dtype, "data": args.data},
+                                 check_device=not args.dry_run)
     except SettingsError as err:
         raise SystemExit(f"book settings: {err}") from None
     print("book settings:", json.dumps(settings_dict(settings)), flush=True)
