@@ -292,6 +292,39 @@ def built_data_description(data_dir: str | Path) -> str:
     return DataSpec(source, root, str(data_dir)).describe() if source else f"the data in {Path(data_dir).name}"
 
 
+STAND_IN_DATA_ROW = ("a stand-in: the offline suite, all ten tasks synthesised from packaged assets (TTS voices, "
+                     "real asterisk speech, MIDI music, game sound effects), see data/README.md. Not the paper's "
+                     "sources.")
+STAND_IN_MODEL_ROW = ("a stand-in: amlib-reference-whisper-tiny-smollm2, a small audio LM in the Qwen2-Audio design "
+                      "assembled from packaged real weights (Whisper tiny.en encoder, SmolLM2-135M) with a projector "
+                      "and LoRA trained by this project on the offline suite's train split and packaged English text "
+                      "read by TTS voices (page 00 tells how, with the validation-only rule that chose its weights). "
+                      "The pages report its score on every task with its interval and chance level. It says nothing "
+                      "about the paper's models.")
+
+
+def landing_rows(model: str, device: str, dtype: str, data_dir: str | Path, more_models=()) -> dict[str, str]:
+    """The landing page's "what is real here" rows that depend on the build (plain text): the data, the
+    model(s) and the precision, each saying "a stand-in" only where a stand-in was run."""
+    data = built_data_description(data_dir)
+    rows = {"data": STAND_IN_DATA_ROW if data.startswith("the offline suite") else f"real data: {data}."}
+    if model == REFERENCE_MODEL:
+        rows["model"] = STAND_IN_MODEL_ROW
+    elif "random" in Path(model).name:
+        rows["model"] = (f"{model}: random weights (a model's published sizes, or a tiny test instance): its answers "
+                         "are noise; only its timings and the pipeline mean anything.")
+    else:
+        rows["model"] = f"{model}, loaded by hub id or local path; the pages' scores are this model's."
+    if more_models:
+        rows["model"] += f" Also evaluated on the same items (pages 02 and 03): {', '.join(map(str, more_models))}."
+    rows["precision"] = f"{dtype} on {device}; each page names the dtype and device of its rows."
+    if device.startswith("cpu") and dtype == "bfloat16":
+        rows["precision"] += (" bfloat16 where the CPU computes it natively (AMX-BF16 / AVX512-BF16: prefill about "
+                              "twice as fast as float32 on the project's 2-core machine); scripts/compare_dtypes.py "
+                              "evaluates the same items in both.")
+    return rows
+
+
 def scope_note(model: str, device: str, dtype: str, data_dir: str | Path) -> str:
     """The landing page's note: what this build evaluated, and what its numbers can say (plain text;
     the page around it links "what is real here" and "run it on a real model")."""

@@ -306,6 +306,26 @@ def test_the_landing_note_says_what_this_build_evaluated(tmp_path):
     assert "stand-in model (page 00)" in scope_note(REFERENCE_MODEL, "cuda", "bfloat16", released)
 
 
+def test_the_landing_rows_call_a_stand_in_a_stand_in_only_where_one_ran(tmp_path):
+    from amlib.book_settings import landing_rows
+
+    offline, released = tmp_path / "offline", tmp_path / "released"
+    offline.mkdir(), released.mkdir()
+    (offline / "build.json").write_text(json.dumps({"source": "offline", "root": None}))
+    (released / "build.json").write_text(json.dumps({"source": "audiomarathon", "root": "/data/AM"}))
+    default = landing_rows(REFERENCE_MODEL, "cpu", "bfloat16", offline)
+    assert default["data"].startswith("a stand-in: the offline suite") and default["model"].startswith("a stand-in: ")
+    assert "AMX-BF16" in default["precision"]
+    real = landing_rows("Qwen/Qwen2.5-Omni-7B", "NVIDIA H100", "bfloat16", released, ["Qwen/Qwen2-Audio-7B-Instruct"])
+    assert not any("stand-in" in text for text in real.values())
+    assert real["data"] == "real data: the released AudioMarathon benchmark from /data/AM."
+    assert real["model"].startswith("Qwen/Qwen2.5-Omni-7B, loaded by hub id") and "Qwen2-Audio-7B-Instruct" in real["model"]
+    assert real["precision"].startswith("bfloat16 on NVIDIA H100") and "AMX" not in real["precision"]
+    mixed = landing_rows("random-qwen2.5-omni-3b", "NVIDIA H100", "bfloat16", offline)
+    assert mixed["data"].startswith("a stand-in") and "random weights" in mixed["model"]
+    assert landing_rows(REFERENCE_MODEL, "cuda", "bfloat16", released)["data"].startswith("real data")
+
+
 def test_progress_counts_rows_while_papermill_runs_from_the_notebooks_folder(book_root, monkeypatch):
     """papermill changes the working directory to the notebooks folder while a page runs: the plan's
     files must not depend on it."""
