@@ -8,8 +8,11 @@ count (`per_task` per task) and the plan says so.
 
 The time estimate uses measured rates: the seconds per computed row of the same page in this
 folder's previous build (`timing.json` records the rows each page computed), else the rows already
-in the page's own files (their prefill, and their share of the batched decode steps), else none
-("no measured rate").
+in the page's own files (their prefill, and their share of the batched decode steps), else, for a
+CUDA build of the model size the throughput benchmark measured (`benchmarks/throughput_gpu.json`: the
+Qwen2.5-Omni-3B thinker's sizes), that benchmark's seconds per row (evaluation pages: its batched,
+pipelined pass; the pruning page: its 13-configuration grid; the eviction page: its eviction grid),
+else none ("no measured rate").
 """
 
 from __future__ import annotations
@@ -239,13 +242,43 @@ class PlanRow:
         return None if self.seconds_per_row is None else self.to_compute * self.seconds_per_row
 
 
-def plan_rows(plans: list[PagePlan], timing_path: Path) -> list[PlanRow]:
+THROUGHPUT_JSON = Path(__file__).resolve().parent.parent / "benchmarks" / "throughput_gpu.json"
+EVALUATION_PAGES = ("02_baseline_eval", "03_results_overview", "06_duration_ablation")
+
+
+def benchmark_rates(model: str | list[str], device: str, path: Path = THROUGHPUT_JSON) -> tuple[dict[str, float], str]:
+    """(seconds per row by page, where they come from) from the throughput benchmark's JSON, for a CUDA
+    build whose (first) model has the size the benchmark measured (its weights do not change its speed);
+    ({}, "") otherwise. The benchmark names its GPU: another GPU runs at another speed."""
+    model = model[0] if isinstance(model, list) else model
+    if not device.startswith("cuda") or not path.is_file():
+        return {}, ""
+    bench = json.loads(path.read_text())
+    size = bench["model"].removeprefix("random-")  # e.g. "qwen2.5-omni-3b"
+    if size not in str(model).lower():
+        return {}, ""
+    rates = {}
+    batched = next((m for m in bench.get("modes", []) if m.get("mode") == "batched_pipelined"), None)
+    if batched and batched.get("items"):
+        rates.update({page: batched["wall_s"] / batched["items"] for page in EVALUATION_PAGES})
+    for page, key in (("04_pruning", "pruning_grid"), ("05_eviction", "eviction_grid")):
+        runs = (bench.get(key) or {}).get("per_task_runs", {})
+        rows = sum(r.get("rows", 0) for r in runs.values())
+        if rows:
+            rates[page] = sum(r["wall_s"] for r in runs.values()) / rows
+    return rates, f"benchmark ({path.name}, {bench['device']})"
+
+
+def plan_rows(plans: list[PagePlan], timing_path: Path, benchmark: tuple[dict[str, float], str] = ({}, "")
+              ) -> list[PlanRow]:
     previous = previous_rates(timing_path)
     rows = []
     for plan in plans:
         rate, origin = previous.get(plan.page), "previous build"
         if rate is None:
             rate, origin = rows_rate(plan), "rows in its files"
+        if rate is None:
+            rate, origin = benchmark[0].get(plan.page), benchmark[1]
         if rate is None:
             origin = "no measured rate"
         rows.append(PlanRow(plan.page, plan.planned, plan.done(), rate, origin, plan.nominal, plan.problems))

@@ -165,7 +165,7 @@ def _train_reference(args) -> None:
 
 def _book_pages(args) -> None:
     from amlib.book import book_pages, run_pages
-    from amlib.book_plan import page_plans, plan_rows, plan_text
+    from amlib.book_plan import benchmark_rates, page_plans, plan_rows, plan_text
     from amlib.book_settings import SettingsError, load_settings, settings_dict
 
     try:
@@ -178,7 +178,8 @@ def _book_pages(args) -> None:
         raise SystemExit(f"book settings: {err}") from None
     print("book settings:", json.dumps(settings_dict(settings)), flush=True)
     pages = [p for p in book_pages(settings) if not args.only or any(p.notebook.startswith(o) for o in args.only)]
-    print(plan_text(plan_rows(page_plans(pages, args.notebooks), args.executed / "timing.json")), flush=True)
+    benchmark = benchmark_rates(settings.model, settings.device)
+    print(plan_text(plan_rows(page_plans(pages, args.notebooks), args.executed / "timing.json", benchmark)), flush=True)
     if args.dry_run:
         return
     for row in run_pages(pages, args.notebooks, args.executed, progress_every=args.progress_every):

@@ -306,6 +306,25 @@ def test_the_landing_note_says_what_this_build_evaluated(tmp_path):
     assert "stand-in model (page 00)" in scope_note(REFERENCE_MODEL, "cuda", "bfloat16", released)
 
 
+def test_the_plan_takes_the_throughput_benchmark_s_rates_for_the_size_it_measured(tmp_path):
+    from amlib.book_plan import PagePlan, benchmark_rates, plan_rows
+
+    bench = {"model": "random-qwen2.5-omni-3b", "device": "NVIDIA H100 80GB HBM3",
+             "modes": [{"mode": "hf_batch1", "wall_s": 100.0, "items": 20},
+                       {"mode": "batched_pipelined", "wall_s": 10.0, "items": 20}],
+             "pruning_grid": {"per_task_runs": {"SER": {"wall_s": 3.0, "rows": 26}, "ASR": {"wall_s": 13.0, "rows": 26}}}}
+    path = tmp_path / "throughput_gpu.json"
+    path.write_text(json.dumps(bench))
+    rates, origin = benchmark_rates(["Qwen/Qwen2.5-Omni-3B", "other"], "cuda:0", path)
+    assert rates["02_baseline_eval"] == pytest.approx(0.5) and rates["04_pruning"] == pytest.approx(16.0 / 52)
+    assert "05_eviction" not in rates and origin == "benchmark (throughput_gpu.json, NVIDIA H100 80GB HBM3)"
+    assert benchmark_rates("Qwen/Qwen2.5-Omni-7B", "cuda", path) == ({}, "")  # another size: another speed
+    assert benchmark_rates("Qwen/Qwen2.5-Omni-3B", "cpu", path) == ({}, "")
+    plan = PagePlan("04_pruning", {tmp_path / "none.jsonl": 10})
+    row = plan_rows([plan], tmp_path / "timing.json", (rates, origin))[0]
+    assert row.estimate_s == pytest.approx(10 * 16.0 / 52) and row.rate_from == origin
+
+
 def test_the_landing_rows_call_a_stand_in_a_stand_in_only_where_one_ran(tmp_path):
     from amlib.book_settings import landing_rows
 
