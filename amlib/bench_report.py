@@ -270,3 +270,76 @@ def throughput_reading(result: dict) -> dict[str, str]:
     return {"speedup": f"{batched['items_per_s'] / first['items_per_s']:.1f}x the items/s of "
                        f"{THROUGHPUT_MODES.get(first['mode'], first['mode'])} on the same {first['items']} items",
             "projected": projected, "where": where}
+
+
+# -- the fused decode step (scripts/bench_fused_decode.py) and the CPU decode paths (scripts/bench_cpu_decode.py)
+
+FUSED_MODES = {"hf_generate": "HF generate", "graph": "CUDA graph, transformers' modules (batch 1)",
+               "batched_modules": "batched decoder, transformers' modules", "lean": "lean step, eager kernels",
+               "fused": "fused step (lean, compiled)"}
+DECODE_TARGETS_MS = {"qwen2.5-omni-3b": 3.0, "qwen2.5-omni-7b": 6.0}  # per token, batch 1 (issue 30)
+
+
+def read_fused_decode(path: str | Path) -> dict:
+    result = json.loads(Path(path).read_text(encoding="utf-8"))
+    if "runs" not in result or not all("modes" in r or "error" in r for r in result["runs"]):
+        raise ValueError(f"{path}: not a scripts/bench_fused_decode.py result (runs without 'modes')")
+    return result
+
+
+def fused_decode_table(result: dict) -> pd.DataFrame:
+    """One row per model, mode and row count: milliseconds per step and per row-token, tokens/s, the
+    factor over HF generate at batch 1, the bound, and whether the answer text equals the graph decoder's."""
+    rows = []
+    for run in result["runs"]:
+        if "error" in run:
+            continue
+        hf = next(m for m in run["modes"] if m["mode"] == "hf_generate")
+        for m in run["modes"]:
+            rows.append({"model": run["model"].removeprefix("random-"), "mode": FUSED_MODES.get(m["mode"], m["mode"]),
+                         "rows": m["rows"], "ms/step": m["ms_per_step"], "ms/row-token": m["ms_per_row_token"],
+                         "tokens/s": m["tokens_per_s"], "x over HF": hf["ms_per_step"] / m["ms_per_row_token"],
+                         "bound ms (batch 1)": run.get("bound_ms"),
+                         "text equals graph's": {None: "(reference)", True: "yes", False: "no"}[m["text_equals_graph"]]})
+    return pd.DataFrame(rows).set_index(["model", "mode", "rows"])
+
+
+def fused_decode_targets(result: dict) -> pd.DataFrame:
+    """Issue 30's GPU targets (batch-1 ms per token of the fused step, 3B and 7B) against this run."""
+    out = []
+    for run in result["runs"]:
+        size = run["model"].removeprefix("random-")
+        if "error" in run or size not in DECODE_TARGETS_MS:
+            continue
+        fused = next(m for m in run["modes"] if m["mode"] == "fused" and m["rows"] == 1)
+        out.append((f"{size}, {run['context_tokens']} tokens, batch 1", fused["ms_per_step"], DECODE_TARGETS_MS[size]))
+    table = pd.DataFrame(out, columns=["target", "measured ms/token", "limit ms/token"])
+    table["met"] = table["measured ms/token"] <= table["limit ms/token"]
+    return table
+
+
+def fused_profile_table(result: dict, model: str) -> pd.DataFrame:
+    """The top CUDA kernels of one eager decode step of `model`, module path beside the fused step."""
+    run = next(r for r in result["runs"] if r["model"] == model)
+    rows = []
+    for key, path in (("profile_modules_step", "modules"), ("profile_fused_step", "fused")):
+        prof = run[key]
+        for k in prof["top"]:
+            rows.append({"path": f"{path} ({prof['kernels_per_step']} kernels, {prof['kernel_time_ms']:.2f} ms)",
+                         "kernel": k["name"], "ms": k["ms"], "calls": k["calls"], "share": k["share"]})
+    return pd.DataFrame(rows).set_index(["path", "kernel"])
+
+
+CPU_DECODE_MODES = {"hf_generate": "HF generate", "modules": "batched decoder, transformers' modules",
+                    "lean": "lean step, eager", "lean_compiled": "lean step, compiled",
+                    "lean_int8": "lean step, int8 weights"}
+
+
+def cpu_decode_table(result: dict) -> pd.DataFrame:
+    """The CPU decode paths (scripts/bench_cpu_decode.py): ms per step and per row-token against the bound
+    of reading the weights and the cache once, and the tokens equal to the module path's."""
+    rows = [{"mode": CPU_DECODE_MODES.get(m["mode"], m["mode"]), "rows": m["rows"], "ms/step": m["ms_per_token"],
+             "ms/row-token": m.get("ms_per_row_token", m["ms_per_token"]), "bound ms": m.get("bound_ms"),
+             "same tokens as modules": f"{m['same_tokens_as_modules']} of {m['of']}" if "of" in m else ""}
+            for m in result["modes"]]
+    return pd.DataFrame(rows).set_index(["mode", "rows"])

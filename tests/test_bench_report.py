@@ -2,6 +2,7 @@
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,52 @@ def test_throughput_reading_is_computed_from_the_run():
     assert reading["where"] == ("prefill 50% of the batched per-task runs' wall time, decoding and the rest 40%, "
                                 "waiting for input 10%")
     assert reading["projected"].endswith("(c) amlib, batched and pipelined: 9.0 min")
+
+
+def _fused_result():
+    def mode(name, rows, ms, equal):
+        return {"mode": name, "rows": rows, "ms_per_step": ms, "ms_per_row_token": ms / rows, "tokens_per_s": rows / ms * 1e3,
+                "text_equals_graph": equal}
+    run = {"model": "random-qwen2.5-omni-3b", "context_tokens": 7575, "bound_ms": 1.9,
+           "modes": [mode("graph", 1, 9.0, None), mode("hf_generate", 1, 30.0, True), mode("batched_modules", 1, 9.5, True),
+                     mode("lean", 1, 6.0, True), mode("fused", 1, 3.0, False), mode("fused", 16, 8.0, True)],
+           "profile_modules_step": {"kernels_per_step": 900, "kernel_time_ms": 8.0,
+                                    "top": [{"name": "gemv", "ms": 4.0, "calls": 252, "share": 0.5}]},
+           "profile_fused_step": {"kernels_per_step": 400, "kernel_time_ms": 2.9,
+                                  "top": [{"name": "triton_red", "ms": 1.0, "calls": 36, "share": 0.34}]}}
+    seven = {**run, "model": "random-qwen2.5-omni-7b", "modes": [dict(m) for m in run["modes"]]}
+    seven["modes"][4] = mode("fused", 1, 6.5, True)
+    return {"device": "NVIDIA H100 80GB HBM3", "runs": [run, seven, {"model": "random-x", "error": "OOM"}]}
+
+
+def test_the_fused_decode_tables_are_computed_from_the_run(tmp_path):
+    from amlib.bench_report import fused_decode_table, fused_decode_targets, fused_profile_table, read_fused_decode
+
+    path = tmp_path / "fused.json"
+    path.write_text(json.dumps(_fused_result()))
+    result = read_fused_decode(path)
+    table = fused_decode_table(result)
+    fused = table.loc[("qwen2.5-omni-3b", "fused step (lean, compiled)", 1)]
+    assert fused["x over HF"] == pytest.approx(10.0) and fused["text equals graph's"] == "no"
+    batched = table.loc[("qwen2.5-omni-3b", "fused step (lean, compiled)", 16)]
+    assert batched["ms/row-token"] == pytest.approx(0.5) and batched["x over HF"] == pytest.approx(60.0)
+    assert "random-x" not in " ".join(map(str, table.index.get_level_values(0)))  # the failed run is left out
+    targets = fused_decode_targets(result).set_index("target")
+    assert targets["met"].tolist() == [True, False]  # 3.0 <= 3.0; 6.5 > 6.0
+    assert targets["limit ms/token"].tolist() == [3.0, 6.0]
+    profile = fused_profile_table(result, "random-qwen2.5-omni-3b")
+    assert profile.index.get_level_values(0)[0] == "modules (900 kernels, 8.00 ms)"
+    with pytest.raises(ValueError, match="not a scripts/bench_fused_decode.py result"):
+        (tmp_path / "other.json").write_text(json.dumps({"runs": [{"model": "m"}]}))
+        read_fused_decode(tmp_path / "other.json")
+
+
+def test_the_cpu_decode_table_reads_the_committed_benchmark():
+    from amlib.bench_report import cpu_decode_table
+
+    result = json.loads((Path(__file__).parent.parent / "benchmarks" / "cpu_decode.json").read_text())
+    table = cpu_decode_table(result)
+    compiled = table.loc[("lean step, compiled", 1)]
+    mode = next(m for m in result["modes"] if m["mode"] == "lean_compiled" and m["rows"] == 1)
+    assert compiled["ms/step"] == mode["ms_per_token"] and compiled["bound ms"] == mode["bound_ms"]
+    assert table.loc[("HF generate", 1)]["same tokens as modules"] == ""
