@@ -158,10 +158,23 @@ def test_which_decoders_it_covers():
     with pytest.raises(ValueError, match="compiled step takes the model's own weights"):
         ls.LeanStep(*adapter.decode_modules(), adapter.decoder_layers(), weights="int8", compiled=True)
     adapter.lean_decode = "fp8"
-    with pytest.raises(ValueError, match="lean_decode must be None or one of"):
+    with pytest.raises(ValueError, match="lean_decode must be None, .auto. or one of"):
         adapter.lean_step()
     adapter.lean_decode = "compiled"
     assert adapter.lean_step().compiled and adapter.batched_fast_paths() == ["batched_decode", "lean_step_compiled"]
+
+
+def test_by_default_a_cpu_decodes_through_the_lean_step_and_cuda_through_the_modules(monkeypatch):
+    adapter = load_model("tiny-random-qwen2-audio")
+    assert adapter.lean_decode == "auto"
+    assert adapter.lean_step().weights == "model" and not adapter.lean_step().compiled
+    assert adapter.batched_fast_paths() == ["batched_decode", "lean_step"]
+    monkeypatch.setattr(type(adapter), "device", property(lambda self: torch.device("cuda")))
+    assert adapter.lean_step() is None and adapter.batched_fast_paths() == ["batched_decode"]
+    adapter.lean_decode = "compiled"  # asked for: the fused step on CUDA
+    assert adapter.lean_step().compiled
+    adapter.lean_decode = "int8"  # a CPU kernel
+    assert adapter.lean_step() is None
 
 
 def test_rows_name_the_lean_step_when_it_decoded_them(tmp_path):

@@ -58,11 +58,13 @@ class AudioLMAdapter(ABC):
     # where `decode_modules()` exists: None = on CUDA only, True = also eagerly elsewhere, False = never
     fast_decode: bool | None = None
     # batched decoding without transformers' modules (`amlib.fastpath.lean_step`), where the decoder is
-    # Llama/Qwen2-like: None = never, "model" = the model's own weights, "compiled" = the same with each
-    # layer's body compiled by torch.compile (on CUDA inside the step's CUDA graph: the fused step),
-    # "int8" = weight-only int8 products, CPU only (other numerics: measured on the book's answers).
-    # Named in every row's fast paths.
-    lean_decode: str | None = None
+    # Llama/Qwen2-like: "auto" = the model's own weights on a CPU (the same tokens as the module path on
+    # all 89 items of the book's test split, benchmarks/lean_decode_agreement.json), the module path on
+    # CUDA; None = never; "model" = the model's own weights; "compiled" = the same with each layer's body
+    # compiled by torch.compile (on CUDA inside the step's CUDA graph: the fused step); "int8" =
+    # weight-only int8 products, CPU only (other numerics: measured on the book's answers). Named in
+    # every row's fast paths.
+    lean_decode: str | None = "auto"
     # a cap on every task's answer budget in the runner (None: the task's own, as in the paper); the
     # tiny random models set one: their answers are noise that never stops, so ASR's 1,100 tokens
     # would only cost time. The runner records the budget it used in each row (`max_new_tokens`).
@@ -156,8 +158,10 @@ class AudioLMAdapter(ABC):
         from amlib.fastpath.lean_step import DECODE_FORMATS, LeanStep, supports
 
         fmt = self.lean_decode
-        if fmt is not None and fmt not in DECODE_FORMATS:
-            raise ValueError(f"lean_decode must be None or one of {', '.join(DECODE_FORMATS)}, got {fmt!r}")
+        if fmt is not None and fmt != "auto" and fmt not in DECODE_FORMATS:
+            raise ValueError(f"lean_decode must be None, 'auto' or one of {', '.join(DECODE_FORMATS)}, got {fmt!r}")
+        if fmt == "auto":
+            fmt = None if self.device.type == "cuda" else "model"
         if fmt is None or self.fast_decode is False or self.decode_modules() is None:
             return None
         if fmt == "int8" and self.device.type == "cuda":
@@ -214,7 +218,8 @@ class AudioLMAdapter(ABC):
         where it runs (with its weight format when that is not the model's own)."""
         paths = ["batched_decode"]
         if self.lean_step() is not None:
-            paths.append("lean_step" if self.lean_decode == "model" else f"lean_step_{self.lean_decode}")
+            fmt = self.lean_step().weights if not self.lean_step().compiled else "compiled"
+            paths.append("lean_step" if fmt == "model" else f"lean_step_{fmt}")
         return paths
 
     def stop_token_ids(self) -> list[int]:
