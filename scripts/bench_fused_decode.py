@@ -198,8 +198,18 @@ def main():
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--device", default="cuda", help="cpu: a smoke run of the script itself (e.g. a tiny model)")
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--merge", nargs="+", type=Path, default=None,
+                    help="no run: one file with the runs of these result files (same device), written to --out")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(path.read_text()) for path in args.merge]
+        if len({part["device"] for part in parts}) != 1:
+            raise SystemExit(f"--merge: results from different devices: {sorted({p['device'] for p in parts})}")
+        merged = {**parts[0], "runs": [run for part in parts for run in part["runs"]],
+                  "measured_at": ", ".join(part["measured_at"] for part in parts)}
+        args.out.write_text(json.dumps(merged, indent=1))
+        return
     import transformers
 
     result = {"device": device_name(args.device), "torch": torch.__version__, "transformers": transformers.__version__,
