@@ -51,11 +51,14 @@ def test_sweep_rows_equal_separate_runs(name, batch_size, manifest, tmp_path):
             expected_batch = batch_size or max(CPU_BATCH, len(configs))  # the CPU default
             batched = expected_batch > 1
             settled = lambda p: {k: v for k, v in p.items() if k not in ("batch_size", "fast_paths")}
-            paths = lambda p: [f for f in p.get("fast_paths", []) if f != "batched_decode"]
+            # the paths a batched run adds: batched decoding, and the lean step where it runs (a CPU's default)
+            batched_only = lambda f: f == "batched_decode" or f.startswith("lean_step")
+            paths = lambda p: [f for f in p.get("fast_paths", []) if not batched_only(f)]
             assert settled(a["provenance"]) == settled(b["provenance"])
             assert paths(a["provenance"]) == paths(b["provenance"])
             assert b["provenance"]["batch_size"] == expected_batch
             assert ("batched_decode" in b["provenance"].get("fast_paths", [])) == batched
+            assert ("lean_step" in b["provenance"].get("fast_paths", [])) == (batched and adapter.lean_step() is not None)
     # every sample recorded its prefix once and replayed it for the 12 other configurations
     flags = [r["shared_prefix"] for rows in swept.values() for r in rows]
     assert flags.count("recorded") == len(manifest) and flags.count("replayed") == (len(configs) - 1) * len(manifest)
