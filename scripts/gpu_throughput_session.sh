@@ -31,6 +31,6 @@ fi
 if [[ $what == throughput || $what == both ]]; then
   python3 scripts/bench_throughput.py --device cuda --out "$OUT/throughput_gpu.json" 2>&1 | grep -v "Loading weights"
 fi
-if [[ $what == fused || $what == fused+profile ]]; then
+if [[ ($what == fused || $what == fused+profile) && -z ${SKIP_7B:-} ]]; then
   fused random-qwen2.5-omni-7b fused_decode_gpu_7b.json
 fi
