@@ -300,7 +300,10 @@ def fused_decode_table(result: dict) -> pd.DataFrame:
                          "rows": m["rows"], "ms/step": m["ms_per_step"], "ms/row-token": m["ms_per_row_token"],
                          "tokens/s": m["tokens_per_s"], "x over HF": hf["ms_per_step"] / m["ms_per_row_token"],
                          "bound ms (batch 1)": run.get("bound_ms"),
-                         "text equals graph's": {None: "(reference)", True: "yes", False: "no"}[m["text_equals_graph"]]})
+                         "text equals graph's": {None: "(reference)", True: "yes", False: "no"}[m["text_equals_graph"]],
+                         # token ids (random weights' texts may decode to nothing): the first differing step
+                         "tokens equal to modules'": (f"{m['tokens_equal_batched_modules_prefix']} of {run['new_tokens'] + 1}"
+                                                      if "tokens_equal_batched_modules_prefix" in m else "")})
     return pd.DataFrame(rows).set_index(["model", "mode", "rows"])
 
 
@@ -319,13 +322,14 @@ def fused_decode_targets(result: dict) -> pd.DataFrame:
 
 
 def fused_profile_table(result: dict, model: str) -> pd.DataFrame:
-    """The top CUDA kernels of one eager decode step of `model`, module path beside the fused step."""
+    """The top CUDA kernels of an eager decode run of `model` (what it covers: the JSON's "covers"), the
+    module path beside the fused step."""
     run = next(r for r in result["runs"] if r["model"] == model)
     rows = []
     for key, path in (("profile_modules_step", "modules"), ("profile_fused_step", "fused")):
         prof = run[key]
         for k in prof["top"]:
-            rows.append({"path": f"{path} ({prof['kernels_per_step']} kernels, {prof['kernel_time_ms']:.2f} ms)",
+            rows.append({"path": f"{path} ({prof['kernels_per_step']} kernels, {prof['kernel_time_ms']:.2f} ms in all)",
                          "kernel": k["name"], "ms": k["ms"], "calls": k["calls"], "share": k["share"]})
     return pd.DataFrame(rows).set_index(["path", "kernel"])
 

@@ -53,7 +53,7 @@ def _eval(args) -> None:
                     seed=args.seed, device=args.device, family=args.family, dtype=args.dtype,
                     method=args.method, ratio=args.ratio, layer=args.layer, press=args.press,
                     protocol=args.protocol, device_map=args.device_map, fast_paths=not args.no_fast_paths,
-                    batch_size=args.batch_size, workers=args.workers)
+                    batch_size=args.batch_size, workers=args.workers, decode_step=args.decode_step)
     if current(args.device).is_main:  # every process holds the merged rows; one prints them
         print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
 
@@ -68,7 +68,7 @@ def _sweep(args) -> None:
     samples = select(read_manifest(args.data), args.tasks, args.limit)
     ranks = current(args.device)
     adapter = load_for(args.model, args.device, ranks, seed=args.seed, family=args.family, dtype=args.dtype,
-                       device_map=args.device_map, fast_paths=not args.no_fast_paths)
+                       device_map=args.device_map, fast_paths=not args.no_fast_paths, decode_step=args.decode_step)
     configs = sweep_configs(args.methods, args.ratios, layer=args.layer, seed=args.seed, vanilla=not args.no_vanilla)
     files = run_sweep(adapter, samples, args.out, configs, ranks=ranks, batch_size=args.batch_size,
                       workers=args.workers)
@@ -102,6 +102,10 @@ def _model_arguments(p) -> None:
     p.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the checkpoint's)")
     p.add_argument("--no-fast-paths", action="store_true",
                    help="transformers' own code paths: no chunked encoder, no CUDA-graph decoding (amlib/fastpath)")
+    p.add_argument("--decode-step", default="auto", choices=["auto", "modules", "lean", "compiled", "int8"],
+                   help="the batched decoder's step (amlib/fastpath): auto = the lean step on a CPU, transformers' "
+                        "modules on CUDA; compiled = the lean step compiled (on CUDA: the fused step, "
+                        "benchmarks/fused_decode_gpu.json); int8 = int8 weights (CPU; other numerics)")
     p.add_argument("--family", default=None,
                    help="for models without a transformers config: aero-1-audio, baichuan-omni-1.5, "
                         "audio-flamingo-2, gpt-4o-audio, gemini")

@@ -399,14 +399,14 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
              family: str | None = None, dtype: str | None = None, method: str = "vanilla",
              ratio: float = 0.0, layer: int | None = None, press: str | None = None,
              protocol: str | None = None, device_map: str | dict | None = None, fast_paths: bool = True,
-             batch_size: int | None = None, workers: int = 2) -> list[dict]:
+             batch_size: int | None = None, workers: int = 2, decode_step: str = "auto") -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
     `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`;
     `press`/`ratio`/`protocol`: KV-cache eviction (amlib.eviction.PRESSES). Under `accelerate launch`
     or `torchrun` the samples are split over the processes (`amlib.distributed`); `device` "cuda" or
     "auto" is then each process's own GPU. `device_map` (e.g. "auto"): one model over several GPUs.
     `fast_paths=False`: transformers' own code paths (no amlib.fastpath), e.g. to compare.
-    `batch_size`/`workers`: see `evaluate`.
+    `decode_step`: the batched decoder's step (`DECODE_STEPS`). `batch_size`/`workers`: see `evaluate`.
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
     """
@@ -421,7 +421,7 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
 
     samples = select(read_manifest(data_dir), tasks, limit)
     adapter = load_for(model, device, ranks, seed=seed, family=family, dtype=dtype, device_map=device_map,
-                       fast_paths=fast_paths)
+                       fast_paths=fast_paths, decode_step=decode_step)
     config = RunConfig(method=method, ratio=ratio, layer=layer, press=press, protocol=protocol, seed=seed)
     out = Path(output_dir) / config.file_name(model)
     rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress, ranks=ranks,
@@ -429,11 +429,19 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
     return [rows[s.id] for s in samples]
 
 
+# the batched decoder's step, as the command line names it -> `AudioLMAdapter.lean_decode`
+DECODE_STEPS = {"auto": "auto", "modules": None, "lean": "model", "compiled": "compiled", "int8": "int8"}
+
+
 def load_for(model: str, device: str, ranks: Ranks, device_map: str | dict | None = None, fast_paths: bool = True,
-             **kwargs) -> AudioLMAdapter:
+             decode_step: str = "auto", **kwargs) -> AudioLMAdapter:
     """`load_model` on this process's device (`distributed.resolve_device`). A device map spreads one
     model over all GPUs it sees, so it is refused in a launch of several processes. `fast_paths`
-    False turns amlib.fastpath off (transformers' own code paths)."""
+    False turns amlib.fastpath off (transformers' own code paths). `decode_step` (`DECODE_STEPS`): the
+    batched decoder's step: "auto" (the lean step on a CPU, the modules on CUDA), "modules", "lean",
+    "compiled" (on CUDA: the fused step) or "int8" (CPU)."""
+    if decode_step not in DECODE_STEPS:
+        raise ValueError(f"decode_step must be one of {', '.join(DECODE_STEPS)}, got {decode_step!r}")
     from amlib.models import load_model
 
     if device_map is not None and ranks.world_size > 1:
@@ -442,4 +450,5 @@ def load_for(model: str, device: str, ranks: Ranks, device_map: str | dict | Non
     adapter = load_model(model, device=distributed.resolve_device(device, ranks), device_map=device_map, **kwargs)
     if not fast_paths:
         adapter.set_fast_paths(False)
+    adapter.lean_decode = DECODE_STEPS[decode_step]
     return adapter

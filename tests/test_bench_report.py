@@ -173,7 +173,7 @@ def _fused_result():
     def mode(name, rows, ms, equal):
         return {"mode": name, "rows": rows, "ms_per_step": ms, "ms_per_row_token": ms / rows, "tokens_per_s": rows / ms * 1e3,
                 "text_equals_graph": equal}
-    run = {"model": "random-qwen2.5-omni-3b", "context_tokens": 7575, "bound_ms": 1.9,
+    run = {"model": "random-qwen2.5-omni-3b", "context_tokens": 7575, "bound_ms": 1.9, "new_tokens": 64,
            "modes": [mode("graph", 1, 9.0, None), mode("hf_generate", 1, 30.0, True), mode("batched_modules", 1, 9.5, True),
                      mode("lean", 1, 6.0, True), mode("fused", 1, 3.0, False), mode("fused", 16, 8.0, True)],
            "profile_modules_step": {"kernels_per_step": 900, "kernel_time_ms": 8.0,
@@ -182,6 +182,7 @@ def _fused_result():
                                   "top": [{"name": "triton_red", "ms": 1.0, "calls": 36, "share": 0.34}]}}
     seven = {**run, "model": "random-qwen2.5-omni-7b", "modes": [dict(m) for m in run["modes"]]}
     seven["modes"][4] = mode("fused", 1, 6.5, True)
+    run["modes"][4]["tokens_equal_batched_modules_prefix"] = 40
     return {"device": "NVIDIA H100 80GB HBM3", "runs": [run, seven, {"model": "random-x", "error": "OOM"}]}
 
 
@@ -194,6 +195,7 @@ def test_the_fused_decode_tables_are_computed_from_the_run(tmp_path):
     table = fused_decode_table(result)
     fused = table.loc[("qwen2.5-omni-3b", "fused step (lean, compiled)", 1)]
     assert fused["x over HF"] == pytest.approx(10.0) and fused["text equals graph's"] == "no"
+    assert fused["tokens equal to modules'"] == "40 of 65"
     batched = table.loc[("qwen2.5-omni-3b", "fused step (lean, compiled)", 16)]
     assert batched["ms/row-token"] == pytest.approx(0.5) and batched["x over HF"] == pytest.approx(60.0)
     assert "random-x" not in " ".join(map(str, table.index.get_level_values(0)))  # the failed run is left out
@@ -201,7 +203,7 @@ def test_the_fused_decode_tables_are_computed_from_the_run(tmp_path):
     assert targets["met"].tolist() == [True, False]  # 3.0 <= 3.0; 6.5 > 6.0
     assert targets["limit ms/token"].tolist() == [3.0, 6.0]
     profile = fused_profile_table(result, "random-qwen2.5-omni-3b")
-    assert profile.index.get_level_values(0)[0] == "modules (900 kernels, 8.00 ms)"
+    assert profile.index.get_level_values(0)[0] == "modules (900 kernels, 8.00 ms in all)"
     with pytest.raises(ValueError, match="not a scripts/bench_fused_decode.py result"):
         (tmp_path / "other.json").write_text(json.dumps({"runs": [{"model": "m"}]}))
         read_fused_decode(tmp_path / "other.json")

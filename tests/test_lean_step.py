@@ -193,3 +193,24 @@ def test_rows_name_the_lean_step_when_it_decoded_them(tmp_path):
     one = evaluate(adapter, samples, tmp_path / "one.jsonl", RunConfig(), progress=False, batch_size=1)
     assert "lean_step" not in one[0]["provenance"].get("fast_paths", [])
     assert [r["prediction"] for r in batched] == [r["prediction"] for r in one]
+
+
+def test_the_command_line_chooses_the_decode_step(tmp_path):
+    from amlib import cli
+    from amlib.data.manifest import write_manifest
+    from amlib.runner import read_predictions
+
+    from conftest import make_item
+
+    data = tmp_path / "data"
+    write_manifest(data / "manifest.jsonl", [make_item(data, f"s{i}", "SGR", 1.0 + i) for i in range(2)])
+    paths = {}
+    for step in ("modules", "compiled"):
+        out = tmp_path / step
+        cli.main(["eval", "--model", "tiny-random-qwen2-audio", "--data", str(data), "--out", str(out),
+                  "--batch-size", "2", "--decode-step", step])
+        rows = read_predictions(next(out.glob("*.jsonl")))
+        paths[step] = {tuple(r["provenance"]["fast_paths"]) for r in rows}
+    assert paths == {"modules": {("batched_decode",)}, "compiled": {("batched_decode", "lean_step_compiled")}}
+    with pytest.raises(SystemExit):  # argparse refuses an unknown step
+        cli.main(["eval", "--model", "m", "--data", str(data), "--out", str(tmp_path), "--decode-step", "fast"])
