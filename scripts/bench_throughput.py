@@ -163,17 +163,21 @@ def decode_microbenchmark(adapter, rows: int, context_s: float, tokens: int) -> 
         with deferred_decoding(adapter):
             return [adapter.generate(prepared, tokens + 1).pending for _ in range(rows)]
 
+    def batched_run() -> tuple[float, float, int]:
+        """(seconds, generated tokens/s, graph captures) of the rows decoded together, after a warm-up."""
+        decoder = adapter.batched_decoder(rows)
+        decoder.run(prefilled(), [])  # warm-up (graph capture; the fused step also compiles)
+        batch = prefilled()
+        sync()
+        start = time.perf_counter()
+        done = decoder.run(batch, [])
+        sync()
+        seconds = time.perf_counter() - start
+        return seconds, sum(len(d.tokens) - 1 for d in done) / seconds, decoder.captures
+
     result = {"rows": rows, "context_tokens": prepared.prompt_tokens, "new_tokens": tokens}
-    decoder = adapter.batched_decoder(rows)
-    decoder.run(prefilled(), [])  # warm-up (graph capture)
-    batch = prefilled()
-    sync()
-    start = time.perf_counter()
-    done = decoder.run(batch, [])
-    sync()
-    seconds = time.perf_counter() - start
-    generated = sum(len(d.tokens) - 1 for d in done)
-    result.update(batched_s=seconds, batched_tokens_per_s=generated / seconds, captures=decoder.captures)
+    seconds, per_s, captures = batched_run()
+    result.update(batched_s=seconds, batched_tokens_per_s=per_s, captures=captures)
     path = "graph_decode" if adapter.uses_graph_decode() else "hf_generate"
     gen = adapter.generate(prepared, tokens + 1)  # warm-up
     sync()
@@ -185,19 +189,12 @@ def decode_microbenchmark(adapter, rows: int, context_s: float, tokens: int) -> 
                   batch1_path=path)
     result["speedup"] = result["batched_tokens_per_s"] / result["batch1_tokens_per_s"]
     if adapter.device.type == "cuda":  # the fused step (lean step compiled, in the CUDA graph), same rows
-        adapter.lean_decode = "compiled"
+        step, adapter.lean_decode = adapter.lean_decode, "compiled"
         try:
-            decoder = adapter.batched_decoder(rows)
-            decoder.run(prefilled(), [])  # warm-up (compile, capture)
-            batch = prefilled()
-            sync()
-            start = time.perf_counter()
-            done = decoder.run(batch, [])
-            sync()
-            seconds = time.perf_counter() - start
-            result.update(fused_batched_s=seconds, fused_tokens_per_s=sum(len(d.tokens) - 1 for d in done) / seconds)
+            seconds, per_s, _ = batched_run()
+            result.update(fused_batched_s=seconds, fused_tokens_per_s=per_s)
         finally:
-            adapter.lean_decode = None
+            adapter.lean_decode = step
     return result
 
 
