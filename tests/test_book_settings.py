@@ -288,13 +288,20 @@ def test_cli_takes_several_models(monkeypatch, capsys):
     assert '"model": ["tiny-random-qwen2-audio", "tiny-random-voxtral"]' in capsys.readouterr().out
 
 
+def built_folders(root: Path) -> tuple[Path, Path]:
+    """Two built data folders, as their build records describe them: the offline suite, the released benchmark."""
+    offline, released = root / "offline", root / "released"
+    for folder, record in ((offline, {"source": "offline", "root": None}),
+                           (released, {"source": "audiomarathon", "root": "/data/AM"})):
+        folder.mkdir()
+        (folder / "build.json").write_text(json.dumps(record))
+    return offline, released
+
+
 def test_the_landing_note_says_what_this_build_evaluated(tmp_path):
     from amlib.book_settings import scope_note
 
-    offline, released = tmp_path / "offline", tmp_path / "released"
-    offline.mkdir(), released.mkdir()
-    (offline / "build.json").write_text(json.dumps({"source": "offline", "root": None}))
-    (released / "build.json").write_text(json.dumps({"source": "audiomarathon", "root": "/data/AM"}))
+    offline, released = built_folders(tmp_path)
     stand_in = scope_note(REFERENCE_MODEL, "cpu", "bfloat16", offline)
     assert "small stand-in model on synthetic data" in stand_in
     real = scope_note("Qwen/Qwen2.5-Omni-7B", "NVIDIA H100", "bfloat16", released)
@@ -328,10 +335,7 @@ def test_the_plan_takes_the_throughput_benchmark_s_rates_for_the_size_it_measure
 def test_the_landing_rows_call_a_stand_in_a_stand_in_only_where_one_ran(tmp_path):
     from amlib.book_settings import landing_rows
 
-    offline, released = tmp_path / "offline", tmp_path / "released"
-    offline.mkdir(), released.mkdir()
-    (offline / "build.json").write_text(json.dumps({"source": "offline", "root": None}))
-    (released / "build.json").write_text(json.dumps({"source": "audiomarathon", "root": "/data/AM"}))
+    offline, released = built_folders(tmp_path)
     default = landing_rows(REFERENCE_MODEL, "cpu", "bfloat16", offline)
     assert default["data"].startswith("a stand-in: the offline suite") and default["model"].startswith("a stand-in: ")
     assert "AMX-BF16" in default["precision"]
