@@ -53,7 +53,8 @@ def _eval(args) -> None:
                     seed=args.seed, device=args.device, family=args.family, dtype=args.dtype,
                     method=args.method, ratio=args.ratio, layer=args.layer, press=args.press,
                     protocol=args.protocol, device_map=args.device_map, fast_paths=not args.no_fast_paths,
-                    batch_size=args.batch_size, workers=args.workers, decode_step=args.decode_step)
+                    batch_size=args.batch_size, workers=args.workers, decode_step=args.decode_step,
+                    loader=args.loader)
     if current(args.device).is_main:  # every process holds the merged rows; one prints them
         print(score_table(rows, seed=args.seed, parser=args.parser).round(2).to_string())
 
@@ -71,7 +72,7 @@ def _sweep(args) -> None:
                        device_map=args.device_map, fast_paths=not args.no_fast_paths, decode_step=args.decode_step)
     configs = sweep_configs(args.methods, args.ratios, layer=args.layer, seed=args.seed, vanilla=not args.no_vanilla)
     files = run_sweep(adapter, samples, args.out, configs, ranks=ranks, batch_size=args.batch_size,
-                      workers=args.workers)
+                      workers=args.workers, loader=args.loader)
     wanted = {s.id for s in samples}
     for name, rows in files.items() if ranks.is_main else ():
         print(f"\n{name}")
@@ -113,7 +114,11 @@ def _model_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="rows decoded together (amlib.pipeline); default: 16 on CUDA, 4 on a CPU (sweep: at least "
                         "the configurations of one sample); 1: one row at a time (HF generate where no fast path applies)")
-    p.add_argument("--workers", type=int, default=2, help="threads preparing the next samples' inputs (batched runs)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes (or threads: --loader) preparing the next samples' inputs (batched runs)")
+    p.add_argument("--loader", default=None, choices=["process", "thread"],
+                   help="what prepares inputs ahead of the compute: forked processes (the default where the "
+                        "platform forks; they do not compete with the compute for the GIL) or threads")
 
 
 def _device_map(text: str) -> str | dict:

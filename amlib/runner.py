@@ -288,7 +288,17 @@ def sample_fields(sample: Sample) -> dict:
 def error_fields(sample: Sample, err: Exception) -> dict:
     """The result fields of a sample that raised (recorded, not hidden: the row carries the traceback)."""
     return {"prediction": None, "parsed": None, "correct": False if get_task(sample.task).is_choice else None,
-            "error": f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"}
+            "error": f"{type(err).__name__}: {err}\n{_traceback_of(err)}"}
+
+
+def _traceback_of(err: Exception) -> str:
+    """Where `err` was raised: from the exception itself, or as the loader that caught it (in a worker
+    process or thread) wrote it down; the handler's own traceback otherwise."""
+    if getattr(err, "amlib_traceback", None):
+        return err.amlib_traceback
+    if err.__traceback__ is not None:
+        return "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=3))
+    return traceback.format_exc(limit=3)
 
 
 def file_row(sample: Sample, result: dict, prov: dict) -> dict:
@@ -319,12 +329,13 @@ def evaluate_sample(adapter: AudioLMAdapter, sample: Sample, config: RunConfig, 
 def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Path,
              config: RunConfig | None = None, retry_errors: bool = False, progress: bool = True,
              ranks: Ranks | None = None, batch_size: int | None = None, workers: int = 0,
-             stats=None) -> list[dict]:
+             stats=None, loader: str | None = None) -> list[dict]:
     """Run `adapter` on `samples`, appending rows to `out_path`; return all rows of the file. In a
     launch of several processes (`ranks`, default: accelerate's), each does its share of the samples
     into its own shard file, merged into `out_path` at the end (`amlib.distributed`). `batch_size`
     (None: `amlib.sweep.default_batch_size`): rows decoded together through `amlib.pipeline`, with `workers`
-    threads preparing the next samples' inputs; 1: one sample at a time. `stats`: an
+    processes or threads (`loader`, None: `amlib.pipeline.default_loader()`) preparing the next samples'
+    inputs; 1: one sample at a time. `stats`: an
     `amlib.pipeline.PipelineStats` that a batched run adds its time split to."""
     from amlib.pipeline import batched_decoder_of, prefetched, run_pipelined
     from amlib.sweep import default_batch_size
@@ -339,8 +350,8 @@ def evaluate(adapter: AudioLMAdapter, samples: list[Sample], out_path: str | Pat
         if batched:
             label = run.config.press or run.config.method
             shown = tqdm(todo, desc=f"{adapter.model_id} {label} batch {batch_size}", disable=not progress)
-            run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers, stats=stats), [run],
-                          batch_size, stats=stats)
+            run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers, stats=stats,
+                                              loader=loader), [run], batch_size, stats=stats)
         else:
             _evaluate_into(run, adapter, todo, progress)
     return run.finish(samples)
@@ -399,14 +410,15 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
              family: str | None = None, dtype: str | None = None, method: str = "vanilla",
              ratio: float = 0.0, layer: int | None = None, press: str | None = None,
              protocol: str | None = None, device_map: str | dict | None = None, fast_paths: bool = True,
-             batch_size: int | None = None, workers: int = 2, decode_step: str = "auto") -> list[dict]:
+             batch_size: int | None = None, workers: int = 2, decode_step: str = "auto",
+             loader: str | None = None) -> list[dict]:
     """Load `model`, evaluate it on `data_dir`'s manifest; rows of the selected samples, in order.
     `method`/`ratio`/`layer`: token pruning (amlib.pruning.METHODS) at decoder layer `layer`;
     `press`/`ratio`/`protocol`: KV-cache eviction (amlib.eviction.PRESSES). Under `accelerate launch`
     or `torchrun` the samples are split over the processes (`amlib.distributed`); `device` "cuda" or
     "auto" is then each process's own GPU. `device_map` (e.g. "auto"): one model over several GPUs.
     `fast_paths=False`: transformers' own code paths (no amlib.fastpath), e.g. to compare.
-    `decode_step`: the batched decoder's step (`DECODE_STEPS`). `batch_size`/`workers`: see `evaluate`.
+    `decode_step`: the batched decoder's step (`DECODE_STEPS`). `batch_size`/`workers`/`loader`: see `evaluate`.
 
     `output_dir=None` writes to a fresh temporary folder, so nothing is resumed (regression runs).
     """
@@ -425,7 +437,7 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
     config = RunConfig(method=method, ratio=ratio, layer=layer, press=press, protocol=protocol, seed=seed)
     out = Path(output_dir) / config.file_name(model)
     rows = {r["id"]: r for r in evaluate(adapter, samples, out, config, progress=progress, ranks=ranks,
-                                         batch_size=batch_size, workers=workers)}
+                                         batch_size=batch_size, workers=workers, loader=loader)}
     return [rows[s.id] for s in samples]
 
 

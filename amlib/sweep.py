@@ -180,24 +180,25 @@ def sweep_configs(methods: list[str], ratios: list[float], layer: int = DEFAULT_
 
 def run_sweep(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path, configs: list[RunConfig],
               progress: bool = True, ranks: Ranks | None = None, batch_size: int | None = None,
-              workers: int = 0, stats=None) -> dict[str, list[dict]]:
+              workers: int = 0, stats=None, loader: str | None = None) -> dict[str, list[dict]]:
     """Evaluate every configuration on every sample, sharing each sample's prefix (encoder + layers
     < K) across configurations. Returns {file name: rows of that configuration's file}. In a launch of
     several processes (`ranks`, default: accelerate's) each takes its share of the samples, writing a
     shard file per configuration; each configuration's file is merged at the end (`amlib.distributed`).
     `batch_size` (None: `default_batch_size`): rows decoded together (`amlib.pipeline`; 1: one at a
-    time, as before); `workers`: threads preparing the next samples' inputs; `stats`: a
+    time, as before); `workers`: processes or threads (`loader`, `amlib.pipeline.prefetched`) preparing
+    the next samples' inputs; `stats`: a
     `amlib.pipeline.PipelineStats` a batched run adds its time split to."""
     layers = {c.layer for c in configs if c.method not in (None, "vanilla")}
     if len(layers) > 1:
         raise ValueError(f"one sweep prunes at one layer; got layers {sorted(layers)} (run one sweep per layer)")
     layer = layers.pop() if layers else DEFAULT_LAYER
     return _run_grid(adapter, samples, output_dir, configs, lambda: SharedPrefix(adapter, layer), "sweep",
-                     progress, ranks, batch_size, workers, stats)
+                     progress, ranks, batch_size, workers, stats, loader)
 
 
 def _run_grid(adapter, samples, output_dir, configs, shared_prefix, label, progress, ranks, batch_size, workers,
-              stats=None):
+              stats=None, loader=None):
     """Every configuration on every sample, each sample's inputs prepared once and its shared part
     (`shared_prefix`) computed once; batched (`amlib.pipeline`) or one row at a time."""
     from amlib.pipeline import batched_decoder_of, prefetched, run_pipelined
@@ -216,8 +217,8 @@ def _run_grid(adapter, samples, output_dir, configs, shared_prefix, label, progr
         rank = f" rank {ranks.rank}/{ranks.world_size}" if ranks.world_size > 1 else ""
         shown = tqdm(pending, desc=f"{adapter.model_id} {label} x{len(configs)}{rank}", disable=not progress)
         if batched:
-            run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers, stats=stats), runs,
-                          batch_size, shared_prefix=shared_prefix, stats=stats)
+            run_pipelined(adapter, prefetched(shown, lambda s: prepare_inputs(adapter, s), workers, stats=stats,
+                                              loader=loader), runs, batch_size, shared_prefix=shared_prefix, stats=stats)
         else:
             for sample in shown:
                 _sweep_sample(adapter, sample, runs, shared_prefix)
@@ -275,9 +276,10 @@ def eviction_configs(presses: list[str], ratios: list[float], protocols: list[st
 
 def run_configs(adapter: AudioLMAdapter, samples: list[Sample], output_dir: str | Path,
                 configs: list[RunConfig], progress: bool = False, ranks: Ranks | None = None,
-                batch_size: int | None = None, workers: int = 0, stats=None) -> dict[str, list[dict]]:
+                batch_size: int | None = None, workers: int = 0, stats=None,
+                loader: str | None = None) -> dict[str, list[dict]]:
     """Each configuration over `samples` (one file per configuration; the samples split over the
     processes of a launch); {file name: its rows}. A press evicts from layer 0 on, so only the audio
     encoder is shared: each sample is encoded once for all configurations."""
     return _run_grid(adapter, samples, output_dir, configs, lambda: SharedPrefix(adapter, 0), "configurations",
-                     progress, ranks, batch_size, workers, stats)
+                     progress, ranks, batch_size, workers, stats, loader)

@@ -16,17 +16,20 @@ Modes, each over the same items, in this order, after one warm-up pass (one item
       transformers' generate, no fast paths;
   (b) fast_batch1: this project, one item at a time, fast paths on (chunked encoder, CUDA-graph decode);
   (c) batched_pipelined: this project, --batch-size rows decoded together (continuous batching),
-      inputs prepared by --workers threads ahead of the compute.
+      inputs prepared by --workers processes (--loader) ahead of the compute, transformers' modules in
+      the decode step (the default on CUDA);
+  (d) batched_fused: (c) with the fused decode step (`--decode-step compiled`: the lean step compiled,
+      inside the CUDA graph; opt-in on CUDA).
 Reported per mode: items/s on the common subset and answer agreement with (a) (and (c) with (b)).
 The projected wall time of one vanilla pass over all 6,567 items is Table 5's count of each task times
 the task's seconds per item: for (a) and (b) their rows' own prefill + decode (they run one after
 another; the run's wall-clock overhead spread in proportion), for (c) the wall time of a batched run of
 --projection-items items of that task alone (a mixed subset of a few items cannot fill a batch, so it
 would measure the tail of its longest answer, not a full run's rate). The paper's 13-configuration
-pruning grid (vanilla + 4 methods x 3 ratios at K = 2, encode-once sweep, batched) runs on
---grid-items items of each task alone, projected the same way; so does the eviction grid (vanilla + the
-paper's 4 presses x 4 ratios, query-aware: one prefill per item shared by the presses,
-amlib.eviction.shared) on --eviction-items items.
+pruning grid (vanilla + 4 methods x 3 ratios at K = 2, encode-once sweep, batched, with the last
+batched mode's decode step) runs on --grid-items items of each task alone, projected the same way; so
+does the eviction grid (vanilla + the paper's 4 presses x 4 ratios, query-aware: one prefill per item
+shared by the presses, amlib.eviction.shared) on --eviction-items items.
 A batched-decode microbenchmark: --decode-rows rows of --decode-context tokens decoding
 --decode-tokens tokens together, generated tokens/s, beside the batch-1 graph decoder.
 """
@@ -38,6 +41,7 @@ import csv
 import json
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +52,7 @@ import amlib.sweep as sweep
 from amlib.data.audio import SAMPLE_RATE, write_audio
 from amlib.data.manifest import read_manifest, write_manifest
 from amlib.efficiency import device_name
-from amlib.pipeline import PipelineStats
+from amlib.pipeline import PipelineStats, default_loader
 from amlib.runner import RunConfig, evaluate
 from amlib.tasks import TASKS, TASK_ORDER
 
@@ -56,7 +60,8 @@ TABLE5 = Path(__file__).parents[1] / "amlib" / "paper" / "tables" / "table5_comp
 CHOICE_TOKENS = 3
 ASR_TOKENS_PER_SECOND = 2.5
 MODES = {"hf_batch1": dict(fast_paths=False, batch=False), "fast_batch1": dict(fast_paths=True, batch=False),
-         "batched_pipelined": dict(fast_paths=True, batch=True)}
+         "batched_pipelined": dict(fast_paths=True, batch=True, decode_step="auto"),
+         "batched_fused": dict(fast_paths=True, batch=True, decode_step="compiled")}
 
 
 def table5_counts() -> dict[str, int]:
@@ -118,24 +123,39 @@ def projected_minutes(seconds_per_item: dict[str, float], counts: dict[str, int]
     return sum(counts[t] * seconds_per_item[t] for t in counts) * overhead / 60
 
 
-def run_mode(adapter, name: str, samples, out: Path, batch_size: int, workers: int) -> dict:
+def run_mode(adapter, name: str, samples, out: Path, batch_size: int, workers: int, loader: str | None) -> dict:
     mode = MODES[name]
     adapter.set_fast_paths(mode["fast_paths"])
     stats = PipelineStats()
     sync = torch.cuda.synchronize if adapter.device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
-    rows = evaluate(adapter, samples, out, RunConfig(), progress=False, batch_size=batch_size if mode["batch"] else 1,
-                    workers=workers if mode["batch"] else 0, stats=stats)
-    sync()
-    wall = time.perf_counter() - start
+    with decode_step(adapter, mode.get("decode_step")):
+        sync()
+        start = time.perf_counter()
+        rows = evaluate(adapter, samples, out, RunConfig(), progress=False, batch_size=batch_size if mode["batch"] else 1,
+                        workers=workers if mode["batch"] else 0, stats=stats, loader=loader)
+        sync()
+        wall = time.perf_counter() - start
     errors = [r["id"] for r in rows if r["error"]]
     if errors:
         raise RuntimeError(f"{name}: rows with errors: {errors}: {rows[0]['error'] if rows[0]['error'] else ''}")
     return {"mode": name, "wall_s": wall, "items": len(rows), "items_per_s": len(rows) / wall,
             "generated_tokens": sum(r["new_tokens"] for r in rows), "fast_paths": adapter.fast_paths(),
             "batch_size": rows[0]["provenance"]["batch_size"], "pipeline": stats.as_dict() if mode["batch"] else None,
-            "rows": rows}
+            "decode_step": mode.get("decode_step"), "rows": rows}
+
+
+@contextmanager
+def decode_step(adapter, step: str | None):
+    """The batched decoder's step (`amlib.runner.DECODE_STEPS`) inside the block; None: as it is."""
+    from amlib.runner import DECODE_STEPS
+
+    before = adapter.lean_decode
+    if step is not None:
+        adapter.lean_decode = DECODE_STEPS[step]
+    try:
+        yield
+    finally:
+        adapter.lean_decode = before
 
 
 def agreement(rows: list[dict], reference: list[dict]) -> dict:
@@ -198,26 +218,29 @@ def decode_microbenchmark(adapter, rows: int, context_s: float, tokens: int) -> 
     return result
 
 
-def grid_projection(adapter, root: Path, configs, args, counts: dict, run_grid, items: int | None = None) -> dict:
+def grid_projection(adapter, root: Path, configs, args, counts: dict, run_grid, step: str | None,
+                    items: int | None = None) -> dict:
     """Every configuration of `configs` on `items` items of each task alone (`run_grid`: the sweep or
-    `run_configs`, batched and pipelined), timed by the wall clock and projected over Table 5."""
+    `run_configs`, batched and pipelined, decode step `step`), timed by the wall clock and projected over
+    Table 5."""
     items = items or args.grid_items
     adapter.set_fast_paths(True)
     per_item, runs = {}, {}
     for task in TASK_ORDER:
         data = make_workload(root / "data" / task, items, seed=2, tasks=(task,))
         stats = PipelineStats()
-        start = time.perf_counter()
-        files = run_grid(adapter, read_manifest(data), root / "runs" / task, configs, progress=False,
-                         batch_size=args.batch_size, workers=args.workers, stats=stats)
-        wall = time.perf_counter() - start
+        with decode_step(adapter, step):
+            start = time.perf_counter()
+            files = run_grid(adapter, read_manifest(data), root / "runs" / task, configs, progress=False,
+                             batch_size=args.batch_size, workers=args.workers, stats=stats, loader=args.loader)
+            wall = time.perf_counter() - start
         rows = [r for rows in files.values() for r in rows]
         errors = [r["error"] for r in rows if r["error"]]
         if errors:
             raise RuntimeError(f"grid {root.name}, {task}: {len(errors)} rows with errors: {errors[0]}")
         per_item[task] = wall / items
         runs[task] = {"wall_s": wall, "items": items, "rows": len(rows), "pipeline": stats.as_dict()}
-    return {"configurations": len(configs), "items_per_task": items, "per_task_runs": runs,
+    return {"configurations": len(configs), "items_per_task": items, "decode_step": step, "per_task_runs": runs,
             "projection": {"seconds_per_item": per_item, "projected_min": projected_minutes(per_item, counts)}}
 
 
@@ -233,7 +256,8 @@ def main():
     ap.add_argument("--eviction-items", type=int, default=2,
                     help="items per task of the eviction grid (4 presses x 4 ratios, query-aware; 0: skip)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=4, help="loader processes (or threads) of the batched modes")
+    ap.add_argument("--loader", default=None, choices=["process", "thread"], help="default: amlib.pipeline's")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument("--decode-rows", type=int, default=16)
     ap.add_argument("--decode-context-seconds", type=float, default=200.0)
@@ -256,11 +280,14 @@ def main():
               "workload": {"per_task": args.per_task, "items": len(samples), "durations_s": "90-300, even spread",
                            "choice_tokens": CHOICE_TOKENS, "asr_tokens_per_second": ASR_TOKENS_PER_SECOND,
                            "table5_items": sum(counts.values())},
-              "batch_size": args.batch_size, "workers": args.workers, "modes": []}
+              "batch_size": args.batch_size, "workers": args.workers, "loader": args.loader or default_loader(),
+              "modes": []}
     force_answer_lengths(adapter)
     warm = [s for s in samples if s.task == "SGR"][:1]
-    for name in args.modes:  # one-time costs (kernels, graphs, allocator) fall into no measured mode
-        run_mode(adapter, name, warm, work / "warm" / name / "run.jsonl", args.batch_size, args.workers)
+    longest_asr = max((s for s in samples if s.task == "ASR"), key=lambda s: s.duration_s, default=None)
+    for name in args.modes:  # one-time costs (kernels, graphs, compiling, allocator) fall into no measured mode
+        batch_warm = warm + ([longest_asr] if MODES[name]["batch"] and longest_asr else [])  # 2 rows, the longest cache
+        run_mode(adapter, name, batch_warm, work / "warm" / name / "run.jsonl", args.batch_size, args.workers, args.loader)
 
     def save():
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -268,7 +295,7 @@ def main():
 
     rows_of = {}
     for name in args.modes:
-        measured = run_mode(adapter, name, samples, work / name / "run.jsonl", args.batch_size, args.workers)
+        measured = run_mode(adapter, name, samples, work / name / "run.jsonl", args.batch_size, args.workers, args.loader)
         rows_of[name] = measured.pop("rows")
         if not MODES[name]["batch"]:  # rows run one after another: their own times add up to the wall time
             per_item = per_task_seconds(rows_of[name])
@@ -277,21 +304,21 @@ def main():
                                               "projected_min": projected_minutes(per_item, counts, overhead),
                                               "from": "this subset's rows (prefill + decode per task)"}
         measured["agreement_with_first_mode"] = agreement(rows_of[name], rows_of[args.modes[0]])
-        if name == "batched_pipelined" and "fast_batch1" in rows_of:
+        if MODES[name]["batch"] and "fast_batch1" in rows_of:
             measured["agreement_with_fast_batch1"] = agreement(rows_of[name], rows_of["fast_batch1"])
         result["modes"].append(measured)
         print(json.dumps({k: v for k, v in measured.items() if k != "projection_vanilla"}, default=str), flush=True)
         save()
-    if "batched_pipelined" in args.modes:  # batched: each task's own batch-filling run, timed by the wall clock
+    for name in [m for m in args.modes if MODES[m]["batch"]]:  # each task's own batch-filling run, wall clock
         per_item, runs = {}, {}
         for task in TASK_ORDER:
             data = make_workload(work / "projection" / task, args.projection_items, seed=1, tasks=(task,))
-            measured = run_mode(adapter, "batched_pipelined", read_manifest(data), work / "projection-runs" / task / "run.jsonl",
-                                args.batch_size, args.workers)
+            measured = run_mode(adapter, name, read_manifest(data), work / "projection-runs" / name / task / "run.jsonl",
+                                args.batch_size, args.workers, args.loader)
             measured.pop("rows")
             per_item[task] = measured["wall_s"] / measured["items"]
             runs[task] = {k: measured[k] for k in ("wall_s", "items", "items_per_s", "generated_tokens", "pipeline")}
-        mode = next(m for m in result["modes"] if m["mode"] == "batched_pipelined")
+        mode = next(m for m in result["modes"] if m["mode"] == name)
         mode["projection_vanilla"] = {"seconds_per_item": per_item, "per_task_runs": runs,
                                       "projected_min": projected_minutes(per_item, counts),
                                       "from": f"a batched run of {args.projection_items} items of each task alone"}
@@ -301,15 +328,17 @@ def main():
               flush=True)
     first, last = result["modes"][0], result["modes"][-1]
     result["speedup_last_over_first"] = last["items_per_s"] / first["items_per_s"]
+    batched = [m for m in args.modes if MODES[m]["batch"]]
+    grid_step = MODES[batched[-1]]["decode_step"] if batched else None
     if args.grid_items:  # the paper's 13-configuration pruning grid (encode-once sweep)
         configs = sweep_configs(["random", "fastv", "dart", "frame"], [0.3, 0.6, 0.9])
-        result["pruning_grid"] = grid_projection(adapter, work / "grid", configs, args, counts, run_sweep)
+        result["pruning_grid"] = grid_projection(adapter, work / "grid", configs, args, counts, run_sweep, grid_step)
         print("pruning grid projected:", round(result["pruning_grid"]["projection"]["projected_min"], 1), "min", flush=True)
         save()
     if args.eviction_items:  # the paper's eviction grid: 4 presses x 4 ratios, query-aware, + vanilla
         configs = eviction_configs(["random", "knorm", "tova", "snapkv"], [0.3, 0.5, 0.7, 0.9], ["query_aware"])
         result["eviction_grid"] = grid_projection(adapter, work / "eviction", configs, args, counts, run_configs,
-                                                  items=args.eviction_items)
+                                                  grid_step, items=args.eviction_items)
         print("eviction grid projected:", round(result["eviction_grid"]["projection"]["projected_min"], 1), "min",
               flush=True)
         save()

@@ -2,9 +2,11 @@
 # The throughput measurements of one lent GPU call (no package registry there; the wheels the machine
 # lacks travel in .whl/, the SmolLM2 tokenizer in .gpu_cache/, both ignored by git and named in `carry`):
 #   1. where a 195 s prefill's time goes (scripts/profile_prefill.py: encoder, LM, top kernels; vanilla,
-#      Frame and FastV at 0.6; the prefill while loading threads prepare inputs);
+#      the four methods at 0.6 and Frame at 0.9; the prefill while loading threads, then processes,
+#      prepare inputs);
 #   2. the AudioMarathon-shaped throughput benchmark (scripts/bench_throughput.py: HF batch 1, fast
-#      batch 1, batched and pipelined; the pruning and eviction grids; batched decode, modules and fused);
+#      batch 1, batched and pipelined with the modules' and with the fused decode step; the pruning and
+#      eviction grids; batched decode, modules and fused);
 #   3. per-token decode of the fused step beside HF generate and the CUDA-graph decoders, 3B and 7B
 #      (scripts/bench_fused_decode.py).
 # Usage (the device tool's command, from the repository root):
@@ -24,7 +26,7 @@ if [[ $what == fused || $what == fused+profile ]]; then
   fused random-qwen2.5-omni-3b fused_decode_gpu_3b.json
 fi
 if [[ $what == profile || $what == both || $what == fused+profile ]]; then
-  timeout "${PROFILE_TIMEOUT:-180}" python3 scripts/profile_prefill.py --device cuda --seconds 195 --configs vanilla frame:0.6 fastv:0.6 \
+  timeout "${PROFILE_TIMEOUT:-180}" python3 scripts/profile_prefill.py --device cuda --seconds 195 --configs vanilla frame:0.6 fastv:0.6 dart:0.6 random:0.6 frame:0.9 \
     --contention-workers 4 --top 30 --out "$OUT/prefill_profile_gpu.json" 2>&1 | grep -v "Loading weights" \
     || echo "profile_prefill stopped: $?"
 fi

@@ -76,26 +76,35 @@ def top_ops(adapter, prepared, device: str, rows: int) -> list[dict]:
              "self_device_ms": getattr(e, "self_device_time_total", 0) / 1e3} for e in events]
 
 
-def with_loading_threads(adapter, audio, workers: int, sync, repeats: int) -> float:
-    """Median vanilla prefill while `workers` threads keep preparing inputs (feature extraction)."""
+def with_loading(adapter, audio, workers: int, loader: str, sync, repeats: int) -> float:
+    """Median vanilla prefill while `workers` threads or forked processes (`loader`, as amlib.pipeline's
+    load stage) keep preparing inputs (feature extraction)."""
+    import multiprocessing
     import threading
 
     prepared = adapter.build_inputs(audio, TASKS["SGR"], "Which option fits the audio?", ["male", "female"])
-    stop = threading.Event()
+    if loader == "process":
+        stop = multiprocessing.get_context("fork").Event()
+        make = lambda: multiprocessing.get_context("fork").Process(target=load, daemon=True)  # noqa: E731
+    else:
+        stop = threading.Event()
+        make = lambda: threading.Thread(target=load, daemon=True)  # noqa: E731
 
     def load():
+        if loader == "process":
+            torch.set_num_threads(1)  # as amlib.pipeline's workers
         while not stop.is_set():
             adapter.build_inputs(audio, TASKS["SGR"], "Which option fits the audio?", ["male", "female"])
 
-    threads = [threading.Thread(target=load, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
+    workers_ = [make() for _ in range(workers)]
+    for worker in workers_:
+        worker.start()
     try:
         seconds, _ = timed(lambda: adapter.prefill(prepared, 1), sync, repeats)
     finally:
         stop.set()
-        for thread in threads:
-            thread.join()
+        for worker in workers_:
+            worker.join()
     return seconds
 
 
@@ -109,7 +118,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--contention-workers", type=int, default=0,
-                    help="also time the vanilla prefill while this many threads prepare inputs (the pipeline's load stage)")
+                    help="also time the vanilla prefill while this many threads, and then as many processes, "
+                         "prepare inputs (the pipeline's load stage)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     from amlib.models import load_model
@@ -144,10 +154,11 @@ def main():
             print(f"   {op['op'][:60]:60s} n={op['calls']:5d} dev={op['device_total_ms']:8.2f} "
                   f"selfdev={op['self_device_ms']:8.2f} cpu={op['cpu_total_ms']:8.2f}", flush=True)
     if args.contention_workers:
-        result["vanilla_prefill_with_loading_threads"] = {
-            "workers": args.contention_workers,
-            "prefill_s": with_loading_threads(adapter, audio, args.contention_workers, sync, args.repeats)}
-        print("vanilla prefill while threads prepare inputs:", result["vanilla_prefill_with_loading_threads"], flush=True)
+        for loader, plural in (("thread", "threads"), ("process", "processes")):
+            key = f"vanilla_prefill_with_loading_{plural}"
+            result[key] = {"workers": args.contention_workers,
+                           "prefill_s": with_loading(adapter, audio, args.contention_workers, loader, sync, args.repeats)}
+            print(f"vanilla prefill while {plural} prepare inputs:", result[key], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 

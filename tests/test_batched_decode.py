@@ -212,7 +212,8 @@ def same_rows(alone, together):
         assert {k: a.get(k) for k in ROW_KEYS} == {k: b.get(k) for k in ROW_KEYS}, a["id"]
 
 
-def test_batched_evaluate_writes_the_rows_of_a_batch_one_run(mixed_manifest, tmp_path):
+@pytest.mark.parametrize("loader", ["process", "thread"])
+def test_batched_evaluate_writes_the_rows_of_a_batch_one_run(mixed_manifest, tmp_path, loader):
     from amlib.runner import RunConfig, evaluate
 
     adapter = load_model("tiny-random-qwen2.5-omni", seed=0)
@@ -220,7 +221,7 @@ def test_batched_evaluate_writes_the_rows_of_a_batch_one_run(mixed_manifest, tmp
         name = config.file_name(adapter.model_id)
         alone = evaluate(adapter, mixed_manifest, tmp_path / "one" / name, config, progress=False, batch_size=1)
         together = evaluate(adapter, mixed_manifest, tmp_path / "many" / name, config, progress=False, batch_size=3,
-                            workers=2)
+                            workers=2, loader=loader)
         same_rows(alone, together)
         assert {r["provenance"]["batch_size"] for r in together} == {3}
         assert all(r["decode_rows_mean"] >= 1 for r in together if r["new_tokens"] > 1)
@@ -285,3 +286,20 @@ def test_an_interrupted_batched_run_keeps_every_finished_row(mixed_manifest, tmp
     assert len(prefilled) == len(mixed_manifest) - len(kept)
     same_rows(evaluate(adapter, mixed_manifest, tmp_path / "alone.jsonl", RunConfig(), progress=False, batch_size=1),
               rows)
+
+
+def test_an_unreadable_sample_prepared_in_a_worker_process_is_an_error_row_naming_the_file(mixed_manifest, tmp_path):
+    import dataclasses
+
+    from amlib.runner import RunConfig, evaluate
+
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not audio")
+    samples = [mixed_manifest[0], dataclasses.replace(mixed_manifest[2], id="broken", audio=str(broken), root=""),
+               mixed_manifest[3]]
+    adapter = load_model("tiny-random-qwen2.5-omni", seed=0)
+    rows = {r["id"]: r for r in evaluate(adapter, samples, tmp_path / "run.jsonl", RunConfig(), progress=False,
+                                         batch_size=2, workers=2, loader="process")}
+    assert rows["broken"]["error"].startswith(f"OSError: {broken}: cannot read audio")
+    assert "load_audio" in rows["broken"]["error"]  # the worker's traceback, not the handler's
+    assert rows[samples[0].id]["error"] is None and rows[samples[2].id]["error"] is None
