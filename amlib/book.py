@@ -124,10 +124,21 @@ def _previous_timing(path: Path) -> dict:
 
 
 def _write_timing(rows: dict, path: Path) -> None:
-    machine = f"{platform.machine()}, {_cpu_count()} CPU cores"
+    machine = machine_description()
     pages = sorted(rows.values(), key=lambda r: r["finished"])
     path.write_text(json.dumps({"machine": machine, "pages": pages}, indent=1))
     path.with_suffix(".md").write_text(timing_markdown(pages, machine))
+
+
+def machine_description() -> str:
+    """The build's machine for its timing: processor, cores, and the GPUs torch sees (by name and count)."""
+    import torch
+
+    text = f"{platform.machine()}, {_cpu_count()} CPU cores"
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        text += ", " + ", ".join(f"{names.count(n)}x {n}" if names.count(n) > 1 else n for n in dict.fromkeys(names))
+    return text
 
 
 def _cpu_count() -> int:

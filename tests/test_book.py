@@ -300,3 +300,17 @@ def test_show_predictions_and_glue_run_settings_record_the_rows_for_the_box(monk
     records = [m[RUN_SETTINGS_METADATA] for m in shown if RUN_SETTINGS_METADATA in m]
     assert records == [run_settings(PAGE_ROWS[:6]), run_settings(PAGE_ROWS[6:])]
     assert shown[-1]["scrapbook"]["name"] == RUN_SETTINGS_GLUE_KEY  # a glue entry: jupyter-book hides it
+
+
+def test_the_timing_names_the_gpus_torch_sees(monkeypatch):
+    import torch
+
+    from amlib.book import machine_description
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert machine_description().endswith("CPU cores")
+    names = ["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "NVIDIA A100"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(names))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: names[i])
+    assert machine_description().endswith("CPU cores, 2x NVIDIA H100 80GB HBM3, NVIDIA A100")

@@ -1,0 +1,103 @@
+"""Pack what the book needs on a lent GPU machine into one folder per call (.gpu/book-NN/), each small
+enough to travel beside the repository in one 64 MiB call (scripts/gpu_book.sh stages them there):
+
+- the book's test split as Opus (amlib.reference.train.pack.compress_dataset), with its build record, so
+  the pages find the offline suite built with the book's settings;
+- the stand-in's base weights: the packaged SmolLM2 GGUF in parts and the Whisper tiny.en encoder
+  (amlib.reference.model.export_encoder), and the SmolLM2 tokenizer (also the random Qwen2.5-Omni's);
+- the wheels the machine lacks (--wheels: folders of py3.12 wheels, e.g. .whl/ and the papermill stack).
+
+    python scripts/pack_gpu_book.py --data data/built/offline-test --wheels .whl /tmp/nbwhl --out .gpu
+
+It prints each folder's size and the `carry` list of each call, in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+
+from amlib.models.assets import cache_dir, smollm2_gguf
+from amlib.reference.model import export_encoder
+from amlib.reference.train.pack import compress_dataset, split_file
+
+CALL_BYTES = 64 * 2**20
+GGUF_PART_BYTES = 25 * 2**20  # the staging script wants at least 4 parts (a whole GGUF)
+TOKENIZER = "smollm2-135m-instruct-tokenizer-v1"
+
+
+def repository_bytes(repo: Path) -> int:
+    """What every call carries anyway: the tracked files and the untracked files git does not ignore."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                            capture_output=True, check=True).stdout.split(b"\0")
+    return sum((repo / name.decode()).stat().st_size for name in listed if name and (repo / name.decode()).is_file())
+
+
+def size_of(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def assets(args, work: Path) -> list[Path]:
+    """Every file or folder to carry (each travels whole, in one call)."""
+    data = compress_dataset(args.data, work / args.data.name, workers=args.workers)  # encodes only what is new
+    for record in ("build.json", "stats.json"):
+        if (args.data / record).is_file():
+            shutil.copyfile(args.data / record, data / record)
+    parts = split_file(smollm2_gguf(), GGUF_PART_BYTES, work / "gguf")
+    encoder = work / "encoder.safetensors"
+    if not encoder.is_file():
+        export_encoder(encoder)
+    tokenizer = work / "tokenizer"
+    if not tokenizer.is_dir():
+        shutil.copytree(cache_dir() / TOKENIZER, tokenizer)
+    wheels = sorted({w.name: w for folder in args.wheels for w in folder.glob("*.whl")}.values(), key=lambda w: w.name)
+    return [data, *parts, encoder, tokenizer, *wheels]
+
+
+def pack(items: list[Path], budget: int, out: Path) -> list[Path]:
+    """First fit, largest first, into as few folders of at most `budget` bytes as it takes."""
+    folders: list[tuple[int, list[Path]]] = []
+    for item in sorted(items, key=size_of, reverse=True):
+        size = size_of(item)
+        if size > budget:
+            raise ValueError(f"{item}: {size / 2**20:.1f} MiB, more than one call's {budget / 2**20:.1f} MiB")
+        for i, (used, held) in enumerate(folders):
+            if used + size <= budget:
+                folders[i] = (used + size, held + [item])
+                break
+        else:
+            folders.append((size, [item]))
+    if out.exists():
+        shutil.rmtree(out)
+    paths = []
+    for i, (_, held) in enumerate(folders):
+        folder = out / f"book-{i + 1:02d}"
+        folder.mkdir(parents=True)
+        for item in held:
+            (shutil.copytree if item.is_dir() else shutil.copyfile)(item, folder / item.name)
+        paths.append(folder)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", type=Path, required=True, help="the built test split the book reads")
+    ap.add_argument("--wheels", type=Path, nargs="*", default=[])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/amlib-gpu-book"), help="packed copies, kept for re-runs")
+    ap.add_argument("--out", type=Path, default=Path(".gpu"), help="where the book-NN folders go (replaced)")
+    ap.add_argument("--margin-mib", type=float, default=1.0)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    repo = Path(__file__).resolve().parents[1]
+    budget = CALL_BYTES - repository_bytes(repo) - int(args.margin_mib * 2**20)
+    folders = pack(assets(args, args.work), budget, args.out / "book")
+    for folder in folders:
+        rel = folder.resolve().relative_to(repo) if folder.resolve().is_relative_to(repo) else folder
+        print(f"{rel}: {size_of(folder) / 2**20:.1f} MiB  carry [\"{rel}\"]", flush=True)
+    print(f"{len(folders)} calls; each may carry {budget / 2**20:.1f} MiB beside the repository", flush=True)
+
+
+if __name__ == "__main__":
+    main()
