@@ -284,12 +284,23 @@ def built_data_description(data_dir: str | Path) -> str:
     """What a built data folder holds, from its build record (`build.json`), for the pages' prose."""
     record = Path(data_dir) / "build.json"
     if not record.is_file():
-        return f"the data in {Path(data_dir).name}"
+        return f"the data in {Path(data_dir).name}" + packed_note(data_dir)
     built = json.loads(record.read_text())
     source, root = built.get("source"), built.get("root")
     if source == "offline":
-        return DataSpec("offline", None, str(data_dir)).describe()
-    return DataSpec(source, root, str(data_dir)).describe() if source else f"the data in {Path(data_dir).name}"
+        return DataSpec("offline", None, str(data_dir)).describe() + packed_note(data_dir)
+    described = DataSpec(source, root, str(data_dir)).describe() if source else f"the data in {Path(data_dir).name}"
+    return described + packed_note(data_dir)
+
+
+def packed_note(data_dir: str | Path) -> str:
+    """", its audio re-encoded as ..." for a compact copy of a built folder (`packed.json`, written by
+    amlib.reference.train.pack.compress_dataset, e.g. to carry the data to a GPU machine); "" otherwise."""
+    record = Path(data_dir) / "packed.json"
+    if not record.is_file():
+        return ""
+    packed = json.loads(record.read_text())
+    return f", its audio re-encoded as {packed.get('format', 'a compressed format')} at {packed.get('kbps', '?')} kbit/s"
 
 
 STAND_IN_DATA_ROW = ("a stand-in: the offline suite, all ten tasks synthesised from packaged assets (TTS voices, "
@@ -307,7 +318,9 @@ def landing_rows(model: str, device: str, dtype: str, data_dir: str | Path, more
     """The landing page's "what is real here" rows that depend on the build (plain text): the data, the
     model(s) and the precision, each saying "a stand-in" only where a stand-in was run."""
     data = built_data_description(data_dir)
-    rows = {"data": STAND_IN_DATA_ROW if data.startswith("the offline suite") else f"real data: {data}."}
+    rows = {"data": STAND_IN_DATA_ROW + (f" Here{packed_note(data_dir)} (a compact copy)."
+                                         if packed_note(data_dir) else "")
+            if data.startswith("the offline suite") else f"real data: {data}."}
     if model == REFERENCE_MODEL:
         rows["model"] = STAND_IN_MODEL_ROW
     elif "random" in Path(model).name:

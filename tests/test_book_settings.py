@@ -347,6 +347,22 @@ def test_the_landing_rows_call_a_stand_in_a_stand_in_only_where_one_ran(tmp_path
     mixed = landing_rows("random-qwen2.5-omni-3b", "NVIDIA H100", "bfloat16", offline)
     assert mixed["data"].startswith("a stand-in") and "random weights" in mixed["model"]
     assert landing_rows(REFERENCE_MODEL, "cuda", "bfloat16", released)["data"].startswith("real data")
+    assert "re-encoded" not in default["data"] + real["data"]
+
+
+def test_a_packed_copy_of_the_data_is_named_as_one(tmp_path):
+    import json
+
+    from amlib.book_settings import built_data_description, landing_rows
+
+    offline, released = built_folders(tmp_path)
+    for folder in (offline, released):
+        (Path(folder) / "packed.json").write_text(json.dumps({"from": "x", "format": "ogg/opus", "kbps": 16}))
+    note = "its audio re-encoded as ogg/opus at 16 kbit/s"
+    assert built_data_description(released) == f"the released AudioMarathon benchmark from /data/AM, {note}"
+    assert built_data_description(offline).endswith(note)
+    row = landing_rows(REFERENCE_MODEL, "cpu", "bfloat16", offline)["data"]
+    assert row.startswith("a stand-in: the offline suite") and row.endswith(f"Here, {note} (a compact copy).")
 
 
 def test_progress_counts_rows_while_papermill_runs_from_the_notebooks_folder(book_root, monkeypatch):
