@@ -8,6 +8,10 @@
 #   bash scripts/gpu_book.sh stage                  (collect what this call carried)
 #   bash scripts/gpu_book.sh pages [ARGS]           (stage, then python3 -m amlib book-pages ARGS, e.g.
 #                                                    --settings benchmarks/gpu_book/settings.yaml)
+# The whole sequence: here, `python scripts/pack_gpu_book.py --data data/built/offline-test --wheels .whl
+# .gpu/wheels` (it prints one folder per call); there, back to back (the machine stays warm 30 s),
+# `stage` carrying book-01, book-02, book-03, then `pages --settings benchmarks/gpu_book/settings.yaml`
+# carrying book-04. A `pages` call that runs out of time is resumed by another `pages` call.
 # The pages write into book/executed/ and results/ (ignored by git, so they too survive between warm
 # calls: a second `pages` call resumes). Each `pages` call copies book/executed/ (the executed pages,
 # timing.json, timing.md) and the predictions (results.tar) to $OUT, whether or not every page ran.

@@ -7,7 +7,7 @@ enough to travel beside the repository in one 64 MiB call (scripts/gpu_book.sh s
   (amlib.reference.model.export_encoder), and the SmolLM2 tokenizer (also the random Qwen2.5-Omni's);
 - the wheels the machine lacks (--wheels: folders of py3.12 wheels, e.g. .whl/ and the papermill stack).
 
-    python scripts/pack_gpu_book.py --data data/built/offline-test --wheels .whl /tmp/nbwhl --out .gpu
+    python scripts/pack_gpu_book.py --data data/built/offline-test --wheels .whl .gpu/wheels --out .gpu
 
 It prints each folder's size and the `carry` list of each call, in order.
 """
@@ -24,6 +24,15 @@ from amlib.reference.model import export_encoder
 from amlib.reference.train.pack import compress_dataset, split_file
 
 CALL_BYTES = 64 * 2**20
+# What the book needs that the GPU image lacks (its package list, read 2026-11-17) or holds in another
+# version (transformers: kvpress caps it below 5.3): each must come as a py3.12 wheel
+NEEDED_WHEELS = ("transformers", "tokenizers", "kvpress", "gguf", "soundfile", "cffi", "pycparser", "jiwer",
+                 "rapidfuzz", "datasets", "papermill", "nbclient", "nbformat", "jupyter_client", "jupyter_core",
+                 "ipykernel", "ipython", "traitlets", "pyzmq", "tornado", "comm", "debugpy", "jedi", "parso",
+                 "pexpect", "ptyprocess", "prompt_toolkit", "wcwidth", "stack_data", "executing", "asttokens",
+                 "pure_eval", "decorator", "matplotlib_inline", "ipython_pygments_lexers", "fastjsonschema",
+                 "jsonschema", "jsonschema_specifications", "referencing", "rpds_py", "entrypoints", "tenacity",
+                 "platformdirs", "nest_asyncio2", "myst_nb", "docutils")
 GGUF_PART_BYTES = 25 * 2**20  # the staging script wants at least 4 parts (a whole GGUF)
 TOKENIZER = "smollm2-135m-instruct-tokenizer-v1"
 
@@ -53,7 +62,18 @@ def assets(args, work: Path) -> list[Path]:
     if not tokenizer.is_dir():
         shutil.copytree(cache_dir() / TOKENIZER, tokenizer)
     wheels = sorted({w.name: w for folder in args.wheels for w in folder.glob("*.whl")}.values(), key=lambda w: w.name)
+    check_wheels(wheels)
     return [data, *parts, encoder, tokenizer, *wheels]
+
+
+def check_wheels(wheels: list[Path]) -> None:
+    """One wheel of every needed distribution, and one version of each (two stop the whole install)."""
+    names = [w.name.split("-")[0].lower() for w in wheels]
+    missing = [n for n in NEEDED_WHEELS if n.lower() not in names]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if missing or twice:
+        raise SystemExit(f"wheels: missing {', '.join(missing) or 'none'}; more than one version of "
+                         f"{', '.join(twice) or 'none'} (pip download them for Python 3.12, see the device README)")
 
 
 def pack(items: list[Path], budget: int, out: Path) -> list[Path]:
