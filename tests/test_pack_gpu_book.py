@@ -1,0 +1,47 @@
+"""scripts/pack_gpu_book.py: the assets for a GPU machine, one folder per 64 MiB call."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pack_gpu_book.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("pack_gpu_book", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(size))
+    return path
+
+
+def test_every_item_travels_whole_in_a_folder_within_the_budget(tmp_path):
+    pack = _script().pack
+    sizes = [70, 60, 50, 40, 30, 20, 10]
+    items = [_file(tmp_path / "in" / f"f{i}.bin", s) for i, s in enumerate(sizes)]
+    data = tmp_path / "in" / "data"
+    _file(data / "manifest.jsonl", 25), _file(data / "audio" / "a.ogg", 25)  # a folder: one item of 50 bytes
+    folders = pack(items + [data], 100, tmp_path / "out")
+    held = {p.name: p.stat().st_size for f in folders for p in f.iterdir() if p.is_file()}
+    assert held == {f"f{i}.bin": s for i, s in enumerate(sizes)}  # each file once, whole
+    assert sum((f / "data").is_dir() for f in folders) == 1
+    assert all(sum(p.stat().st_size for p in f.rglob("*") if p.is_file()) <= 100 for f in folders)
+    assert len(folders) == 4  # 330 bytes: at least 4 folders of 100 (first fit, largest first, reaches it)
+    with pytest.raises(ValueError, match="f0.bin: .* more than one call's"):
+        pack(items, 69, tmp_path / "out2")
+
+
+def test_missing_or_doubled_wheels_stop_the_packing(tmp_path):
+    module = _script()
+    wheels = [tmp_path / f"{name.replace('-', '_')}-1.0-py3-none-any.whl" for name in module.NEEDED_WHEELS]
+    module.check_wheels(wheels)  # all there, once each
+    with pytest.raises(SystemExit, match="missing gguf;"):
+        module.check_wheels([w for w in wheels if not w.name.startswith("gguf-")])
+    with pytest.raises(SystemExit, match="more than one version of transformers"):
+        module.check_wheels(wheels + [tmp_path / "transformers-5.3.0-py3-none-any.whl"])
