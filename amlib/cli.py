@@ -152,6 +152,14 @@ def _build_asr_corpus(args) -> None:
     print(f"built {out}: {(out / 'corpus.json').read_text()}")
 
 
+def _join_asr(args) -> None:
+    from amlib.reference.train.long_form import write_joined
+    from amlib.reference.train.loop import load_samples
+
+    out = write_joined(load_samples(args.data), args.out, args.n, args.min_s, args.max_s, args.seed)
+    print(f"wrote {args.n} joined ASR items to {out}")
+
+
 def _train_reference(args) -> None:
     from amlib.reference.model import load_reference_adapter
     from amlib.reference.train.loop import TrainConfig, train
@@ -161,7 +169,8 @@ def _train_reference(args) -> None:
                       warmup=args.warmup, lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                       seed=args.seed, save_every=args.save_every,
                       workers=args.workers, data=[str(d) for d in args.data],
-                      val_data=[str(d) for d in args.val_data], eval_every=args.eval_every,
+                      val_data=[str(d) for d in args.val_data], val_long=[str(d) for d in args.val_long],
+                      eval_every=args.eval_every,
                       init=str(args.init) if args.init else None, time_limit_s=args.time_limit,
                       task_weights=_task_weights(args.task_weights), joined_asr=args.joined_asr,
                       selection=args.selection)
@@ -282,15 +291,28 @@ def main(argv: list[str] | None = None) -> None:
                     help="draw each batch slot's task by these weights (unnamed tasks: none); default: uniform over items")
     tr.add_argument("--joined-asr", nargs=3, type=float, default=None, metavar=("N", "MIN_S", "MAX_S"),
                     help="add N long ASR examples joined from one speaker's short ASR clips (their task weight: JOINED-ASR)")
-    tr.add_argument("--selection", default="task_mean", choices=["task_mean", "item_mean"],
+    tr.add_argument("--val-long", type=Path, nargs="*", default=[],
+                    help="long ASR validation folders (join-asr): each evaluation transcribes them greedily and "
+                         "logs their WAR and the answers that reach the budget")
+    tr.add_argument("--selection", default="task_mean", choices=["task_mean", "item_mean", "long_war"],
                     help="the validation number that picks the kept weights (out/best/): mean over tasks of each "
-                         "task's mean loss (default), or mean over items")
+                         "task's mean loss (default), mean over items, or the highest WAR on --val-long")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)
     tr.add_argument("--device", default="cpu")
     tr.add_argument("--encoder", type=Path, default=None,
                     help="encoder safetensors (export_encoder) where the Whisper package is not installed")
     tr.set_defaults(func=_train_reference)
+
+    join = sub.add_parser("join-asr", help="long ASR items joined from one speaker's short clips (train split), "
+                                           "written as a data folder: long-form validation for train-reference")
+    join.add_argument("--data", type=Path, nargs="+", required=True, help="folders of short ASR clips (train split)")
+    join.add_argument("--out", type=Path, required=True)
+    join.add_argument("--n", type=int, required=True)
+    join.add_argument("--min-s", type=float, default=90.0)
+    join.add_argument("--max-s", type=float, default=300.0)
+    join.add_argument("--seed", type=int, default=0)
+    join.set_defaults(func=_join_asr)
 
     bk = sub.add_parser("book-pages", help="execute the book's notebooks in dependency order with the main job's "
                                            "parameters (amlib/book.py), timing each page")

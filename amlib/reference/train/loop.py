@@ -46,9 +46,12 @@ class TrainConfig:
     time_limit_s: float | None = None  # pause (checkpoint and return) once a step ends past this many seconds
     task_weights: dict[str, float] | None = None  # None: uniform over items; else per-task draw (weighted_batches)
     joined_asr: list[float] | None = None  # [n, min_s, max_s]: n long ASR examples joined from short clips (joined_asr.py)
+    # long ASR validation folders (e.g. joined from held-out clips: long_form.write_joined): each
+    # evaluation transcribes them greedily and logs their WAR and the answers that reach the budget
+    val_long: list[str] = field(default_factory=list)
     # which validation number picks the kept weights (out/best/): "task_mean", the mean over tasks of
     # each task's mean item loss (a task with many validation items weighs as much as one with few),
-    # or "item_mean", the mean over items (runs up to 9)
+    # "item_mean", the mean over items (runs up to 9), or "long_war", the highest WAR on val_long
     selection: str = "task_mean"
 
 
@@ -185,8 +188,10 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     """Train the adapter's model in place; write weights (`save_trained` layout), config and log."""
     from amlib.reference.model import save_trained, trainable_parameters, warm_start
 
-    if cfg.selection not in ("task_mean", "item_mean"):
-        raise ValueError(f"selection must be 'task_mean' or 'item_mean', not {cfg.selection!r}")
+    if cfg.selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, not {cfg.selection!r}")
+    if cfg.selection == "long_war" and not cfg.val_long:
+        raise ValueError("selection 'long_war' needs val_long folders (long ASR validation items)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -211,6 +216,7 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
     val_samples = load_samples(cfg.val_data) if cfg.val_data else []
+    val_long = load_samples(cfg.val_long) if cfg.val_long else []
     best_file = out / "best" / "step.json"  # a resumed run keeps the best of its earlier part
     best_val = _selected_value(best_file, cfg) if start and best_file.is_file() else math.inf
     log = (out / "train_log.jsonl").open("a")
@@ -231,17 +237,25 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
                                   "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
             log.flush()
             running = []
-        if val_samples and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
-            val, per_task = validation_loss(model, adapter, val_samples, cfg, device, autocast)
-            task_mean = float(np.mean(list(per_task.values())))
-            log.write(json.dumps({"step": step + 1, "val_loss": val, "val_task_mean": task_mean,
-                                  "val_loss_per_task": per_task, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+        if (val_samples or val_long) and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            record = {"step": step + 1}
+            if val_samples:
+                val, per_task = validation_loss(model, adapter, val_samples, cfg, device, autocast)
+                record.update(val_loss=val, val_task_mean=float(np.mean(list(per_task.values()))),
+                              val_loss_per_task=per_task)
+            if val_long:
+                record.update(long_form_record(adapter, val_long, out / "val_long" / f"step-{step + 1:06d}.jsonl",
+                                               cfg.batch_size))
+            record["seconds"] = round(time.perf_counter() - t0, 1)
+            log.write(json.dumps(record) + "\n")
             log.flush()
-            chosen = task_mean if cfg.selection == "task_mean" else val
+            # the minimised value: a loss, or minus the long-form WAR
+            chosen = -record["val_long_war"] if cfg.selection == "long_war" else \
+                record["val_task_mean"] if cfg.selection == "task_mean" else record["val_loss"]
             if chosen < best_val:  # early-stopping candidate: out/best/ holds the selected weights
                 best_val = chosen
                 save_trained(model, out / "best")
-                (out / "best" / "step.json").write_text(json.dumps({"step": step + 1, "val_loss": val, "val_task_mean": task_mean,
+                (out / "best" / "step.json").write_text(json.dumps({**{k: v for k, v in record.items() if k != "seconds"},
                                                                     "selection": cfg.selection, "selected_on": chosen}))
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _checkpoint(out, model, opt, step + 1)
@@ -256,6 +270,21 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
                                                        "data_summary": data_summary(samples)}, indent=1))
     (out / "checkpoint.pt").unlink(missing_ok=True)
     return out
+
+
+SELECTIONS = ("task_mean", "item_mean", "long_war")
+
+
+def long_form_record(adapter, samples: list[Sample], out_file: Path, batch_size: int) -> dict:
+    """The long-form validation's log fields (`long_form.long_form_validation`); a file left by an
+    evaluation of the same step before a resume is replaced."""
+    from amlib.reference.train.long_form import long_form_validation
+
+    out_file.unlink(missing_ok=True)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    result = long_form_validation(adapter, samples, out_file, batch_size=batch_size)
+    return {"val_long_war": result["war"], "val_long_war_capped": result["war_capped"],
+            "val_long_budget_hits": result["budget_hits"], "val_long_items": result["items"]}
 
 
 def _selected_value(best_file: Path, cfg: TrainConfig) -> float:
