@@ -173,7 +173,7 @@ def _train_reference(args) -> None:
                       eval_every=args.eval_every,
                       init=str(args.init) if args.init else None, time_limit_s=args.time_limit,
                       task_weights=_task_weights(args.task_weights), joined_asr=args.joined_asr,
-                      selection=args.selection)
+                      selection=args.selection, eval_at_start=args.eval_at_start, choice_guard=args.choice_guard)
     out = train(adapter, cfg, args.out, device=args.device)
     if (out / "checkpoint.pt").is_file():
         print(f"paused past the time limit: checkpoint in {out}; the same command resumes")
@@ -297,6 +297,11 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--selection", default="task_mean", choices=["task_mean", "item_mean", "long_war"],
                     help="the validation number that picks the kept weights (out/best/): mean over tasks of each "
                          "task's mean loss (default), mean over items, or the highest WAR on --val-long")
+    tr.add_argument("--eval-at-start", action="store_true",
+                    help="evaluate the starting weights before the first step (logged as step 0, a candidate too)")
+    tr.add_argument("--choice-guard", type=float, default=None,
+                    help="with --selection long_war: a candidate's mean choice-task validation loss may be at most "
+                         "this many times step 0's")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--workers", type=int, default=4)
     tr.add_argument("--device", default="cpu")

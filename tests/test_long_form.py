@@ -101,3 +101,40 @@ def test_training_logs_long_form_validation_and_can_keep_the_best_war(clips, tmp
     assert (saved["step"], saved["selection"], saved["selected_on"]) == (best["step"], "long_war", -best["val_long_war"])
     with pytest.raises(ValueError, match="needs val_long"):
         train(adapter, TrainConfig(selection="long_war"), tmp_path / "bad")
+
+
+def test_the_choice_guard_keeps_the_best_war_whose_choice_tasks_did_not_get_worse(clips, tmp_path, monkeypatch):
+    """Validation numbers set per evaluation: step 2 has the best WAR but its choice tasks got worse than
+    the guard allows, so step 4 is kept; without the guard, step 2."""
+    import amlib.reference.train.loop as loop
+
+    wars = {0: 10.0, 2: 50.0, 4: 30.0}
+    choice = {0: 1.0, 2: 2.0, 4: 1.05}
+    evals = iter(sorted(wars))
+    monkeypatch.setattr(loop, "long_form_record", lambda adapter, samples, out_file, batch_size: {
+        "val_long_war": wars[int(out_file.stem.split("-")[1])], "val_long_budget_hits": 0})
+
+    def losses(model, adapter, samples, cfg, device, autocast):
+        step = next(evals)
+        return choice[step], {"SGR": choice[step], "ASR": 3.0}
+
+    long = write_joined(load_samples([clips]), tmp_path / "long", n=1, min_s=2.0, max_s=4.0, seed=1)
+    adapter = load_model("tiny-random-qwen2-audio", seed=0)
+
+    def kept(guard, name):
+        nonlocal evals
+        evals = iter(sorted(wars))
+        monkeypatch.setattr(loop, "validation_loss", losses)
+        cfg = TrainConfig(steps=4, batch_size=2, warmup=1, lora=True, log_every=2, save_every=100, workers=0,
+                          data=[str(clips)], val_data=[str(clips)], val_long=[str(long)], eval_every=2,
+                          selection="long_war", eval_at_start=True, choice_guard=guard)
+        out = train(adapter, cfg, tmp_path / name)
+        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log if "val_long_war" in r] == [0, 2, 4]
+        assert [r["val_choice_mean"] for r in log if "val_choice_mean" in r] == [1.0, 2.0, 1.05]  # SGR alone
+        return json.loads((out / "best" / "step.json").read_text())["step"]
+
+    assert kept(1.1, "guarded") == 4
+    assert kept(None, "unguarded") == 2
+    with pytest.raises(ValueError, match="step-0 evaluation"):
+        train(adapter, TrainConfig(val_long=[str(long)], selection="long_war", choice_guard=1.1), tmp_path / "bad")

@@ -53,6 +53,11 @@ class TrainConfig:
     # each task's mean item loss (a task with many validation items weighs as much as one with few),
     # "item_mean", the mean over items (runs up to 9), or "long_war", the highest WAR on val_long
     selection: str = "task_mean"
+    # evaluate the starting weights once before the first step (logged as step 0; a candidate like the others)
+    eval_at_start: bool = False
+    # with selection "long_war": an evaluation is a candidate only if its choice tasks' mean validation loss
+    # is at most this many times the step-0 evaluation's (the long-form gain may not cost the choice tasks)
+    choice_guard: float | None = None
 
 
 class SplitError(ValueError):
@@ -192,6 +197,9 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
         raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, not {cfg.selection!r}")
     if cfg.selection == "long_war" and not cfg.val_long:
         raise ValueError("selection 'long_war' needs val_long folders (long ASR validation items)")
+    if cfg.choice_guard is not None and not (cfg.eval_at_start and cfg.val_data and cfg.selection == "long_war"):
+        raise ValueError("choice_guard compares with the step-0 evaluation: it needs eval_at_start, val_data "
+                         "(the choice tasks' loss) and selection 'long_war'")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -221,6 +229,33 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
     best_val = _selected_value(best_file, cfg) if start and best_file.is_file() else math.inf
     log = (out / "train_log.jsonl").open("a")
     t0, running = time.perf_counter(), []
+
+    def evaluate_and_select(done: int) -> None:
+        """Validation after `done` steps, logged; out/best/ keeps the selected candidate so far."""
+        nonlocal best_val
+        record = {"step": done}
+        if val_samples:
+            val, per_task = validation_loss(model, adapter, val_samples, cfg, device, autocast)
+            record.update(val_loss=val, val_task_mean=float(np.mean(list(per_task.values()))),
+                          val_choice_mean=choice_mean(per_task), val_loss_per_task=per_task)
+        if val_long:
+            record.update(long_form_record(adapter, val_long, out / "val_long" / f"step-{done:06d}.jsonl", cfg.batch_size))
+        record["seconds"] = round(time.perf_counter() - t0, 1)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if cfg.choice_guard is not None and record["val_choice_mean"] > cfg.choice_guard * _start_choice_mean(out, record):
+            return  # not a candidate: the choice tasks got worse than the guard allows
+        # the minimised value: a loss, or minus the long-form WAR
+        chosen = -record["val_long_war"] if cfg.selection == "long_war" else \
+            record["val_task_mean"] if cfg.selection == "task_mean" else record["val_loss"]
+        if chosen < best_val:  # early-stopping candidate: out/best/ holds the selected weights
+            best_val = chosen
+            save_trained(model, out / "best")
+            (out / "best" / "step.json").write_text(json.dumps({**{k: v for k, v in record.items() if k != "seconds"},
+                                                                "selection": cfg.selection, "selected_on": chosen}))
+
+    if cfg.eval_at_start and start == 0 and (val_samples or val_long):
+        evaluate_and_select(0)
     for step, batch in enumerate(data, start=start):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg, g["base"])
@@ -238,25 +273,7 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
             log.flush()
             running = []
         if (val_samples or val_long) and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
-            record = {"step": step + 1}
-            if val_samples:
-                val, per_task = validation_loss(model, adapter, val_samples, cfg, device, autocast)
-                record.update(val_loss=val, val_task_mean=float(np.mean(list(per_task.values()))),
-                              val_loss_per_task=per_task)
-            if val_long:
-                record.update(long_form_record(adapter, val_long, out / "val_long" / f"step-{step + 1:06d}.jsonl",
-                                               cfg.batch_size))
-            record["seconds"] = round(time.perf_counter() - t0, 1)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            # the minimised value: a loss, or minus the long-form WAR
-            chosen = -record["val_long_war"] if cfg.selection == "long_war" else \
-                record["val_task_mean"] if cfg.selection == "task_mean" else record["val_loss"]
-            if chosen < best_val:  # early-stopping candidate: out/best/ holds the selected weights
-                best_val = chosen
-                save_trained(model, out / "best")
-                (out / "best" / "step.json").write_text(json.dumps({**{k: v for k, v in record.items() if k != "seconds"},
-                                                                    "selection": cfg.selection, "selected_on": chosen}))
+            evaluate_and_select(step + 1)
         if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
             _checkpoint(out, model, opt, step + 1)
         if cfg.time_limit_s is not None and time.perf_counter() - t0 > cfg.time_limit_s and step + 1 < cfg.steps:
@@ -273,6 +290,24 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
 
 
 SELECTIONS = ("task_mean", "item_mean", "long_war")
+NOT_CHOICE = ("ASR", "JOINED-ASR")
+
+
+def choice_mean(per_task: dict[str, float]) -> float | None:
+    """The mean validation loss over the choice tasks (None when there is none)."""
+    losses = [v for t, v in per_task.items() if t not in NOT_CHOICE]
+    return float(np.mean(losses)) if losses else None
+
+
+def _start_choice_mean(out: Path, current: dict) -> float:
+    """The step-0 evaluation's choice mean, from the log (it survives a resume); `current` if it is step 0."""
+    if current["step"] == 0:
+        return current["val_choice_mean"]
+    for line in (out / "train_log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row.get("step") == 0 and "val_choice_mean" in row:
+            return row["val_choice_mean"]
+    raise ValueError(f"{out / 'train_log.jsonl'}: no step-0 evaluation to guard the choice tasks against")
 
 
 def long_form_record(adapter, samples: list[Sample], out_file: Path, batch_size: int) -> dict:
