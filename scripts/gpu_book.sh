@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The book's pages executed on a lent GPU machine (no package registry there; 64 MiB per call, the
 # repository included). What the pages need travels first, over back-to-back calls, as the folders
-# .gpu/book/book-NN/ that scripts/pack_gpu_book.py makes here (the test split as Opus with its build
+# .gpu/book-NN/ that scripts/pack_gpu_book.py makes here (the test split as Opus with its build
 # record, the stand-in's base weights, the tokenizer, the wheels); scripts/gpu_train_reference.sh
 # collects them in $STAGE, which survives between calls while the machine stays warm.
 # Usage (the device tool's command, from the repository root; each call names its folder in `carry`):

@@ -1,5 +1,5 @@
-"""Pack what the book needs on a lent GPU machine into one folder per call (.gpu/book-NN/), each small
-enough to travel beside the repository in one 64 MiB call (scripts/gpu_book.sh stages them there):
+"""Pack what the book needs on a lent GPU machine into one folder per call (.gpu/book-NN/: the staging
+script takes the folders right under .gpu/), each small enough to travel beside the repository in one 64 MiB call (scripts/gpu_book.sh stages them there):
 
 - the book's test split as Opus (amlib.reference.train.pack.compress_dataset), with its build record, so
   the pages find the offline suite built with the book's settings;
@@ -77,7 +77,8 @@ def check_wheels(wheels: list[Path]) -> None:
 
 
 def pack(items: list[Path], budget: int, out: Path) -> list[Path]:
-    """First fit, largest first, into as few folders of at most `budget` bytes as it takes."""
+    """First fit, largest first, into as few folders `out/book-NN` of at most `budget` bytes as it takes
+    (earlier book-NN folders there are replaced; other folders are left alone)."""
     folders: list[tuple[int, list[Path]]] = []
     for item in sorted(items, key=size_of, reverse=True):
         size = size_of(item)
@@ -89,8 +90,8 @@ def pack(items: list[Path], budget: int, out: Path) -> list[Path]:
                 break
         else:
             folders.append((size, [item]))
-    if out.exists():
-        shutil.rmtree(out)
+    for old in out.glob("book-[0-9][0-9]"):
+        shutil.rmtree(old)
     paths = []
     for i, (_, held) in enumerate(folders):
         folder = out / f"book-{i + 1:02d}"
@@ -106,13 +107,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="the built test split the book reads")
     ap.add_argument("--wheels", type=Path, nargs="*", default=[])
     ap.add_argument("--work", type=Path, default=Path("/tmp/amlib-gpu-book"), help="packed copies, kept for re-runs")
-    ap.add_argument("--out", type=Path, default=Path(".gpu"), help="where the book-NN folders go (replaced)")
+    ap.add_argument("--out", type=Path, default=Path(".gpu"),
+                    help="where the book-NN folders go (replaced); the staging script reads .gpu/<folder>/")
     ap.add_argument("--margin-mib", type=float, default=1.0)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     repo = Path(__file__).resolve().parents[1]
     budget = CALL_BYTES - repository_bytes(repo) - int(args.margin_mib * 2**20)
-    folders = pack(assets(args, args.work), budget, args.out / "book")
+    folders = pack(assets(args, args.work), budget, args.out)
     for folder in folders:
         rel = folder.resolve().relative_to(repo) if folder.resolve().is_relative_to(repo) else folder
         print(f"{rel}: {size_of(folder) / 2**20:.1f} MiB  carry [\"{rel}\"]", flush=True)
