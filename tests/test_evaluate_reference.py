@@ -1,18 +1,11 @@
 """scripts/evaluate_reference.py: which ASR items count as real speech (the issue's real-speech figure)."""
 
-import importlib.util
-from pathlib import Path
-
 from amlib.data.manifest import Sample
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_reference.py"
+from conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("evaluate_reference", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluate_reference")
 
 
 def _asr(item_id, real, task="ASR"):

@@ -1,18 +1,13 @@
 """scripts/pack_gpu_book.py: the assets for a GPU machine, one folder per 64 MiB call."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pack_gpu_book.py"
+from conftest import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("pack_gpu_book", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pack_gpu_book")
 
 
 def _file(path: Path, size: int) -> Path:
