@@ -5,8 +5,8 @@
   the device) or threads, a few samples ahead of the compute, so the device does not wait for the next
   item's features (the time it still waits is measured: `PipelineStats`). Processes by default: on an
   H100, a 195 s prefill took 0.109 s alone and 0.172 s while 4 loader threads prepared inputs in the
-  same process (benchmarks/prefill_profile_gpu*.json): the threads hold the GIL the prefill's kernel
-  launches need;
+  same process (benchmarks/prefill_profile_gpu*.json): the threads compete with the prefill's host
+  side, for the GIL or the cores (that profile does not separate the two);
 - **prefill** (`_prefilled_rows`): each (sample, configuration) still to do is prefilled inside its
   configuration's context (pruning hooks, a kvpress press) with its decode deferred
   (`amlib.fastpath.batched_decode.deferred_decoding`); the configurations of one sample share its
@@ -90,7 +90,7 @@ def prefetched(samples: Iterable[Sample], prepare: Callable[[Sample], object], w
                 stats.input_wait_s += time.perf_counter() - start
             yield sample, prepared
         return
-    with _loader_pool(loader, workers, prepare) as (pool, task):
+    with _LoaderPool(loader, workers, prepare) as (pool, task):
         queue = deque()
         pending = iter(samples)
         for sample in pending:
@@ -140,7 +140,7 @@ def _init_worker():
     torch.set_num_threads(1)  # the parent's compute keeps the cores; a worker prepares one sample at a time
 
 
-class _loader_pool:
+class _LoaderPool:
     """(executor, the function to submit): `workers` forked processes or threads."""
 
     def __init__(self, loader: str, workers: int, prepare: Callable):

@@ -243,6 +243,8 @@ def train(adapter, cfg: TrainConfig, out: str | Path, device: str = "cpu") -> Pa
         record["seconds"] = round(time.perf_counter() - t0, 1)
         log.write(json.dumps(record) + "\n")
         log.flush()
+        if cfg.choice_guard is not None and record["val_choice_mean"] is None:
+            raise ValueError(f"choice_guard: the validation folders {cfg.val_data} hold no choice-task item")
         if cfg.choice_guard is not None and record["val_choice_mean"] > cfg.choice_guard * _start_choice_mean(out, record):
             return  # not a candidate: the choice tasks got worse than the guard allows
         # the minimised value: a loss, or minus the long-form WAR
