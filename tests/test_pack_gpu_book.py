@@ -40,3 +40,33 @@ def test_missing_or_doubled_wheels_stop_the_packing(tmp_path):
         module.check_wheels([w for w in wheels if not w.name.startswith("gguf-")])
     with pytest.raises(SystemExit, match="more than one version of transformers"):
         module.check_wheels(wheels + [tmp_path / "transformers-5.3.0-py3-none-any.whl"])
+
+
+def test_what_pack_writes_is_what_the_staging_script_collects(tmp_path):
+    """The packed folders, carried one call at a time, end up staged whole (the staging script reads
+    the folders right under .gpu/; a folder one level deeper would be missed)."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    items = [_file(tmp_path / "in" / "SmolLM2.gguf.part00", 40), _file(tmp_path / "in" / "SmolLM2.gguf.part01", 40),
+             _file(tmp_path / "in" / "encoder.safetensors", 30), _file(tmp_path / "in" / "papermill-2.7.0-py3-none-any.whl", 20)]
+    tokenizer, data = tmp_path / "in" / "tokenizer", tmp_path / "in" / "offline-test"
+    _file(tokenizer / "tokenizer.json", 10)
+    _file(data / "manifest.jsonl", 15), _file(data / "audio" / "a.ogg", 15)
+    packed = tmp_path / "packed"  # a repository root; the script's default --out is .gpu
+    folders = _script().pack(items + [tokenizer, data], 70, packed / ".gpu")
+    stage = tmp_path / "stage"
+    for folder in folders:  # one call each, carrying the folder at its path in the repository
+        call = tmp_path / "call"
+        shutil.rmtree(call, ignore_errors=True)
+        (call / "scripts").mkdir(parents=True)
+        shutil.copy(repo / "scripts" / "gpu_train_reference.sh", call / "scripts")
+        shutil.copy(repo / "scripts" / "gpu_book.sh", call / "scripts")
+        shutil.copytree(folder, call / folder.relative_to(packed))
+        subprocess.run(["bash", "scripts/gpu_book.sh", "stage"], cwd=call, check=True, capture_output=True,
+                       env={"PATH": "/usr/bin:/bin", "STAGE": str(stage)})
+    staged = {p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()}
+    assert {"SmolLM2.gguf.part00", "SmolLM2.gguf.part01", "encoder.safetensors", "papermill-2.7.0-py3-none-any.whl",
+            "cache/smollm2-135m-instruct-tokenizer-v1/tokenizer.json", "data/offline-test/manifest.jsonl",
+            "data/offline-test/audio/a.ogg"} <= staged
