@@ -283,12 +283,9 @@ def data_spec(value: str) -> DataSpec:
 def built_data_description(data_dir: str | Path) -> str:
     """What a built data folder holds, from its build record (`build.json`), for the pages' prose."""
     record = Path(data_dir) / "build.json"
-    if not record.is_file():
-        return f"the data in {Path(data_dir).name}" + packed_note(data_dir)
-    built = json.loads(record.read_text())
-    source, root = built.get("source"), built.get("root")
-    if source == "offline":
-        return DataSpec("offline", None, str(data_dir)).describe() + packed_note(data_dir)
+    built = json.loads(record.read_text()) if record.is_file() else {}
+    source = built.get("source")
+    root = None if source == "offline" else built.get("root")
     described = DataSpec(source, root, str(data_dir)).describe() if source else f"the data in {Path(data_dir).name}"
     return described + packed_note(data_dir)
 
@@ -317,10 +314,9 @@ STAND_IN_MODEL_ROW = ("a stand-in: amlib-reference-whisper-tiny-smollm2, a small
 def landing_rows(model: str, device: str, dtype: str, data_dir: str | Path, more_models=()) -> dict[str, str]:
     """The landing page's "what is real here" rows that depend on the build (plain text): the data, the
     model(s) and the precision, each saying "a stand-in" only where a stand-in was run."""
-    data = built_data_description(data_dir)
-    rows = {"data": STAND_IN_DATA_ROW + (f" Here{packed_note(data_dir)} (a compact copy)."
-                                         if packed_note(data_dir) else "")
-            if data.startswith("the offline suite") else f"real data: {data}."}
+    data, packed = built_data_description(data_dir), packed_note(data_dir)
+    stand_in = STAND_IN_DATA_ROW + (f" Here{packed} (a compact copy)." if packed else "")
+    rows = {"data": stand_in if data.startswith("the offline suite") else f"real data: {data}."}
     if model == REFERENCE_MODEL:
         rows["model"] = STAND_IN_MODEL_ROW
     elif "random" in Path(model).name:

@@ -15,7 +15,7 @@ shards, merging): `amlib.predictions`; `read_predictions` is re-exported here.
 from __future__ import annotations
 
 import traceback
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -443,6 +443,20 @@ def run_eval(model: str, data_dir: str | Path, output_dir: str | Path | None, ta
 
 # the batched decoder's step, as the command line names it -> `AudioLMAdapter.lean_decode`
 DECODE_STEPS = {"auto": "auto", "modules": None, "lean": "model", "compiled": "compiled", "int8": "int8"}
+
+
+@contextmanager
+def decode_step(adapter: AudioLMAdapter, step: str | None):
+    """The batched decoder's step (`DECODE_STEPS`) inside the block, restored after; None: as it is."""
+    if step is not None and step not in DECODE_STEPS:
+        raise ValueError(f"decode_step must be one of {', '.join(DECODE_STEPS)}, got {step!r}")
+    before = adapter.lean_decode
+    if step is not None:
+        adapter.lean_decode = DECODE_STEPS[step]
+    try:
+        yield adapter
+    finally:
+        adapter.lean_decode = before
 
 
 def load_for(model: str, device: str, ranks: Ranks, device_map: str | dict | None = None, fast_paths: bool = True,

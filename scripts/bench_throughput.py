@@ -41,7 +41,6 @@ import csv
 import json
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ from amlib.data.audio import SAMPLE_RATE, write_audio
 from amlib.data.manifest import read_manifest, write_manifest
 from amlib.efficiency import device_name
 from amlib.pipeline import PipelineStats, default_loader
-from amlib.runner import RunConfig, evaluate
+from amlib.runner import RunConfig, decode_step, evaluate
 from amlib.tasks import TASKS, TASK_ORDER
 
 TABLE5 = Path(__file__).parents[1] / "amlib" / "paper" / "tables" / "table5_composition.csv"
@@ -144,19 +143,6 @@ def run_mode(adapter, name: str, samples, out: Path, batch_size: int, workers: i
             "decode_step": mode.get("decode_step"), "rows": rows}
 
 
-@contextmanager
-def decode_step(adapter, step: str | None):
-    """The batched decoder's step (`amlib.runner.DECODE_STEPS`) inside the block; None: as it is."""
-    from amlib.runner import DECODE_STEPS
-
-    before = adapter.lean_decode
-    if step is not None:
-        adapter.lean_decode = DECODE_STEPS[step]
-    try:
-        yield
-    finally:
-        adapter.lean_decode = before
-
 
 def agreement(rows: list[dict], reference: list[dict]) -> dict:
     ref = {r["id"]: r["prediction"] for r in reference}
@@ -209,12 +195,9 @@ def decode_microbenchmark(adapter, rows: int, context_s: float, tokens: int) -> 
                   batch1_path=path)
     result["speedup"] = result["batched_tokens_per_s"] / result["batch1_tokens_per_s"]
     if adapter.device.type == "cuda":  # the fused step (lean step compiled, in the CUDA graph), same rows
-        step, adapter.lean_decode = adapter.lean_decode, "compiled"
-        try:
+        with decode_step(adapter, "compiled"):
             seconds, per_s, _ = batched_run()
             result.update(fused_batched_s=seconds, fused_tokens_per_s=per_s)
-        finally:
-            adapter.lean_decode = step
     return result
 
 

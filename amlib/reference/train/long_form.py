@@ -41,18 +41,16 @@ def long_form_validation(adapter, samples: list[Sample], out_file: str | Path, b
     score them: {"war", "war_capped", "budget_hits", "items"}. Decodes through the model's modules
     (the lean step reads the base weights, which do not hold an unmerged LoRA), in eval mode."""
     from amlib.metrics.war import word_accuracy_rate
-    from amlib.runner import RunConfig, evaluate
+    from amlib.runner import RunConfig, decode_step, evaluate
 
     if Path(out_file).exists():
         raise FileExistsError(f"{out_file}: long-form validation writes a fresh file per evaluation")
-    model, lean, was_training = adapter.model, adapter.lean_decode, adapter.model.training
-    adapter.lean_decode = None
+    model, was_training = adapter.model, adapter.model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), decode_step(adapter, "modules"):
             rows = evaluate(adapter, samples, out_file, RunConfig(), progress=False, batch_size=batch_size, workers=0)
     finally:
-        adapter.lean_decode = lean
         model.train(was_training)
     failed = [r["id"] for r in rows if r["error"]]
     if failed:
